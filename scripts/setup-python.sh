@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Creates .venv with the Python tools we must stay compatible with: cASO 5.2.2
+# (record rendering, extraction) and dirq 1.8 (the spool), used by the tests as
+# interoperability oracles. Idempotent: a stamp records what was installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want="caso==5.2.2 dirq==1.8"
+stamp=.venv/.installed
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'import caso, dirq' 2>/dev/null; then
+  exit 0
+fi
+echo "setup-python: installing $want into .venv" >&2
+python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check $want
+echo "$want" > "$stamp"

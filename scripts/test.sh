@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Every check CI makes, in the order a failure is cheapest to see: formatting,
+# lints, then every test with its real interoperability peers set up first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-python.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked

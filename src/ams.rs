@@ -1,0 +1,1 @@
+//! TODO(wave 1): see the owning helper's task.

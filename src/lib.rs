@@ -1,0 +1,16 @@
+//! Cloud accounting for EGI sites: `caso-extract` and `ssmsend` in one library.
+//!
+//! One module per concern; the two binaries under `src/bin` only call [`cli`].
+
+pub mod ams;
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod lastrun;
+pub mod logging;
+pub mod record;
+pub mod runlock;
+pub mod smime;
+pub mod spool;
+pub mod stomp;
+pub mod time;
