@@ -54,10 +54,10 @@ impl StorageRecord {
         element(&mut out, "sr:LocalUser", &self.local_user);
         element(&mut out, "sr:LocalGroup", &self.local_group);
         // cASO leaves out an empty user name or VO (Python truthiness).
-        if let Some(user) = self.user_identity.as_deref().map(ascii_text) {
-            if !user.is_empty() {
-                element(&mut out, "sr:UserIdentity", &user);
-            }
+        if let Some(user) = self.user_identity.as_deref().map(ascii_text)
+            && !user.is_empty()
+        {
+            element(&mut out, "sr:UserIdentity", &user);
         }
         let group = ascii_text(&self.group);
         if !group.is_empty() {
