@@ -20,7 +20,8 @@ use crate::time::Timestamp;
 
 /// A token is renewed when it has less than this left (keystoneauth uses
 /// the same margin), so no request starts with a token about to expire.
-const MIN_TOKEN_LIFE_SECS: i64 = 120;
+/// Tokens issued for less than twice that are renewed at half their life.
+const MIN_TOKEN_LIFE_MICROS: i64 = 120_000_000;
 
 /// Longest wait between two retries, whatever the configured backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -125,15 +126,15 @@ struct TokenData {
 #[derive(Debug)]
 pub(crate) struct Token {
     value: Secret,
-    expires_at: Option<Timestamp>,
+    /// When to stop using it (before `expires_at`); `None`: never expires.
+    renew_at: Option<Timestamp>,
     catalog: Vec<CatalogEntry>,
     project: Option<TokenProject>,
 }
 
 impl Token {
     fn expires_soon(&self) -> bool {
-        self.expires_at
-            .is_some_and(|t| t.seconds_since(Timestamp::now()) < MIN_TOKEN_LIFE_SECS)
+        self.renew_at.is_some_and(|t| Timestamp::now() >= t)
     }
 }
 
@@ -473,16 +474,26 @@ impl Session {
     /// caso.conf: defect 4), and returns its id and name. The token is kept
     /// under `Scope::Project { id }` for every later call.
     pub async fn project_scope(&self, id_or_name: &str) -> Result<TokenProject> {
+        if self.is_app_credential() {
+            // One token, bound to one project: it must be that one.
+            let token = self.token(&Scope::Unscoped).await?;
+            let project = self.project_of(&token, &Scope::Unscoped)?;
+            if project.id == id_or_name || project.name == id_or_name {
+                return Ok(project);
+            }
+            return Err(OpenStackError::ScopeNotAllowed {
+                requested: format!("project {id_or_name:?}"),
+                bound: format!("{:?} ({})", project.name, project.id),
+            });
+        }
         let by_id = Scope::Project {
             id: id_or_name.to_string(),
         };
-        let first = match self.token(&by_id).await {
+        match self.token(&by_id).await {
             Ok(token) => return self.project_of(&token, &by_id),
-            Err(e @ (OpenStackError::Unauthorized { .. } | OpenStackError::NotFound { .. })) => e,
+            // Keystone answers 401 to a scope on an unknown project id.
+            Err(OpenStackError::Unauthorized { .. }) => {}
             Err(e) => return Err(e),
-        };
-        if self.is_app_credential() {
-            return Err(first);
         }
         let by_name = Scope::ProjectName {
             name: id_or_name.to_string(),
@@ -821,9 +832,16 @@ impl Session {
             .to_string();
         let body: TokenBody = raw.json(&format!("keystone token for {scope}"))?;
         tracing::debug!(%scope, expires_at = ?body.token.expires_at.map(|t| t.to_string()), "got a Keystone token");
+        // Measured against our clock, not Keystone's issued_at: skew-proof.
+        let now = Timestamp::now();
+        let renew_at = body.token.expires_at.map(|expires| {
+            let life = expires.unix_micros() - now.unix_micros();
+            let margin = MIN_TOKEN_LIFE_MICROS.min(life / 2).max(0);
+            Timestamp::from_unix_micros(expires.unix_micros() - margin)
+        });
         Ok(Token {
             value: Secret::new(value),
-            expires_at: body.token.expires_at,
+            renew_at,
             catalog: body.token.catalog,
             project: body.token.project,
         })
