@@ -717,3 +717,70 @@ fn secrets_never_show_in_debug() {
         "cafile: cannot read /nonexistent/ca.pem: No such file or directory (os error 2)"
     );
 }
+
+#[test]
+fn tls_files_are_loaded_and_checked() {
+    use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = Rsa::generate(2048).unwrap();
+    // PKCS#1 ("BEGIN RSA PRIVATE KEY"), as sites often have it.
+    let key_pem = rsa.private_key_to_pem().unwrap();
+    let key = PKey::from_rsa(rsa).unwrap();
+    let mut name = x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "caso-test").unwrap();
+    let name = name.build();
+    let mut b = x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let cert_pem = b.build().to_pem().unwrap();
+    let (cert, keyfile, garbage) = (
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+        dir.path().join("garbage.pem"),
+    );
+    std::fs::write(&cert, &cert_pem).unwrap();
+    std::fs::write(&keyfile, &key_pem).unwrap();
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+
+    let mut cfg = AuthConfig::new(
+        "https://keystone.example:5000",
+        AuthMethod::Password {
+            user: UserRef::Id("u".into()),
+            password: "p".into(),
+        },
+        Scope::Unscoped,
+    );
+    cfg.tls.cafile = Some(cert.clone());
+    cfg.tls.client_cert = Some(cloud_accounting::openstack::ClientCert {
+        certfile: cert.clone(),
+        keyfile: keyfile.clone(),
+    });
+    Session::new(cfg.clone()).unwrap();
+
+    let mut insecure = cfg.clone();
+    insecure.tls = Default::default();
+    insecure.tls.insecure = true;
+    Session::new(insecure).unwrap();
+
+    let mut bad_ca = cfg.clone();
+    bad_ca.tls.cafile = Some(garbage.clone());
+    let err = Session::new(bad_ca).unwrap_err();
+    assert!(err.to_string().starts_with("cafile: "), "{err}");
+    assert!(err.to_string().contains("garbage.pem"), "{err}");
+
+    let mut bad_key = cfg;
+    bad_key.tls.client_cert = Some(cloud_accounting::openstack::ClientCert {
+        certfile: cert,
+        keyfile: garbage,
+    });
+    let err = Session::new(bad_key).unwrap_err();
+    assert!(err.to_string().starts_with("keyfile: "), "{err}");
+    assert!(err.to_string().contains("not a PEM private key"), "{err}");
+}
