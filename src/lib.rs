@@ -8,6 +8,7 @@ pub mod config;
 pub mod exit;
 pub mod lastrun;
 pub mod logging;
+pub mod openstack;
 pub mod record;
 pub mod runlock;
 pub mod smime;
