@@ -61,9 +61,9 @@ impl IniDocument {
     /// Reads and parses `path`; an unreadable file is an error naming the path
     /// and the OS error.
     pub fn read(path: &Path, dialect: Dialect) -> Result<Self, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]

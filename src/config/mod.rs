@@ -30,10 +30,10 @@ pub use sender::load_sender;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file that cannot be read: names the path and the OS error.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A malformed line.
     #[error("{}:{line}: {message}", path.display())]
@@ -350,6 +350,25 @@ impl Checker<'_> {
     }
 }
 
+/// An unknown section is reported once, at its header; its options are then
+/// skipped silently.
+fn check_section(
+    check: &mut Checker<'_>,
+    path: &Path,
+    h: &ini::IniSection,
+) -> Result<(), ConfigError> {
+    if check.schema.has_section(&h.name) {
+        return Ok(());
+    }
+    check.unknown(
+        Origin::File {
+            path: path.to_path_buf(),
+            line: h.line,
+        },
+        format!("unknown section [{}]", h.name),
+    )
+}
+
 /// Loads one program's configuration from `sources`.
 pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effective, ConfigError> {
     let mut check = Checker {
@@ -384,19 +403,12 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
             values: BTreeMap::new(),
             sections: BTreeSet::new(),
         };
-        for s in &doc.sections {
-            if !schema.has_section(&s.name) {
-                // Reported once per header; its options are then skipped silently.
-                check.unknown(
-                    Origin::File {
-                        path: path.clone(),
-                        line: s.line,
-                    },
-                    format!("unknown section [{}]", s.name),
-                )?;
-            }
-        }
+        // Checked in line order, so --strict-config stops at the first problem.
+        let mut headers = doc.sections.iter().peekable();
         for e in &doc.entries {
+            while let Some(h) = headers.next_if(|h| h.line < e.line) {
+                check_section(&mut check, path, h)?;
+            }
             if !schema.has_section(&e.section) {
                 continue;
             }
@@ -408,6 +420,9 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
                 layer.sections.insert(s.clone());
                 layer.values.insert((s, k), (e.value.clone(), origin));
             }
+        }
+        for h in headers {
+            check_section(&mut check, path, h)?;
         }
         if schema.dialect == Dialect::ConfigParser {
             // configparser: a section may exist without options ([broker] alone).
@@ -1044,15 +1059,15 @@ impl Kind {
 
 /// Sorted `*.conf` files of a `--config-dir`, as oslo.config reads them.
 pub(crate) fn conf_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let read = std::fs::read_dir(dir).map_err(|source| ConfigError::Read {
+    let read = std::fs::read_dir(dir).map_err(|error| ConfigError::Read {
         path: dir.to_path_buf(),
-        source,
+        error,
     })?;
     let mut files = Vec::new();
     for entry in read {
-        let entry = entry.map_err(|source| ConfigError::Read {
+        let entry = entry.map_err(|error| ConfigError::Read {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
         let p = entry.path();
         if p.extension().is_some_and(|e| e == "conf") && p.is_file() {
@@ -1061,4 +1076,18 @@ pub(crate) fn conf_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     }
     files.sort();
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn readme_lists_our_options() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .unwrap_or_default();
+        let table = super::our_options_markdown();
+        assert!(
+            readme.contains(&table),
+            "README.md must contain this table of our options:\n{table}"
+        );
+    }
 }
