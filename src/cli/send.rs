@@ -75,17 +75,13 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     if cli.print_config {
         print!("{}", eff.render());
         match SenderSettings::from_effective(&eff) {
-            Ok((_, warnings)) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+            Ok(_) => {}
             Err(e @ ConfigError::Missing { .. }) => tracing::warn!("not ready to send: {e}"),
             Err(e) => return Err(e.into()),
         }
         return Ok(());
     }
-    let (settings, warnings) = SenderSettings::from_effective(&eff)?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    send(settings)
+    send(SenderSettings::from_effective(&eff)?)
 }
 
 /// Sending with checked settings. The seam for the sending issue: it replaces

@@ -977,6 +977,22 @@ mod tests {
     }
 
     #[test]
+    fn interpolation_error_does_not_echo_a_secret() {
+        let d = tempfile::tempdir().unwrap();
+        let a = file(&d, "a.conf", "[keystone_auth]\npassword = abc$xyz\n");
+        let err = load_caso_with_env(&cli(&["--config-file", &a]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "a.conf:2: [keystone_auth] password: a $ placeholder does not name an option"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("xyz"), "{err}");
+    }
+
+    #[test]
     fn group_interpolation_and_unset_is_empty() {
         let d = tempfile::tempdir().unwrap();
         let a = file(

@@ -396,12 +396,15 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
     }
     layers.push(defaults);
 
+    // Each file becomes an IniProvider over its admitted options (renamed,
+    // unknown and ignored ones dropped); the lines give origins after the merge.
+    let mut file_docs = Vec::new();
     for path in &sources.files {
         let doc = IniDocument::read(path, schema.dialect)?;
-        let mut layer = Layer {
-            name: format!("file {}", path.display()),
-            values: BTreeMap::new(),
-            sections: BTreeSet::new(),
+        let mut admitted = IniDocument {
+            path: path.clone(),
+            sections: Vec::new(),
+            entries: Vec::new(),
         };
         // Checked in line order, so --strict-config stops at the first problem.
         let mut headers = doc.sections.iter().peekable();
@@ -416,9 +419,13 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
                 path: path.clone(),
                 line: e.line,
             };
-            if let Some((s, k)) = check.admit(&e.section, &e.key, &origin, &e.value)? {
-                layer.sections.insert(s.clone());
-                layer.values.insert((s, k), (e.value.clone(), origin));
+            if let Some((section, key)) = check.admit(&e.section, &e.key, &origin, &e.value)? {
+                admitted.entries.push(ini::IniEntry {
+                    section,
+                    key,
+                    value: e.value.clone(),
+                    line: e.line,
+                });
             }
         }
         for h in headers {
@@ -426,11 +433,14 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
         }
         if schema.dialect == Dialect::ConfigParser {
             // configparser: a section may exist without options ([broker] alone).
-            for s in &doc.sections {
-                layer.sections.insert(s.name.clone());
-            }
+            admitted.sections = doc
+                .sections
+                .iter()
+                .filter(|h| schema.has_section(&h.name))
+                .cloned()
+                .collect();
         }
-        layers.push(layer);
+        file_docs.push(admitted);
     }
 
     let mut env = Layer {
@@ -479,16 +489,22 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
     }
     layers.push(flags);
 
-    // Merge with figment; the tag of each winning value names its layer.
-    let mut figment = Figment::new();
-    for layer in &layers {
+    // Merge with figment, lowest layer first; the tag of each winning value
+    // names the provider it came from.
+    let mut figment = Figment::from(&layers[0]);
+    let mut file_lines: HashMap<PathBuf, BTreeMap<(String, String), usize>> = HashMap::new();
+    for doc in file_docs {
+        let lines = doc
+            .last_values()
+            .into_iter()
+            .map(|(k, (_, line))| (k, line))
+            .collect();
+        file_lines.insert(doc.path.clone(), lines);
+        figment = figment.merge(IniProvider::document(doc));
+    }
+    for layer in &layers[1..] {
         figment = figment.merge(layer);
     }
-    let index: HashMap<&str, usize> = layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.name.as_str(), i))
-        .collect();
     let data = figment
         .data()
         .map_err(|e| ConfigError::Figment(e.to_string()))?;
@@ -498,16 +514,28 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
             let Value::Dict(_, dict) = v else { continue };
             for (key, value) in dict {
                 let Some(text) = value.as_str() else { continue };
-                let layer = figment
-                    .get_metadata(value.tag())
-                    .and_then(|m| index.get(m.name.as_ref()))
-                    .and_then(|i| layers.get(*i));
-                let origin = layer
-                    .and_then(|l| l.values.get(&(section.clone(), key.clone())))
-                    .map(|(_, o)| o.clone())
-                    .unwrap_or(Origin::Default);
+                let at = (section.clone(), key.clone());
+                let meta = figment.get_metadata(value.tag());
+                let file = meta
+                    .and_then(|m| m.source.as_ref())
+                    .and_then(|s| s.file_path());
+                let origin = match file {
+                    Some(path) => Origin::File {
+                        path: path.to_path_buf(),
+                        line: file_lines
+                            .get(path)
+                            .and_then(|l| l.get(&at))
+                            .copied()
+                            .unwrap_or(0),
+                    },
+                    None => meta
+                        .and_then(|m| layers.iter().find(|l| l.name == m.name))
+                        .and_then(|l| l.values.get(&at))
+                        .map(|(_, o)| o.clone())
+                        .unwrap_or(Origin::Default),
+                };
                 values.insert(
-                    (section.clone(), key.clone()),
+                    at,
                     Setting {
                         value: text.to_string(),
                         raw: text.to_string(),
@@ -617,8 +645,13 @@ fn resolve(
             continue;
         }
         let target = lookup(schema, values, &key.0, name).ok_or_else(|| {
+            // Never echo part of a secret.
+            let shown = match schema.spec(&key.0, &key.1).map(|s| &s.kind) {
+                Some(Kind::Secret) => "a $ placeholder".to_string(),
+                _ => format!("${name}"),
+            };
             invalid(format!(
-                "${name} does not name an option of [{}] or [DEFAULT] (write $$ for a literal $)",
+                "{shown} does not name an option of [{}] or [DEFAULT] (write $$ for a literal $)",
                 key.0
             ))
         })?;

@@ -313,18 +313,12 @@ impl SenderLogging {
 
 impl SenderSettings {
     /// Types and checks everything sending needs; a missing value names its
-    /// section and option. Warnings (e.g. protocol defaulting to STOMP) are
-    /// returned for logging.
-    pub fn from_effective(e: &Effective) -> Result<(Self, Vec<String>), ConfigError> {
-        let mut warnings = Vec::new();
+    /// section and option.
+    pub fn from_effective(e: &Effective) -> Result<Self, ConfigError> {
+        // Unset means STOMP, as in SSM (the warning is given at load time).
         let protocol = match e.choice("sender", "protocol")? {
             Some("AMS") => Protocol::Ams,
-            Some(_) => Protocol::Stomp,
-            None => {
-                warnings
-                    .push("No option set for [sender] protocol. Defaulting to STOMP.".to_string());
-                Protocol::Stomp
-            }
+            _ => Protocol::Stomp,
         };
         let hosts = e.list("broker", "host");
         let port = e.int("broker", "port")?.map(|p| p as u16);
@@ -434,7 +428,7 @@ impl SenderSettings {
             },
             logging: SenderLogging::from_effective(e)?,
         };
-        Ok((settings, warnings))
+        Ok(settings)
     }
 }
 
@@ -459,6 +453,10 @@ pub(crate) fn load_sender_with_env(
             ..Sources::default()
         },
     )?;
+    if eff.text("sender", "protocol").is_none() {
+        eff.warnings
+            .push("No option set for [sender] protocol. Defaulting to STOMP.".to_string());
+    }
     let legacy: Vec<&str> = ["bdii", "network"]
         .into_iter()
         .filter(|k| eff.text("broker", k).is_some())
@@ -502,8 +500,8 @@ mod tests {
     fn stomp_failover_list() {
         let (_d, p) = cfg(BASE);
         let e = load_sender_with_env(&p, false, vec![]).unwrap();
-        let (s, w) = SenderSettings::from_effective(&e).unwrap();
-        assert!(w.is_empty());
+        assert!(e.warnings().is_empty(), "{:?}", e.warnings());
+        let s = SenderSettings::from_effective(&e).unwrap();
         let Transport::Stomp(st) = &s.transport else {
             panic!()
         };
@@ -542,7 +540,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let (s, _) = SenderSettings::from_effective(&e).unwrap();
+        let s = SenderSettings::from_effective(&e).unwrap();
         assert_eq!(s.logging.level, LogLevel::Error);
         assert!(!s.logging.console);
         assert_eq!(
@@ -600,10 +598,10 @@ mod tests {
     fn protocol_defaults_to_stomp_with_warning() {
         let (_d, p) = cfg(&BASE.replace("protocol: STOMP\n", ""));
         let e = load_sender_with_env(&p, false, vec![]).unwrap();
-        let (s, w) = SenderSettings::from_effective(&e).unwrap();
+        let s = SenderSettings::from_effective(&e).unwrap();
         assert_eq!(s.transport.protocol(), Protocol::Stomp);
         assert_eq!(
-            w,
+            e.warnings(),
             ["No option set for [sender] protocol. Defaulting to STOMP."]
         );
     }
@@ -612,9 +610,8 @@ mod tests {
     fn ams_needs_one_host_and_a_project() {
         let text = "[sender]\nprotocol: AMS\n[broker]\nhost: msg.argo.grnet.gr\n[certificates]\ncertificate: /c\nkey: /k\n[messaging]\ndestination: t\npath: /p\nams_project: accounting\ntoken: s3cr3t\n";
         let (_d, p) = cfg(text);
-        let (s, _) =
-            SenderSettings::from_effective(&load_sender_with_env(&p, false, vec![]).unwrap())
-                .unwrap();
+        let s = SenderSettings::from_effective(&load_sender_with_env(&p, false, vec![]).unwrap())
+            .unwrap();
         let Transport::Ams(a) = &s.transport else {
             panic!()
         };
