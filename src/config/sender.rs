@@ -75,7 +75,7 @@ static OPTIONS: &[OptSpec] = &[
     ours("sender", "idle_timeout", Kind::Duration, Some("120s"), "Give up on a connection silent this long."),
     opt("broker", "host", Kind::List, None, "Broker or AMS host; ours: several `host[:port]`, comma-separated, for STOMP failover."),
     opt("broker", "port", Kind::Int { min: 1, max: 65535 }, None, "Broker port (STOMP; AMS uses HTTPS 443)."),
-    opt("broker", "use_ssl", Kind::Bool, Some("false"), "STOMP over TLS with the host certificate (AMS is always HTTPS)."),
+    opt("broker", "use_ssl", Kind::Bool, Some("true"), "STOMP over TLS with the host certificate (AMS is always HTTPS)."),
     opt("broker", "bdii", Kind::Str, None, "SSM 2/3 BDII discovery: no longer supported."),
     opt("broker", "network", Kind::Str, None, "SSM 2/3 broker network: no longer supported."),
     opt("certificates", "certificate", Kind::Path, None, "Host certificate (signs messages)."),
@@ -140,7 +140,7 @@ pub struct Broker {
 pub struct Stomp {
     /// Tried in order (failover). Never empty.
     pub brokers: Vec<Broker>,
-    /// `[broker] use_ssl`. Default false.
+    /// `[broker] use_ssl`. Default true (SSM passes `{use_ssl: true}` as configparser defaults).
     pub use_ssl: bool,
     /// Ours, `[sender] window`. Default 32.
     pub window: usize,
@@ -592,6 +592,17 @@ mod tests {
             let err = SenderSettings::from_effective(&e).unwrap_err().to_string();
             assert!(err.starts_with(want), "{drop:?}: {err}");
         }
+    }
+
+    #[test]
+    fn use_ssl_defaults_to_true_as_in_ssm() {
+        let (_d, p) = cfg(&BASE.replace("use_ssl: True\n", ""));
+        let s = SenderSettings::from_effective(&load_sender_with_env(&p, false, vec![]).unwrap())
+            .unwrap();
+        let Transport::Stomp(st) = &s.transport else {
+            panic!()
+        };
+        assert!(st.use_ssl);
     }
 
     #[test]
