@@ -1,1 +1,67 @@
-//! TODO(wave 1): see the owning helper's task.
+//! Exit codes shared by both programs: 0 ok, 1 runtime failure, 2 configuration
+//! or usage error.
+//!
+//! Any error whose chain holds a [`crate::config::ConfigError`], a clap error or
+//! an error marked with [`usage`] exits 2; every other error exits 1.
+
+use std::process::ExitCode;
+
+pub const SUCCESS: u8 = 0;
+pub const FAILURE: u8 = 1;
+pub const USAGE: u8 = 2;
+
+/// Marks an error as the operator's to fix (bad configuration, unusable
+/// certificate, wrong flag): exit code 2. Displays exactly as the wrapped error.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct UsageError(#[from] pub anyhow::Error);
+
+/// Wraps `e` so that [`code_for`] returns 2, e.g.
+/// `return Err(exit::usage(anyhow!("{path}: certificate and key do not match")))`.
+pub fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(e.into()))
+}
+
+/// 2 when any error in the chain is a configuration or usage error, else 1.
+pub fn code_for(e: &anyhow::Error) -> ExitCode {
+    let usage = e.chain().any(|c| {
+        c.is::<UsageError>() || c.is::<crate::config::ConfigError>() || c.is::<clap::Error>()
+    });
+    ExitCode::from(if usage { USAGE } else { FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::{Context, anyhow};
+
+    fn code(e: &anyhow::Error) -> String {
+        format!("{:?}", code_for(e))
+    }
+
+    #[test]
+    fn codes() {
+        let runtime = anyhow!("broker refused");
+        assert_eq!(code(&runtime), format!("{:?}", ExitCode::from(FAILURE)));
+
+        let marked = usage(anyhow!("cert and key do not match")).context("starting ssmsend");
+        assert_eq!(code(&marked), format!("{:?}", ExitCode::from(USAGE)));
+        assert_eq!(
+            format!("{marked:#}"),
+            "starting ssmsend: cert and key do not match"
+        );
+
+        let config: anyhow::Error = crate::config::ConfigError::Unsupported("x".into()).into();
+        let config = config.context("loading");
+        assert_eq!(code(&config), format!("{:?}", ExitCode::from(USAGE)));
+    }
+
+    #[test]
+    fn usage_keeps_the_chain() {
+        let inner = Err::<(), _>(std::io::Error::other("disk on fire"))
+            .context("reading /x")
+            .unwrap_err();
+        let e = usage(inner);
+        assert_eq!(format!("{e:#}"), "reading /x: disk on fire");
+    }
+}

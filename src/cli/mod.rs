@@ -1,1 +1,27 @@
-//! TODO(wave 1): see the owning helper's task.
+//! The two command-line programs. Each `main` parses flags (clap: usage errors
+//! exit 2, `--help`/`--version` exit 0), loads configuration, starts logging,
+//! then hands typed settings to one function: [`extract::extract`] or
+//! [`send::send`].
+
+pub mod extract;
+pub mod send;
+
+use std::process::ExitCode;
+
+use crate::logging::LogHandle;
+
+/// Reports a fatal error once: through the log when the console gets log lines,
+/// else on stderr (and in the log file, if there is one). Returns the exit code.
+fn fail(program: &str, e: &anyhow::Error, log: Option<&LogHandle>) -> ExitCode {
+    match log {
+        Some(l) if l.console => tracing::error!("{e:#}"),
+        Some(l) => {
+            if l.file.is_some() {
+                tracing::error!("{e:#}");
+            }
+            eprintln!("{program}: error: {e:#}");
+        }
+        None => eprintln!("{program}: error: {e:#}"),
+    }
+    crate::exit::code_for(e)
+}

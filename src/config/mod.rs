@@ -1,1 +1,1126 @@
-//! TODO(wave 1): see the owning helper's task.
+//! Configuration of both programs: the files sites already have, read unchanged.
+//!
+//! Layers, lowest first, merged with figment: built-in defaults (cASO 5.2.2 /
+//! SSM 4.0.0 plus our own options), files (later wins), environment
+//! (`CASO_<SECTION>__<KEY>`, `SSM_<SECTION>__<KEY>`), command-line flags. Every
+//! value is kept as text with its [`Origin`] until the final merge; then oslo
+//! `$name` interpolation runs (caso.conf only), every known option is checked
+//! against its kind, and [`caso::CasoSettings`] / [`sender::SenderSettings`]
+//! are built from the result. `--print-config` renders the same [`Effective`]
+//! view, so what is printed is what the program uses.
+
+pub mod caso;
+pub mod ini;
+pub mod sender;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+
+pub use caso::load_caso;
+pub use ini::{Dialect, IniDocument, IniProvider};
+pub use sender::load_sender;
+
+/// Everything that can be wrong with configuration. All of these end the
+/// program with exit code 2 (see [`crate::exit::code_for`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file that cannot be read: names the path and the OS error.
+    #[error("{}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A malformed line.
+    #[error("{}:{line}: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A value that does not fit its option.
+    #[error("{origin}: [{section}] {key}: {message}")]
+    Invalid {
+        origin: Origin,
+        section: String,
+        key: String,
+        message: String,
+    },
+    /// A value the program needs and nobody set.
+    #[error("[{section}] {key} is required {purpose}")]
+    Missing {
+        section: String,
+        key: String,
+        purpose: String,
+    },
+    /// An unknown option or section under `--strict-config`.
+    #[error("{origin}: {what} (an error because of --strict-config)")]
+    Unknown { origin: Origin, what: String },
+    /// A configuration style we cannot honour (e.g. SSM's BDII discovery).
+    #[error("{0}")]
+    Unsupported(String),
+    /// figment itself failed (should not happen with our providers).
+    #[error("configuration: {0}")]
+    Figment(String),
+}
+
+/// Where a value came from, for messages and `--print-config`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Built-in default (cASO 5.2.2 / SSM 4.0.0, or ours).
+    Default,
+    /// A line of a configuration file.
+    File { path: PathBuf, line: usize },
+    /// An environment variable.
+    Env { var: String },
+    /// A command-line flag.
+    Flag { flag: String },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("built-in default"),
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::Env { var } => write!(f, "environment variable {var}"),
+            Origin::Flag { flag } => write!(f, "command-line flag {flag}"),
+        }
+    }
+}
+
+/// A password, token or key secret: printed as `****` by Debug and Display.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself: only for the request that needs it, never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+/// Whose option this is (shown by `--print-config` and in the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Same name, meaning and default as cASO 5.2.2 / SSM 4.0.0.
+    Upstream,
+    /// Ours: not in cASO / SSM.
+    Ours,
+    /// Upstream option whose upstream has no default; the default is ours.
+    OurDefault,
+    /// Accepted so existing files load, but has no effect here.
+    Ignored,
+}
+
+/// One accepted value of an enumerated option.
+#[derive(Debug)]
+pub(crate) struct Choice {
+    pub name: &'static str,
+    /// Old spellings: accepted with a deprecation warning.
+    pub aliases: &'static [&'static str],
+    /// false: a cASO value we do not implement (warned about and dropped).
+    pub supported: bool,
+}
+
+/// How an option's text is typed.
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Str,
+    Secret,
+    Path,
+    Bool,
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// Whole seconds or a humantime span (`30s`, `5m`).
+    Duration,
+    /// A date/time [`crate::time::Timestamp`] parses.
+    Time,
+    /// Comma-separated list of strings.
+    List,
+    Choice(&'static [Choice]),
+    Choices(&'static [Choice]),
+}
+
+/// One option: where it lives, its kind and default.
+#[derive(Debug)]
+pub(crate) struct OptSpec {
+    pub section: &'static str,
+    pub key: &'static str,
+    pub kind: Kind,
+    pub default: Option<&'static str>,
+    pub owner: Owner,
+    pub help: &'static str,
+}
+
+/// An old option name that still works, with one warning.
+#[derive(Debug)]
+pub(crate) struct Rename {
+    pub from: (&'static str, &'static str),
+    pub to: (&'static str, &'static str),
+}
+
+/// Everything the generic loader needs to know about one program.
+#[derive(Debug)]
+pub(crate) struct Schema {
+    pub program: &'static str,
+    pub dialect: Dialect,
+    pub env_prefix: &'static str,
+    pub options: &'static [OptSpec],
+    pub renames: &'static [Rename],
+    /// Whole sections that are accepted and ignored (e.g. cASO's prometheus).
+    pub ignored_sections: &'static [&'static str],
+    /// oslo `$name` interpolation (caso.conf only).
+    pub interpolate: bool,
+}
+
+impl Schema {
+    pub(crate) fn spec(&self, section: &str, key: &str) -> Option<&'static OptSpec> {
+        self.options
+            .iter()
+            .find(|o| o.section == section && o.key == key)
+    }
+
+    fn has_section(&self, section: &str) -> bool {
+        self.options.iter().any(|o| o.section == section)
+            || self.ignored_sections.contains(&section)
+            || self.renames.iter().any(|r| r.from.0 == section)
+    }
+
+    fn rename(&self, section: &str, key: &str) -> Option<&'static Rename> {
+        self.renames
+            .iter()
+            .find(|r| r.from.0 == section && (r.from.1 == key || r.from.1 == "*"))
+    }
+}
+
+/// A value set on the command line (one layer above the environment).
+#[derive(Clone, Debug)]
+pub struct FlagValue {
+    pub section: &'static str,
+    pub key: &'static str,
+    pub value: String,
+    pub flag: &'static str,
+}
+
+/// What to read, in order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sources {
+    pub files: Vec<PathBuf>,
+    /// A snapshot of the environment (injected so tests need not mutate theirs).
+    pub env: Vec<(String, String)>,
+    /// Built-in defaults computed at run time, e.g. cASO's `CASO_LOCK_PATH`.
+    pub dynamic_defaults: Vec<(&'static str, &'static str, String, Origin)>,
+    pub flags: Vec<FlagValue>,
+    pub strict: bool,
+    /// Warnings found before loading (e.g. no default file found).
+    pub notes: Vec<String>,
+}
+
+/// One final value.
+#[derive(Clone, Debug)]
+pub struct Setting {
+    /// After interpolation.
+    pub value: String,
+    /// As written, before interpolation.
+    pub raw: String,
+    pub origin: Origin,
+}
+
+/// The merged, interpolated and kind-checked configuration of one program.
+#[derive(Debug)]
+pub struct Effective {
+    schema: &'static Schema,
+    values: BTreeMap<(String, String), Setting>,
+    files: Vec<PathBuf>,
+    warnings: Vec<String>,
+}
+
+/// A figment layer holding text values with their origins.
+struct Layer {
+    name: String,
+    values: BTreeMap<(String, String), (String, Origin)>,
+    sections: BTreeSet<String>,
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        for s in &self.sections {
+            root.insert(s.clone(), Value::from(Dict::new()));
+        }
+        for ((s, k), (v, _)) in &self.values {
+            if let Value::Dict(_, d) = root
+                .entry(s.clone())
+                .or_insert_with(|| Value::from(Dict::new()))
+            {
+                d.insert(k.clone(), Value::from(v.clone()));
+            }
+        }
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+/// Collects warnings, or turns unknown options into errors under `--strict-config`.
+struct Checker<'a> {
+    schema: &'a Schema,
+    strict: bool,
+    warnings: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn unknown(&mut self, origin: Origin, what: String) -> Result<(), ConfigError> {
+        if self.strict {
+            return Err(ConfigError::Unknown { origin, what });
+        }
+        self.warnings.push(format!(
+            "{origin}: {what} (ignored; --strict-config makes this an error)"
+        ));
+        Ok(())
+    }
+
+    /// Applies renames and reports unknown or ignored options; returns the
+    /// (section, key) to store the value under, or None to drop it.
+    fn admit(
+        &mut self,
+        section: &str,
+        key: &str,
+        origin: &Origin,
+        value: &str,
+    ) -> Result<Option<(String, String)>, ConfigError> {
+        let (section, key) = match self.schema.rename(section, key) {
+            Some(r) => {
+                let to_key = if r.to.1 == "*" { key } else { r.to.1 };
+                self.warnings.push(format!(
+                    "{origin}: [{section}] {key} is deprecated, use [{}] {to_key}",
+                    r.to.0
+                ));
+                (r.to.0, to_key)
+            }
+            None => (section, key),
+        };
+        if self.schema.ignored_sections.contains(&section) {
+            return Ok(None);
+        }
+        match self.schema.spec(section, key) {
+            Some(spec) if spec.owner == Owner::Ignored => {
+                if spec.default != Some(value) {
+                    self.warnings.push(format!(
+                        "{origin}: [{section}] {key} has no effect in this implementation (ignored)"
+                    ));
+                }
+                Ok(None)
+            }
+            Some(_) => Ok(Some((section.to_string(), key.to_string()))),
+            None => {
+                let what = if self.schema.has_section(section) {
+                    format!("unknown option [{section}] {key}")
+                } else {
+                    format!("unknown option {key} in unknown section [{section}]")
+                };
+                self.unknown(origin.clone(), what)?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// An unknown section is reported once, at its header; its options are then
+/// skipped silently.
+fn check_section(
+    check: &mut Checker<'_>,
+    path: &Path,
+    h: &ini::IniSection,
+) -> Result<(), ConfigError> {
+    if check.schema.has_section(&h.name) {
+        return Ok(());
+    }
+    check.unknown(
+        Origin::File {
+            path: path.to_path_buf(),
+            line: h.line,
+        },
+        format!("unknown section [{}]", h.name),
+    )
+}
+
+/// Loads one program's configuration from `sources`.
+pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effective, ConfigError> {
+    let mut check = Checker {
+        schema,
+        strict: sources.strict,
+        warnings: sources.notes,
+    };
+    let mut layers = Vec::new();
+
+    let mut defaults = Layer {
+        name: "built-in defaults".into(),
+        values: BTreeMap::new(),
+        sections: BTreeSet::new(),
+    };
+    for o in schema.options {
+        if let Some(d) = o.default.filter(|_| o.owner != Owner::Ignored) {
+            defaults.values.insert(
+                (o.section.into(), o.key.into()),
+                (d.into(), Origin::Default),
+            );
+        }
+    }
+    for (s, k, v, origin) in sources.dynamic_defaults {
+        defaults.values.insert((s.into(), k.into()), (v, origin));
+    }
+    layers.push(defaults);
+
+    // Each file becomes an IniProvider over its admitted options (renamed,
+    // unknown and ignored ones dropped); the lines give origins after the merge.
+    let mut file_docs = Vec::new();
+    for path in &sources.files {
+        let doc = IniDocument::read(path, schema.dialect)?;
+        let mut admitted = IniDocument {
+            path: path.clone(),
+            sections: Vec::new(),
+            entries: Vec::new(),
+        };
+        // Checked in line order, so --strict-config stops at the first problem.
+        let mut headers = doc.sections.iter().peekable();
+        for e in &doc.entries {
+            while let Some(h) = headers.next_if(|h| h.line < e.line) {
+                check_section(&mut check, path, h)?;
+            }
+            if !schema.has_section(&e.section) {
+                continue;
+            }
+            let origin = Origin::File {
+                path: path.clone(),
+                line: e.line,
+            };
+            if let Some((section, key)) = check.admit(&e.section, &e.key, &origin, &e.value)? {
+                admitted.entries.push(ini::IniEntry {
+                    section,
+                    key,
+                    value: e.value.clone(),
+                    line: e.line,
+                });
+            }
+        }
+        for h in headers {
+            check_section(&mut check, path, h)?;
+        }
+        if schema.dialect == Dialect::ConfigParser {
+            // configparser: a section may exist without options ([broker] alone).
+            admitted.sections = doc
+                .sections
+                .iter()
+                .filter(|h| schema.has_section(&h.name))
+                .cloned()
+                .collect();
+        }
+        file_docs.push(admitted);
+    }
+
+    let mut env = Layer {
+        name: "environment".into(),
+        values: BTreeMap::new(),
+        sections: BTreeSet::new(),
+    };
+    let mut env_vars = sources.env;
+    env_vars.sort();
+    for (var, value) in env_vars {
+        let Some(rest) = var.strip_prefix(schema.env_prefix) else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let section = if section.eq_ignore_ascii_case("DEFAULT") && schema.dialect == Dialect::Oslo
+        {
+            "DEFAULT".to_string()
+        } else {
+            section.to_lowercase()
+        };
+        let key = key.to_lowercase();
+        let origin = Origin::Env { var: var.clone() };
+        if let Some((s, k)) = check.admit(&section, &key, &origin, &value)? {
+            env.values.insert((s, k), (value, origin));
+        }
+    }
+    layers.push(env);
+
+    let mut flags = Layer {
+        name: "command line".into(),
+        values: BTreeMap::new(),
+        sections: BTreeSet::new(),
+    };
+    for f in sources.flags {
+        flags.values.insert(
+            (f.section.into(), f.key.into()),
+            (
+                f.value,
+                Origin::Flag {
+                    flag: f.flag.into(),
+                },
+            ),
+        );
+    }
+    layers.push(flags);
+
+    // Merge with figment, lowest layer first; the tag of each winning value
+    // names the provider it came from.
+    let mut figment = Figment::from(&layers[0]);
+    let mut file_lines: HashMap<PathBuf, BTreeMap<(String, String), usize>> = HashMap::new();
+    for doc in file_docs {
+        let lines = doc
+            .last_values()
+            .into_iter()
+            .map(|(k, (_, line))| (k, line))
+            .collect();
+        file_lines.insert(doc.path.clone(), lines);
+        figment = figment.merge(IniProvider::document(doc));
+    }
+    for layer in &layers[1..] {
+        figment = figment.merge(layer);
+    }
+    let data = figment
+        .data()
+        .map_err(|e| ConfigError::Figment(e.to_string()))?;
+    let mut values = BTreeMap::new();
+    if let Some(root) = data.get(&Profile::Default) {
+        for (section, v) in root {
+            let Value::Dict(_, dict) = v else { continue };
+            for (key, value) in dict {
+                let Some(text) = value.as_str() else { continue };
+                let at = (section.clone(), key.clone());
+                let meta = figment.get_metadata(value.tag());
+                let file = meta
+                    .and_then(|m| m.source.as_ref())
+                    .and_then(|s| s.file_path());
+                let origin = match file {
+                    Some(path) => Origin::File {
+                        path: path.to_path_buf(),
+                        line: file_lines
+                            .get(path)
+                            .and_then(|l| l.get(&at))
+                            .copied()
+                            .unwrap_or(0),
+                    },
+                    None => meta
+                        .and_then(|m| layers.iter().find(|l| l.name == m.name))
+                        .and_then(|l| l.values.get(&at))
+                        .map(|(_, o)| o.clone())
+                        .unwrap_or(Origin::Default),
+                };
+                values.insert(
+                    at,
+                    Setting {
+                        value: text.to_string(),
+                        raw: text.to_string(),
+                        origin,
+                    },
+                );
+            }
+        }
+    }
+
+    if schema.interpolate {
+        interpolate_all(schema, &mut values)?;
+    }
+
+    let mut eff = Effective {
+        schema,
+        values,
+        files: sources.files,
+        warnings: check.warnings,
+    };
+    eff.check_kinds()?;
+    let mut seen = BTreeSet::new();
+    eff.warnings.retain(|w| seen.insert(w.clone()));
+    Ok(eff)
+}
+
+/// oslo.config `$name` / `${name}` / `$group.name` substitution against the
+/// final merged values: same section first, then DEFAULT; `$$` and `\$` are a
+/// literal `$`; an unset known option is empty; an unknown name or a loop is an
+/// error naming the option and where it was set.
+fn interpolate_all(
+    schema: &Schema,
+    values: &mut BTreeMap<(String, String), Setting>,
+) -> Result<(), ConfigError> {
+    let keys: Vec<(String, String)> = values.keys().cloned().collect();
+    let mut done: HashMap<(String, String), String> = HashMap::new();
+    for k in keys {
+        let mut stack = Vec::new();
+        let v = resolve(schema, values, &k, &mut done, &mut stack)?;
+        if let Some(s) = values.get_mut(&k) {
+            s.value = v;
+        }
+    }
+    Ok(())
+}
+
+fn resolve(
+    schema: &Schema,
+    values: &BTreeMap<(String, String), Setting>,
+    key: &(String, String),
+    done: &mut HashMap<(String, String), String>,
+    stack: &mut Vec<(String, String)>,
+) -> Result<String, ConfigError> {
+    if let Some(v) = done.get(key) {
+        return Ok(v.clone());
+    }
+    let Some(setting) = values.get(key) else {
+        // A known option nobody set: oslo substitutes None as ''.
+        return Ok(String::new());
+    };
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: setting.origin.clone(),
+        section: key.0.clone(),
+        key: key.1.clone(),
+        message,
+    };
+    if let Some(pos) = stack.iter().position(|k| k == key) {
+        let chain: Vec<String> = stack[pos..]
+            .iter()
+            .chain(std::iter::once(key))
+            .map(|(s, k)| format!("[{s}] {k}"))
+            .collect();
+        return Err(invalid(format!(
+            "interpolation loop: {}",
+            chain.join(" -> ")
+        )));
+    }
+    stack.push(key.clone());
+    let raw = setting.raw.replace("\\$", "$$");
+    let mut out = String::new();
+    let mut rest = raw.as_str();
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+            continue;
+        }
+        let (name, next) = if let Some(b) = after.strip_prefix('{') {
+            match b.find('}') {
+                Some(end) if is_ident(&b[..end]) => (&b[..end], &b[end + 1..]),
+                _ => {
+                    out.push('$');
+                    rest = after;
+                    continue;
+                }
+            }
+        } else {
+            let len = ident_len(after);
+            (&after[..len], &after[len..])
+        };
+        if name.is_empty() {
+            // Not a placeholder: kept as is, like Python's safe_substitute.
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let target = lookup(schema, values, &key.0, name).ok_or_else(|| {
+            // Never echo part of a secret.
+            let shown = match schema.spec(&key.0, &key.1).map(|s| &s.kind) {
+                Some(Kind::Secret) => "a $ placeholder".to_string(),
+                _ => format!("${name}"),
+            };
+            invalid(format!(
+                "{shown} does not name an option of [{}] or [DEFAULT] (write $$ for a literal $)",
+                key.0
+            ))
+        })?;
+        out.push_str(&resolve(schema, values, &target, done, stack)?);
+        rest = next;
+    }
+    out.push_str(rest);
+    stack.pop();
+    done.insert(key.clone(), out.clone());
+    Ok(out)
+}
+
+fn ident_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    if b.is_empty() || !(b[0].is_ascii_alphabetic() || b[0] == b'_') {
+        return 0;
+    }
+    b.iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'.')
+        .count()
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty() && ident_len(s) == s.len()
+}
+
+fn lookup(
+    schema: &Schema,
+    values: &BTreeMap<(String, String), Setting>,
+    section: &str,
+    name: &str,
+) -> Option<(String, String)> {
+    let known = |s: &str, k: &str| {
+        values.contains_key(&(s.to_string(), k.to_string())) || schema.spec(s, k).is_some()
+    };
+    if known(section, name) {
+        return Some((section.into(), name.into()));
+    }
+    if known("DEFAULT", name) {
+        return Some(("DEFAULT".into(), name.into()));
+    }
+    let (group, opt) = name.split_once('.')?;
+    known(group, opt).then(|| (group.to_string(), opt.to_string()))
+}
+
+/// Typed parsing of one value; the error text is completed with the option and
+/// its origin by the caller.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!(
+            "expected a boolean (true/false, yes/no, on/off, 1/0), found {s:?}"
+        )),
+    }
+}
+
+fn parse_int(s: &str, min: i64, max: i64) -> Result<i64, String> {
+    let n: i64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected an integer, found {s:?}"))?;
+    if n < min || n > max {
+        return Err(format!("{n} is out of range {min}..={max}"));
+    }
+    Ok(n)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("expected seconds or a duration like 30s or 5m, found {s:?} ({e})"))
+}
+
+fn parse_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn find_choice<'c>(choices: &'c [Choice], word: &str) -> Option<(&'c Choice, bool)> {
+    choices.iter().find_map(|c| {
+        if c.name.eq_ignore_ascii_case(word) {
+            Some((c, false))
+        } else if c.aliases.iter().any(|a| a.eq_ignore_ascii_case(word)) {
+            Some((c, true))
+        } else {
+            None
+        }
+    })
+}
+
+fn choice_names(choices: &[Choice]) -> String {
+    choices
+        .iter()
+        .filter(|c| c.supported)
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Effective {
+    /// The files read, in the order they were applied.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Deprecations, unknown options, ignored options: to be logged once
+    /// logging is set up.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The final value of an option, if anything set it.
+    pub fn get(&self, section: &str, key: &str) -> Option<&Setting> {
+        self.values.get(&(section.to_string(), key.to_string()))
+    }
+
+    fn invalid(&self, section: &str, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self
+                .get(section, key)
+                .map(|s| s.origin.clone())
+                .unwrap_or(Origin::Default),
+            section: section.into(),
+            key: key.into(),
+            message,
+        }
+    }
+
+    /// Checks every set option against its kind and collects the warnings of
+    /// old spellings and unsupported choices.
+    fn check_kinds(&mut self) -> Result<(), ConfigError> {
+        let mut warnings = Vec::new();
+        for ((section, key), setting) in &self.values {
+            let Some(spec) = self.schema.spec(section, key) else {
+                continue;
+            };
+            let v = setting.value.as_str();
+            let bad = |m: String| self.invalid(section, key, m);
+            match &spec.kind {
+                Kind::Bool => {
+                    parse_bool(v).map_err(bad)?;
+                }
+                Kind::Int { min, max } if !v.trim().is_empty() => {
+                    parse_int(v, *min, *max).map_err(bad)?;
+                }
+                Kind::Duration if !v.trim().is_empty() => {
+                    parse_duration(v).map_err(bad)?;
+                }
+                Kind::Time if !v.trim().is_empty() => {
+                    crate::time::Timestamp::parse(v).map_err(|e| bad(e.to_string()))?;
+                }
+                Kind::Choice(choices) if !v.trim().is_empty() => {
+                    let (c, alias) = find_choice(choices, v.trim()).ok_or_else(|| {
+                        bad(format!(
+                            "{:?} is not one of {}",
+                            v.trim(),
+                            choice_names(choices)
+                        ))
+                    })?;
+                    if alias {
+                        warnings.push(format!(
+                            "{}: [{section}] {key}: {:?} is an old spelling of {:?}; both work here",
+                            setting.origin,
+                            v.trim(),
+                            c.name
+                        ));
+                    }
+                    if !c.supported {
+                        return Err(bad(format!(
+                            "{:?} is not supported by this implementation (use one of {})",
+                            c.name,
+                            choice_names(choices)
+                        )));
+                    }
+                }
+                Kind::Choices(choices) => {
+                    for word in parse_list(v) {
+                        let (c, alias) = find_choice(choices, &word).ok_or_else(|| {
+                            bad(format!("{word:?} is not one of {}", choice_names(choices)))
+                        })?;
+                        if alias {
+                            warnings.push(format!(
+                                "{}: [{section}] {key}: {word:?} is deprecated, use {:?}",
+                                setting.origin, c.name
+                            ));
+                        }
+                        if !c.supported {
+                            warnings.push(format!(
+                                "{}: [{section}] {key}: {:?} is not supported by this implementation (ignored)",
+                                setting.origin, c.name
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.warnings.extend(warnings);
+        Ok(())
+    }
+
+    /// The text of an option; None when unset or empty.
+    pub(crate) fn text(&self, section: &str, key: &str) -> Option<&str> {
+        self.get(section, key)
+            .map(|s| s.value.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub(crate) fn string(&self, section: &str, key: &str) -> Option<String> {
+        self.text(section, key).map(str::to_string)
+    }
+
+    pub(crate) fn path(&self, section: &str, key: &str) -> Option<PathBuf> {
+        self.text(section, key).map(PathBuf::from)
+    }
+
+    pub(crate) fn secret(&self, section: &str, key: &str) -> Option<Secret> {
+        // Secrets are not trimmed beyond what the file format already did.
+        self.get(section, key)
+            .map(|s| s.value.as_str())
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    }
+
+    pub(crate) fn boolean(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
+        match self.get(section, key) {
+            Some(s) => parse_bool(&s.value).map_err(|m| self.invalid(section, key, m)),
+            None => Ok(false),
+        }
+    }
+
+    pub(crate) fn int(&self, section: &str, key: &str) -> Result<Option<i64>, ConfigError> {
+        let (min, max) = match self.schema.spec(section, key).map(|s| &s.kind) {
+            Some(Kind::Int { min, max }) => (*min, *max),
+            _ => (i64::MIN, i64::MAX),
+        };
+        self.text(section, key)
+            .map(|v| parse_int(v, min, max).map_err(|m| self.invalid(section, key, m)))
+            .transpose()
+    }
+
+    pub(crate) fn duration(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        self.text(section, key)
+            .map(|v| parse_duration(v).map_err(|m| self.invalid(section, key, m)))
+            .transpose()
+    }
+
+    pub(crate) fn time(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<crate::time::Timestamp>, ConfigError> {
+        self.text(section, key)
+            .map(|v| {
+                crate::time::Timestamp::parse(v)
+                    .map_err(|e| self.invalid(section, key, e.to_string()))
+            })
+            .transpose()
+    }
+
+    pub(crate) fn list(&self, section: &str, key: &str) -> Vec<String> {
+        self.get(section, key)
+            .map(|s| parse_list(&s.value))
+            .unwrap_or_default()
+    }
+
+    /// The canonical name of a [`Kind::Choice`] value.
+    pub(crate) fn choice(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<&'static str>, ConfigError> {
+        let Some(Kind::Choice(choices)) = self.schema.spec(section, key).map(|s| &s.kind) else {
+            return Err(self.invalid(section, key, "internal: not a choice option".into()));
+        };
+        self.text(section, key)
+            .map(|v| {
+                find_choice(choices, v).map(|(c, _)| c.name).ok_or_else(|| {
+                    self.invalid(
+                        section,
+                        key,
+                        format!("{v:?} is not one of {}", choice_names(choices)),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// The canonical names of a [`Kind::Choices`] list, unsupported ones dropped.
+    pub(crate) fn choices(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Vec<&'static str>, ConfigError> {
+        let Some(Kind::Choices(choices)) = self.schema.spec(section, key).map(|s| &s.kind) else {
+            return Err(self.invalid(section, key, "internal: not a list of choices".into()));
+        };
+        let mut out = Vec::new();
+        for word in self.list(section, key) {
+            let (c, _) = find_choice(choices, &word).ok_or_else(|| {
+                self.invalid(
+                    section,
+                    key,
+                    format!("{word:?} is not one of {}", choice_names(choices)),
+                )
+            })?;
+            if c.supported && !out.contains(&c.name) {
+                out.push(c.name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How `--print-config` shows a value: normalised by kind, secrets masked.
+    fn display(&self, spec: &OptSpec, setting: &Setting) -> String {
+        let v = setting.value.as_str();
+        match &spec.kind {
+            Kind::Secret if !v.is_empty() => "****".into(),
+            Kind::Bool => parse_bool(v)
+                .map(|b| b.to_string())
+                .unwrap_or_else(|_| v.into()),
+            Kind::List => parse_list(v).join(","),
+            Kind::Choice(_) => self
+                .choice(spec.section, spec.key)
+                .ok()
+                .flatten()
+                .map(str::to_string)
+                .unwrap_or_default(),
+            Kind::Choices(_) => self
+                .choices(spec.section, spec.key)
+                .map(|c| c.join(","))
+                .unwrap_or_default(),
+            Kind::Duration => match parse_duration(v) {
+                Ok(d) if !v.trim().is_empty() => humantime::format_duration(d).to_string(),
+                _ => v.trim().into(),
+            },
+            _ => v.replace('\n', "\\n"),
+        }
+    }
+
+    /// The `--print-config` text: every option of the program in file order,
+    /// its effective value and where it came from.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "# {} {}: effective configuration\n",
+            self.schema.program,
+            env!("CARGO_PKG_VERSION")
+        ));
+        if self.files.is_empty() {
+            out.push_str("# files read: none\n");
+        }
+        for f in &self.files {
+            out.push_str(&format!("# file read: {}\n", f.display()));
+        }
+        out.push_str(
+            "# Each line: option = value  # origin. (ours) marks options that are not in\n\
+             # cASO 5.2.2 / SSM 4.0.0; secrets print as ****; #option = <unset> is unset.\n",
+        );
+        let mut section = "";
+        for spec in self.schema.options {
+            if spec.owner == Owner::Ignored {
+                continue;
+            }
+            if spec.section != section {
+                section = spec.section;
+                out.push_str(&format!("\n[{section}]\n"));
+            }
+            let setting = self.get(spec.section, spec.key);
+            let ours = match spec.owner {
+                Owner::Ours => " (ours)",
+                Owner::OurDefault if setting.is_none_or(|s| s.origin == Origin::Default) => {
+                    " (default ours)"
+                }
+                _ => "",
+            };
+            match setting {
+                Some(s) => {
+                    let shown = self.display(spec, s);
+                    let via = if s.raw != s.value && spec.kind.is_plain() {
+                        format!(" from {:?}", s.raw)
+                    } else {
+                        String::new()
+                    };
+                    let line = format!("{} = {shown}", spec.key);
+                    out.push_str(&format!("{line:<48}  # {}{via}{ours}\n", s.origin));
+                }
+                None => {
+                    let line = format!("#{} = <unset>", spec.key);
+                    out.push_str(&format!("{line:<48}  # built-in default{ours}\n"));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The README table of options that are ours or have our default (a test
+/// keeps README.md in sync with it).
+pub fn our_options_markdown() -> String {
+    let mut out = String::from("| Program | Option | Default | Meaning |\n|---|---|---|---|\n");
+    for schema in [&caso::SCHEMA, &sender::SCHEMA] {
+        for o in schema.options {
+            let mark = match o.owner {
+                Owner::Ours => "",
+                Owner::OurDefault => " (SSM option, our default)",
+                _ => continue,
+            };
+            out.push_str(&format!(
+                "| {} | `[{}] {}` | `{}` | {}{mark} |\n",
+                schema.program,
+                o.section,
+                o.key,
+                o.default.unwrap_or("unset"),
+                o.help
+            ));
+        }
+    }
+    out
+}
+
+impl Kind {
+    /// Kinds whose raw text may be shown (not secrets).
+    fn is_plain(&self) -> bool {
+        !matches!(self, Kind::Secret)
+    }
+}
+
+/// Sorted `*.conf` files of a `--config-dir`, as oslo.config reads them.
+pub(crate) fn conf_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let read = std::fs::read_dir(dir).map_err(|error| ConfigError::Read {
+        path: dir.to_path_buf(),
+        error,
+    })?;
+    let mut files = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|error| ConfigError::Read {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "conf") && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn readme_lists_our_options() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .unwrap_or_default();
+        let table = super::our_options_markdown();
+        assert!(
+            readme.contains(&table),
+            "README.md must contain this table of our options:\n{table}"
+        );
+    }
+}
