@@ -10,6 +10,7 @@ use super::{
     Secret, Sources, conf_files_in, ini::Dialect,
 };
 use crate::cli::extract::CasoCli;
+pub use crate::record::RecordType;
 use crate::time::Timestamp;
 
 const fn opt(
@@ -290,24 +291,6 @@ pub enum Extractor {
     Neutron,
 }
 
-/// APEL record kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecordType {
-    Cloud,
-    Ip,
-    Accelerator,
-    Storage,
-}
-
-impl RecordType {
-    pub const ALL: [RecordType; 4] = [
-        RecordType::Cloud,
-        RecordType::Ip,
-        RecordType::Accelerator,
-        RecordType::Storage,
-    ];
-}
-
 /// Keystone authentication method (`v3password` etc. are old spellings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthType {
@@ -499,16 +482,8 @@ fn record_types(e: &Effective, section: &str) -> Result<Vec<RecordType>, ConfigE
         // cASO: an empty list means every record type.
         return Ok(RecordType::ALL.to_vec());
     }
-    Ok(names
-        .into_iter()
-        .filter_map(|n| match n {
-            "cloud" => Some(RecordType::Cloud),
-            "ip" => Some(RecordType::Ip),
-            "accelerator" => Some(RecordType::Accelerator),
-            "storage" => Some(RecordType::Storage),
-            _ => None,
-        })
-        .collect())
+    // `choices` has already refused anything that is not a record type name.
+    Ok(names.into_iter().filter_map(|n| n.parse().ok()).collect())
 }
 
 impl CasoLogging {
