@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 use crate::config::caso::{CasoLogging, CasoSettings, flag};
@@ -179,16 +178,12 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     }
 }
 
-/// Extraction with checked settings. The seam for the extraction issue: it
-/// replaces the `bail!` with `crate::extract::run(settings)`.
+/// Extraction with checked settings ([`crate::extract::main`]).
 pub fn extract(settings: CasoSettings) -> anyhow::Result<()> {
-    settings.site_name()?;
-    bail!("extraction is not implemented yet in this build (only --print-config works)")
+    crate::extract::main(settings)
 }
 
-/// `caso-extract projects`: needs the Keystone client, which does not exist yet.
-pub fn projects(_settings: &CasoSettings) -> anyhow::Result<()> {
-    bail!(
-        "the projects subcommand is not implemented yet in this build (it needs the Keystone client)"
-    )
+/// `caso-extract projects` ([`crate::extract::list_projects`]).
+pub fn projects(settings: &CasoSettings) -> anyhow::Result<()> {
+    crate::extract::list_projects(settings)
 }
