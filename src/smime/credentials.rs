@@ -83,8 +83,8 @@ pub enum CredentialError {
         not_after: String,
     },
     #[error(
-        "server_cert {server} is the host certificate {host}: it must be the certificate \
-         of the final server receiving the messages, not your own"
+        "server_cert {server} is the host certificate {host} (or has its key): it must be \
+         the certificate of the final server receiving the messages, not your own"
     )]
     ServerCertIsHostCert { server: PathBuf, host: PathBuf },
     #[error("capath {path} is not a directory of hashed CA certificates: {reason}")]
