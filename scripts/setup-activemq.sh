@@ -153,7 +153,7 @@ cp tests/fixtures/activemq/log4j.properties "$conf/log4j.properties"
 log "starting ActiveMQ on 127.0.0.1:$stomp_port (stomp) and 127.0.0.1:$ssl_port (stomp+ssl)"
 started=$(date +%s%N)
 # setsid: the broker must outlive this script and the test run that started it.
-setsid java -Xms64m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+setsid java -Xms64m -Xmx256m -XX:+UseSerialGC \
   -Djava.net.preferIPv4Stack=true \
   -Dorg.apache.activemq.UseDedicatedTaskRunner=false \
   --add-reads=java.xml=java.logging \

@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_util::codec::{Framed, FramedRead, FramedWrite};
+use tokio_util::codec::{FramedRead, FramedWrite};
 
 use super::codec::{Command, Frame, Inbound, Outbound, StompCodec};
 use super::config::{BrokerAddress, BrokerConfig, Timeouts};
@@ -119,6 +119,8 @@ pub struct Connection {
     failure: Option<StompError>,
     /// The I/O tasks have ended and every outstanding id is in `ready`.
     stopped: bool,
+    /// `disconnect` completed.
+    closed: bool,
 }
 
 /// Connects to the first broker of `config.brokers` that completes TCP, TLS
@@ -172,9 +174,12 @@ async fn connect_one(
 }
 
 /// Heart-beat intervals we offer, in milliseconds: `(send, receive)`.
+/// We send every idle/2 (a broker allows some grace beyond the interval);
+/// we ask for one every idle/3 so that three missed beats fit in `idle`
+/// (ActiveMQ's first beat comes only after two intervals).
 fn offered_heart_beat(idle: Duration) -> (u64, u64) {
-    let half = u64::try_from((idle / 2).as_millis()).unwrap_or(u64::MAX);
-    (half, half)
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    (ms(idle / 2), ms(idle / 3))
 }
 
 /// `(our send interval, the broker's send interval)` both sides agreed to.
@@ -201,19 +206,26 @@ async fn handshake(
     transport: BoxedTransport,
 ) -> Result<Connection, StompError> {
     let name = broker.to_string();
-    let mut framed = Framed::new(transport, StompCodec::new(config.max_inbound_frame));
+    // Split from the start: the reader task takes over `frames_in` with
+    // whatever it has buffered beyond CONNECTED.
+    let codec = StompCodec::new(config.max_inbound_frame);
+    let (read_half, write_half) = tokio::io::split(transport);
+    let mut frames_in = FramedRead::new(read_half, codec.clone());
+    let mut frames_out = FramedWrite::new(write_half, codec);
+    // Let a few large frames gather before a write, not one 8 KiB at a time.
+    frames_out.set_backpressure_boundary(256 * 1024);
     let offered = offered_heart_beat(config.timeouts.idle);
     let connect = Frame::new(Command::Connect)
         .header("accept-version", "1.0,1.1,1.2")
         .header("host", broker.host.clone())
         .header("heart-beat", format!("{},{}", offered.0, offered.1));
-    framed
+    frames_out
         .send(Outbound::Frame(connect))
         .await
         .map_err(|e| io_or_protocol(&name, e, true))?;
 
     let connected = loop {
-        match framed.next().await {
+        match frames_in.next().await {
             None => return Err(StompError::Closed { broker: name }),
             Some(Err(e)) => return Err(io_or_protocol(&name, e, false)),
             Some(Ok(Inbound::HeartBeat)) => continue,
@@ -246,16 +258,10 @@ async fn handshake(
         "connected to STOMP broker"
     );
 
-    let parts = framed.into_parts();
-    let mut codec = parts.codec;
-    codec.set_escaping(version != ProtocolVersion::V1_0);
-    let (read_half, write_half) = tokio::io::split(parts.io);
-    let mut frames_in = FramedRead::new(read_half, codec.clone());
-    // Bytes the broker sent right after CONNECTED are already buffered.
-    frames_in
-        .read_buffer_mut()
-        .extend_from_slice(&parts.read_buf);
-    let frames_out = FramedWrite::new(write_half, codec);
+    // Header escaping exists from STOMP 1.1 on.
+    let escaping = version != ProtocolVersion::V1_0;
+    frames_in.decoder_mut().set_escaping(escaping);
+    frames_out.encoder_mut().set_escaping(escaping);
 
     let window = config.window.get();
     let shared = Arc::new(Shared {
@@ -264,7 +270,7 @@ async fn handshake(
     });
     let (events_tx, events) = mpsc::unbounded_channel();
     let (outbound, outbound_rx) = mpsc::channel(window + 1);
-    let silence_limit = receive_every.map(|every| config.timeouts.idle.max(every * 2));
+    let silence_limit = receive_every.map(|every| config.timeouts.idle.max(every * 3));
     let reader = tokio::spawn(read_loop(
         frames_in,
         Arc::clone(&shared),
@@ -294,6 +300,7 @@ async fn handshake(
         pending_failure: None,
         failure: None,
         stopped: false,
+        closed: false,
     })
 }
 
@@ -445,7 +452,8 @@ impl Connection {
         self.server.as_deref()
     }
 
-    /// Why the connection failed, once it has.
+    /// Why the connection failed, once it has (`None` after a clean
+    /// [`Connection::disconnect`]).
     pub fn failure(&self) -> Option<&StompError> {
         self.failure.as_ref()
     }
@@ -586,6 +594,9 @@ impl Connection {
     /// meanwhile stay available from [`Connection::next_outcome`]. After this,
     /// `send` refuses.
     pub async fn disconnect(&mut self) -> Result<(), StompError> {
+        if self.closed {
+            return Ok(());
+        }
         self.check_usable().await?;
         let Some(outbound) = self.outbound.as_ref() else {
             return Ok(());
@@ -627,16 +638,20 @@ impl Connection {
             writer.abort();
             let _ = writer.await;
         }
-        self.finish_tasks().await;
-        self.failure = Some(StompError::Disconnected {
-            broker: self.broker.to_string(),
-        });
+        // The broker closes its side after the receipt: not a failure.
+        self.finish_tasks(false).await;
+        self.closed = true;
         tracing::info!(broker = %self.broker, "disconnected from STOMP broker");
         Ok(())
     }
 
     /// Err when the connection can no longer send.
     async fn check_usable(&mut self) -> Result<(), StompError> {
+        if self.closed {
+            return Err(StompError::Disconnected {
+                broker: self.broker.to_string(),
+            });
+        }
         if let Some(e) = self.pending_failure.take() {
             return Err(self.stop(Some(e)).await);
         }
@@ -656,25 +671,25 @@ impl Connection {
 
     /// Ends the connection after a failure: stops both tasks, keeps the
     /// confirmations that arrived, marks everything else failed. Returns the
-    /// failure (the first one the tasks reported, else `cause`).
+    /// failure: `cause` (what the caller saw first) or else the first one the
+    /// tasks reported.
     async fn stop(&mut self, cause: Option<StompError>) -> StompError {
+        // A failure noticed by try_next_outcome came before anything else.
+        let pending = self.pending_failure.take();
+        if let Some(cause) = pending.or(cause) {
+            self.failure.get_or_insert(cause);
+        }
         self.outbound = None;
         if let Some(writer) = &self.writer {
             writer.abort();
         }
-        self.finish_tasks().await;
-        if let Some(cause) = cause {
-            self.failure.get_or_insert(cause);
-        }
+        self.finish_tasks(true).await;
         let failure = self
             .failure
             .get_or_insert_with(|| StompError::Closed {
                 broker: self.broker.to_string(),
             })
             .clone();
-        if let Some(e) = self.pending_failure.take() {
-            tracing::debug!(error = %e, "later failure on the same connection");
-        }
         tracing::warn!(
             broker = %self.broker,
             error = %failure,
@@ -686,7 +701,7 @@ impl Connection {
 
     /// Stops the reader (and waits for both tasks), then settles every
     /// outstanding message: queued confirmations first, the rest failed.
-    async fn finish_tasks(&mut self) {
+    async fn finish_tasks(&mut self, record_failure: bool) {
         self.shared.window.close();
         if let Some(reader) = self.reader.take() {
             reader.abort();
@@ -701,7 +716,7 @@ impl Connection {
                 Event::Confirmed(id) => self.ready.push_back(Outcome::Confirmed(id)),
                 Event::Receipt(_) => {}
                 Event::Failed(e) => {
-                    if self.failure.is_none() {
+                    if record_failure && self.failure.is_none() {
                         self.failure = Some(e);
                     }
                 }
@@ -740,11 +755,16 @@ mod tests {
     #[test]
     fn heart_beat_negotiation() {
         let offered = offered_heart_beat(Duration::from_secs(60));
-        assert_eq!(offered, (30_000, 30_000));
+        assert_eq!(offered, (30_000, 20_000));
         // Broker wants ours every 10 s and sends every 50 s: the larger wins.
         assert_eq!(
             agreed_heart_beat(offered, Some("50000,10000")),
             (Some(Duration::from_secs(30)), Some(Duration::from_secs(50)))
+        );
+        // ActiveMQ echoes our offer.
+        assert_eq!(
+            agreed_heart_beat(offered, Some("20000,30000")),
+            (Some(Duration::from_secs(30)), Some(Duration::from_secs(20)))
         );
         // Broker does not send, or a 1.0 broker says nothing.
         assert_eq!(

@@ -87,9 +87,9 @@ pub struct Timeouts {
     /// The longest wait for the next RECEIPT while messages are in flight
     /// (also bounds a blocked write: a full window frees only on receipts).
     pub receipt: Duration,
-    /// Heart-beats: we offer to send and ask to receive one every half of
-    /// this. When the broker agrees, a silence longer than
-    /// `max(idle, 2 x agreed interval)` fails the connection. Zero disables
+    /// Heart-beats: we offer to send one every `idle/2` and ask for one every
+    /// `idle/3`. When the broker agrees to send, a silence longer than
+    /// `max(idle, 3 x agreed interval)` fails the connection. Zero disables
     /// heart-beats.
     pub idle: Duration,
 }
