@@ -172,6 +172,7 @@ async fn tls_broker_refuses_clients_without_an_accepted_certificate() {
     let mut config = broker.ssl_config();
     config.tls.as_mut().unwrap().identity = None;
     let err = stomp::connect(&config).await.unwrap_err();
+    eprintln!("no certificate: {err}");
     let StompError::NoBrokerReachable(errors) = &err else {
         panic!("{err}")
     };
@@ -189,6 +190,7 @@ async fn tls_broker_refuses_clients_without_an_accepted_certificate() {
         &broker.rogue_client_key,
     ));
     let err = stomp::connect(&config).await.unwrap_err();
+    eprintln!("untrusted certificate: {err}");
     assert!(matches!(err, StompError::NoBrokerReachable(_)), "{err}");
 }
 
@@ -200,6 +202,7 @@ async fn broker_certificate_is_verified() {
     config.tls.as_mut().unwrap().trust = TrustAnchors::CaFile(broker.other_ca_cert.clone());
     let err = stomp::connect(&config).await.unwrap_err();
     let text = err.to_string();
+    eprintln!("untrusted broker: {text}");
     assert!(text.contains("TLS handshake"), "{text}");
     assert!(text.contains("certificate verif"), "{text}");
 
@@ -538,4 +541,30 @@ async fn duplicate_id_in_flight_is_refused() {
         .unwrap_err();
     assert!(matches!(err, StompError::DuplicateId { .. }), "{err}");
     assert_eq!(conn.outstanding(), 1);
+}
+
+#[tokio::test]
+async fn cancelled_send_sends_nothing_and_changes_nothing() {
+    let broker = Broker::get();
+    let proxy = Proxy::start(broker.stomp_port, Rule::SwallowReceipts).await;
+    let mut config = broker.plain_config();
+    config.brokers = vec![BrokerAddress::new("127.0.0.1", proxy.port)];
+    config.window = NonZeroUsize::new(1).unwrap();
+    config.timeouts.receipt = Duration::from_secs(2);
+    let queue = unique_queue("cancel");
+    let mut conn = stomp::connect(&config).await.unwrap();
+    conn.send(&queue, "first", Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    // The window is full: the second send waits, and is given up.
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(200),
+        conn.send(&queue, "second", Bytes::from_static(b"2")),
+    )
+    .await;
+    assert!(cancelled.is_err());
+    assert_eq!(conn.outstanding(), 1);
+    // Only the first is in flight; it fails when its receipt never comes.
+    assert_eq!(drain(&mut conn).await, (vec![], vec!["first".to_owned()]));
+    assert_eq!(proxy.log().sends, ["first"]);
 }

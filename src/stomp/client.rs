@@ -471,6 +471,7 @@ impl Connection {
     /// window of unconfirmed messages is full. `Ok` means the message will get
     /// an [`Outcome`]; `Err` means it was not sent (keep it) and the
     /// connection is unusable (or `DuplicateId`: that id is already in flight).
+    /// Cancel-safe: a dropped `send` future sent nothing and changed nothing.
     pub async fn send(
         &mut self,
         destination: &str,
@@ -478,24 +479,30 @@ impl Connection {
         body: impl Into<Bytes>,
     ) -> Result<(), StompError> {
         self.check_usable().await?;
-        let shared = Arc::clone(&self.shared);
-        let acquired = match timeout(self.timeouts.receipt, shared.window.acquire()).await {
-            Ok(Ok(permit)) => {
-                // The slot is given back by the reader on RECEIPT.
-                permit.forget();
-                Ok(())
-            }
-            // Closed: the reader failed; its event says why.
-            Ok(Err(_)) => Err(None),
-            Err(_) => Err(Some(self.receipt_timeout())),
+        let (shared, outbound) = match &self.outbound {
+            Some(outbound) => (Arc::clone(&self.shared), outbound.clone()),
+            None => return Err(self.stop(None).await),
         };
-        if let Err(cause) = acquired {
-            return Err(self.stop(cause).await);
-        }
+        // Both waits come before any change of state, so dropping this
+        // future (cancellation) leaves the connection as it was.
+        let waited = timeout(self.timeouts.receipt, async {
+            let window_slot = shared.window.acquire().await.ok()?;
+            let queue_slot = outbound.reserve().await.ok()?;
+            Some((window_slot, queue_slot))
+        })
+        .await;
+        let (window_slot, queue_slot) = match waited {
+            Ok(Some(slots)) => slots,
+            // Window closed or writer gone: a task failed; its event says why.
+            Ok(None) => return Err(self.stop(None).await),
+            Err(_) => {
+                let e = self.receipt_timeout();
+                return Err(self.stop(Some(e)).await);
+            }
+        };
         {
             let mut in_flight = shared.in_flight();
             if in_flight.iter().any(|id| id == msg_id) {
-                shared.window.add_permits(1);
                 return Err(StompError::DuplicateId {
                     id: msg_id.to_owned(),
                 });
@@ -503,20 +510,15 @@ impl Connection {
             // Before the write: the RECEIPT may beat us back.
             in_flight.push_back(msg_id.to_owned());
         }
-        let frame = Frame::new(Command::Send)
-            .header("destination", destination)
-            .header("receipt", msg_id)
-            .header("empa-id", msg_id)
-            .with_body(body);
-        let queued = match &self.outbound {
-            Some(outbound) => outbound.send(Outbound::Frame(frame)).await.is_ok(),
-            None => false,
-        };
-        if !queued {
-            // The writer is gone, so this frame was never written.
-            self.shared.confirm(msg_id);
-            return Err(self.stop(None).await);
-        }
+        // The reader gives the window slot back on RECEIPT.
+        window_slot.forget();
+        queue_slot.send(Outbound::Frame(
+            Frame::new(Command::Send)
+                .header("destination", destination)
+                .header("receipt", msg_id)
+                .header("empa-id", msg_id)
+                .with_body(body),
+        ));
         tracing::debug!(broker = %self.broker, id = msg_id, "SEND");
         self.outstanding += 1;
         Ok(())
@@ -526,7 +528,7 @@ impl Connection {
     /// arrived, or (after a failure) the messages that failed.
     pub fn try_next_outcome(&mut self) -> Option<Outcome> {
         if let Some(outcome) = self.ready.pop_front() {
-            self.outstanding -= 1;
+            self.outstanding = self.outstanding.saturating_sub(1);
             return Some(outcome);
         }
         if self.stopped || self.pending_failure.is_some() {
@@ -535,7 +537,7 @@ impl Connection {
         loop {
             match self.events.try_recv() {
                 Ok(Event::Confirmed(id)) => {
-                    self.outstanding -= 1;
+                    self.outstanding = self.outstanding.saturating_sub(1);
                     return Some(Outcome::Confirmed(id));
                 }
                 Ok(Event::Receipt(_)) => continue,
@@ -571,7 +573,7 @@ impl Connection {
             }
             match timeout(self.timeouts.receipt, self.events.recv()).await {
                 Ok(Some(Event::Confirmed(id))) => {
-                    self.outstanding -= 1;
+                    self.outstanding = self.outstanding.saturating_sub(1);
                     return Some(Outcome::Confirmed(id));
                 }
                 Ok(Some(Event::Receipt(_))) => {}
