@@ -35,13 +35,12 @@ fn consume_child() {
 fn fill(root: &Path) -> BTreeMap<String, String> {
     let q = Queue::create(root, Layout::Dirq).unwrap();
     let mut batch = q.batch();
-    let mut want = BTreeMap::new();
-    for i in 0..ELEMENTS {
-        let body = format!("message {i}");
-        want.insert(batch.add(body.as_bytes()).unwrap().to_string(), body);
+    let bodies: Vec<String> = (0..ELEMENTS).map(|i| format!("message {i}")).collect();
+    for body in &bodies {
+        batch.add(body.as_bytes()).unwrap();
     }
-    batch.commit().unwrap();
-    want
+    let ids = batch.commit().unwrap();
+    ids.iter().map(|id| id.to_string()).zip(bodies).collect()
 }
 
 fn rust_consumer(root: &Path) -> std::process::Child {

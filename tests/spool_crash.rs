@@ -1,4 +1,4 @@
-//! Crash safety: a child process loops "add a message, write lastrun" and
+//! Crash safety: a child process loops "add messages, write lastrun" and
 //! reports each call only after it returned; we SIGKILL it at random instants,
 //! hundreds of times, and check after every kill that the queue never holds a
 //! partial or empty element, every reported element is there, and the lastrun
@@ -35,19 +35,32 @@ fn seq_of(content: &[u8]) -> Option<u64> {
     text.lines().nth(1)?.strip_prefix("Seq: ")?.parse().ok()
 }
 
-/// The child: continue from the lastrun, forever (until killed).
+/// The child: continue from the lastrun, forever (until killed). Rounds
+/// alternate one `Queue::add` and a `Batch` of three messages; each round
+/// then writes the lastrun past its messages.
 fn run_child(dir: &Path) {
     let spool = dir.join("outgoing");
     let q = Queue::create(&spool, Layout::Dirq).unwrap();
-    let next = lastrun::read(dir, PROJECT)
+    let mut i = lastrun::read(dir, PROJECT)
         .unwrap()
         .map_or(0, |t| (t.unix_seconds() - BASE) as u64);
     let mut out = std::io::stdout().lock();
-    for i in next.. {
-        let id = q.add(&body(i)).unwrap();
-        writeln!(out, "ADDED {id} {i}").unwrap();
+    for round in 0u64.. {
+        let ids = if round % 2 == 0 {
+            vec![q.add(&body(i)).unwrap()]
+        } else {
+            let mut batch = q.batch();
+            for k in 0..3 {
+                batch.add(&body(i + k)).unwrap();
+            }
+            batch.commit().unwrap()
+        };
+        for id in &ids {
+            writeln!(out, "ADDED {id} {i}").unwrap();
+            i += 1;
+        }
         out.flush().unwrap();
-        let t = Timestamp::from_unix(BASE + i as i64 + 1);
+        let t = Timestamp::from_unix(BASE + i as i64);
         lastrun::write(dir, PROJECT, t).unwrap();
         writeln!(out, "LASTRUN {}", t.unix_seconds()).unwrap();
         out.flush().unwrap();

@@ -50,11 +50,13 @@ fn what_we_add_python_iterates_locks_reads_and_removes() {
     let q = Queue::create(&root, Layout::Dirq).unwrap();
     let mut added = Vec::new();
     let mut batch = q.batch();
-    for i in 0..30 {
-        let body = format!("APEL-cloud-message: v0.4\nVMUUID: vm-{i}\n");
-        added.push((batch.add(body.as_bytes()).unwrap(), body));
+    let bodies: Vec<String> = (0..30)
+        .map(|i| format!("APEL-cloud-message: v0.4\nVMUUID: vm-{i}\n"))
+        .collect();
+    for body in &bodies {
+        batch.add(body.as_bytes()).unwrap();
     }
-    batch.commit().unwrap();
+    added.extend(batch.commit().unwrap().into_iter().zip(bodies));
     let single = q.add(b"last\n").unwrap();
     added.push((single, "last\n".to_string()));
 

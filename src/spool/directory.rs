@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::dirq::is_stale;
-use super::{ElementId, PurgeReport, SpoolError, io_err, write_new_synced};
+use super::{ElementId, PurgeReport, SpoolError, io_err, write_new};
 
 /// A message name: one path component, not a dot-file (those are our
 /// temporary files, or not messages at all).
@@ -45,7 +45,7 @@ pub(super) fn add_via_dot_temp(
 ) -> Result<ElementId, SpoolError> {
     let target = root.join(&name);
     let tmp = root.join(format!(".{name}.tmp"));
-    write_new_synced(&tmp, body).map_err(io_err("write", &tmp))?;
+    write_new(&tmp, body, true).map_err(io_err("write", &tmp))?;
     let linked = fs::hard_link(&tmp, &target);
     fs::remove_file(&tmp).map_err(io_err("remove", &tmp))?;
     linked.map_err(io_err("link", &target))?;

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{ElementId, PurgeReport, SpoolError, io_err, write_new_synced};
+use super::{ElementId, PurgeReport, SpoolError, io_err, write_new};
 
 /// Seconds per intermediate directory (dirq's default `granularity`).
 const GRANULARITY: u64 = 60;
@@ -64,20 +64,21 @@ fn dir_name(now: SystemTime) -> String {
     format!("{:08x}", secs - secs % GRANULARITY)
 }
 
-/// Adds one element: `<dir>/<name>.tmp` written and fsynced, hard-linked to a
-/// free `<dir>/<name>`, then unlinked. Returns the id and the directory name;
-/// the caller fsyncs the directory.
-pub(super) fn add(root: &Path, rndhex: u8, body: &[u8]) -> Result<(ElementId, String), SpoolError> {
+/// First half of dirq's add: writes `<dir>/<name>.tmp` (fsynced if `sync`),
+/// creating the intermediate directory as needed. Returns the directory name
+/// and the temporary file; [`publish`] makes it an element.
+pub(super) fn write_temp(
+    root: &Path,
+    rndhex: u8,
+    body: &[u8],
+    sync: bool,
+) -> Result<(String, PathBuf), SpoolError> {
     let dir = dir_name(SystemTime::now());
     let dir_path = root.join(&dir);
-    let mut tmp = None;
     for _ in 0..MAX_ATTEMPTS {
         let path = dir_path.join(format!("{}{TEMPORARY_SUFFIX}", element_name(rndhex)));
-        match write_new_synced(&path, body) {
-            Ok(()) => {
-                tmp = Some(path);
-                break;
-            }
+        match write_new(&path, body, sync) {
+            Ok(()) => return Ok((dir, path)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             // A new minute, or a purge removed the directory: (re)create it.
             Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&dir_path) {
@@ -88,28 +89,36 @@ pub(super) fn add(root: &Path, rndhex: u8, body: &[u8]) -> Result<(ElementId, St
             Err(e) => return Err(io_err("write", &path)(e)),
         }
     }
-    let tmp = tmp.ok_or_else(|| SpoolError::NoFreeName {
+    Err(SpoolError::NoFreeName {
         id: "(new)".into(),
-        dir: dir_path.clone(),
-    })?;
+        dir: dir_path,
+    })
+}
+
+/// Second half of dirq's add: hard-links the temporary file to a free
+/// `<dir>/<name>` (a reader sees the whole element or nothing), then unlinks
+/// it. The caller fsyncs the directory.
+pub(super) fn publish(
+    root: &Path,
+    rndhex: u8,
+    dir: &str,
+    tmp: &Path,
+) -> Result<ElementId, SpoolError> {
+    let dir_path = root.join(dir);
     for _ in 0..MAX_ATTEMPTS {
         let name = element_name(rndhex);
         let path = dir_path.join(&name);
-        match fs::hard_link(&tmp, &path) {
+        match fs::hard_link(tmp, &path) {
             Ok(()) => {
-                fs::remove_file(&tmp).map_err(io_err("remove", &tmp))?;
-                return Ok((ElementId(format!("{dir}/{name}")), dir));
+                fs::remove_file(tmp).map_err(io_err("remove", tmp))?;
+                return Ok(ElementId(format!("{dir}/{name}")));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(io_err("link", &path)(e));
-            }
+            Err(e) => return Err(io_err("link", tmp)(e)),
         }
     }
-    let _ = fs::remove_file(&tmp);
     Err(SpoolError::NoFreeName {
-        id: "(new)".into(),
+        id: tmp.display().to_string(),
         dir: dir_path,
     })
 }

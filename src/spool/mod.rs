@@ -33,6 +33,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -129,11 +130,13 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Creates `path` exclusively (never replacing anything), writes `body` and
-/// fsyncs it. On a write error the half-written file is removed.
-fn write_new_synced(path: &Path, body: &[u8]) -> io::Result<()> {
+/// Creates `path` exclusively (never replacing anything), writes `body` and,
+/// if `sync`, fsyncs it. On a write error the half-written file is removed.
+fn write_new(path: &Path, body: &[u8], sync: bool) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-    let written = f.write_all(body).and_then(|()| f.sync_all());
+    let written = f
+        .write_all(body)
+        .and_then(|()| if sync { f.sync_all() } else { Ok(()) });
     if written.is_err() {
         let _ = fs::remove_file(path);
     }
@@ -200,18 +203,21 @@ impl Queue {
     /// disk, fsynced, and its directory entry too.
     pub fn add(&self, body: &[u8]) -> Result<ElementId, SpoolError> {
         let mut batch = self.batch();
-        let id = batch.add(body)?;
-        batch.commit()?;
-        Ok(id)
+        batch.push(body, true)?;
+        batch.commit()?.pop().ok_or_else(|| SpoolError::Io {
+            op: "add to",
+            path: self.root.clone(),
+            error: io::Error::other("no element was added"),
+        })
     }
 
-    /// Starts adding many messages with one directory fsync at the end instead
-    /// of one per message (see [`Batch`]).
+    /// Starts adding many messages durably with one file-system sync for all
+    /// of them (see [`Batch`]).
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             queue: self,
+            pending: Vec::new(),
             added: Vec::new(),
-            dirty: Vec::new(),
         }
     }
 
@@ -390,7 +396,7 @@ fn place_new(target: &Path, body: &[u8]) -> Result<bool, SpoolError> {
     let dir = parent_of(target);
     let file = target.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{file}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    write_new_synced(&tmp, body).map_err(io_err("write", &tmp))?;
+    write_new(&tmp, body, true).map_err(io_err("write", &tmp))?;
     let linked = fs::hard_link(&tmp, target);
     fs::remove_file(&tmp).map_err(io_err("remove", &tmp))?;
     match linked {
@@ -400,85 +406,114 @@ fn place_new(target: &Path, body: &[u8]) -> Result<bool, SpoolError> {
     }
 }
 
-/// Adds many messages, making their directory entries durable once, in
-/// [`Batch::commit`]. Each message is visible to readers (complete, never
-/// partial) as soon as [`Batch::add`] returns, but only commit guarantees it
-/// survives a power loss: write lastrun only after `commit` returned.
-#[must_use = "elements are not durable until commit() returns"]
+/// Adds many messages with one durability cost for all: what the extractor
+/// does with one project's messages before writing its lastrun.
+///
+/// dirq layout: [`Batch::add`] only writes the message to a temporary file
+/// (invisible to readers, removed by purge if we crash); [`Batch::commit`]
+/// syncs the file system once (`syncfs`), links every message into the queue
+/// in add order, and fsyncs the directories. A reader sees all of them from
+/// then on, never a partial one. Directory layout: each add is fsynced and
+/// visible at once; commit fsyncs the directory.
+///
+/// Dropping a batch without committing removes its temporary files. Commit
+/// soon after the adds: a purge (ours or dirq's) removes temporary files
+/// older than its `max_temp`, 300 s in ssmsend, and commit then fails.
+#[must_use = "nothing is added until commit() returns"]
 pub struct Batch<'q> {
     queue: &'q Queue,
+    /// dirq: (intermediate directory, temporary file, already fsynced).
+    pending: Vec<(String, PathBuf, bool)>,
+    /// Directory layout: already linked.
     added: Vec<ElementId>,
-    /// Directories to fsync at commit; dirq intermediate directories are
-    /// recorded by name so the root is fsynced once for a new one.
-    dirty: Vec<PathBuf>,
 }
 
 impl Batch<'_> {
-    pub fn add(&mut self, body: &[u8]) -> Result<ElementId, SpoolError> {
-        let q = self.queue;
-        let id = match q.layout {
-            Layout::Dirq => {
-                let (id, dir) = dirq::add(&q.root, q.rndhex, body)?;
-                let dir_path = q.root.join(&dir);
-                if !self.dirty.contains(&dir_path) {
-                    let known = q
-                        .synced_dirs
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .contains(&dir);
-                    if !known && !self.dirty.contains(&q.root) {
-                        self.dirty.push(q.root.clone());
-                    }
-                    self.dirty.push(dir_path);
-                }
-                id
-            }
-            Layout::Directory => {
-                let id = directory::add(&q.root, body)?;
-                if !self.dirty.contains(&q.root) {
-                    self.dirty.push(q.root.clone());
-                }
-                id
-            }
-        };
-        self.added.push(id.clone());
-        Ok(id)
+    pub fn add(&mut self, body: &[u8]) -> Result<(), SpoolError> {
+        self.push(body, false)
     }
 
-    /// How many messages this batch added so far.
+    fn push(&mut self, body: &[u8], sync: bool) -> Result<(), SpoolError> {
+        let q = self.queue;
+        match q.layout {
+            Layout::Dirq => {
+                let (dir, tmp) = dirq::write_temp(&q.root, q.rndhex, body, sync)?;
+                self.pending.push((dir, tmp, sync));
+            }
+            Layout::Directory => self.added.push(directory::add(&q.root, body)?),
+        }
+        Ok(())
+    }
+
+    /// How many messages this batch holds so far.
     pub fn len(&self) -> usize {
-        self.added.len()
+        self.pending.len() + self.added.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty()
+        self.len() == 0
     }
 
-    /// Makes every element of the batch durable; returns their ids in order.
-    pub fn commit(self) -> Result<Vec<ElementId>, SpoolError> {
-        // Intermediate directories before the root: the root's fsync is what
-        // makes a new directory reachable.
-        for dir in self.dirty.iter().rev() {
-            sync_dir(dir).map_err(io_err("fsync", dir))?;
+    /// Makes every message of the batch a durable element; returns their ids
+    /// in add order (which is also their send order).
+    pub fn commit(mut self) -> Result<Vec<ElementId>, SpoolError> {
+        let q = self.queue;
+        if q.layout == Layout::Directory {
+            sync_dir(&q.root).map_err(io_err("fsync", &q.root))?;
+            return Ok(std::mem::take(&mut self.added));
         }
-        if self.queue.layout == Layout::Dirq {
-            let mut synced = self
-                .queue
-                .synced_dirs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for dir in &self.dirty {
-                if let Some(name) = dir
-                    .strip_prefix(&self.queue.root)
-                    .ok()
-                    .and_then(Path::to_str)
-                    && !name.is_empty()
-                {
-                    synced.insert(name.to_string());
+        let pending = std::mem::take(&mut self.pending);
+        if pending.iter().any(|(_, _, synced)| !synced) {
+            sync_fs(&q.root).map_err(io_err("sync the file system of", &q.root))?;
+        }
+        let mut ids = Vec::with_capacity(pending.len());
+        let mut dirs: Vec<&str> = Vec::new();
+        for (i, (dir, tmp, _)) in pending.iter().enumerate() {
+            match dirq::publish(&q.root, q.rndhex, dir, tmp) {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    // Don't leave the rest behind as temporary files.
+                    for (_, rest, _) in &pending[i..] {
+                        let _ = fs::remove_file(rest);
+                    }
+                    return Err(e);
                 }
             }
+            if !dirs.contains(&dir.as_str()) {
+                dirs.push(dir);
+            }
         }
-        Ok(self.added)
+        let mut synced = q.synced_dirs.lock().unwrap_or_else(PoisonError::into_inner);
+        for dir in &dirs {
+            let path = q.root.join(dir);
+            sync_dir(&path).map_err(io_err("fsync", &path))?;
+        }
+        // A directory another process created may not be durable in the root.
+        if dirs.iter().any(|d| !synced.contains(*d)) {
+            sync_dir(&q.root).map_err(io_err("fsync", &q.root))?;
+            synced.extend(dirs.iter().map(|d| d.to_string()));
+        }
+        Ok(ids)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        for (_, tmp, _) in &self.pending {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+/// `syncfs(2)`: writes back every dirty page and inode of the file system
+/// holding `path`, one call for a whole batch instead of an fsync per file.
+fn sync_fs(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    // SAFETY: a valid open file descriptor.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -132,18 +132,51 @@ fn purge_removes_stale_temp_and_locks_and_empty_dirs_but_the_newest() {
 }
 
 #[test]
-fn batch_commits_many_elements() {
+fn a_batch_is_invisible_until_commit_then_in_add_order() {
     let d = tempfile::tempdir().unwrap();
     let q = Queue::create(d.path(), Layout::Dirq).unwrap();
     let mut batch = q.batch();
-    let mut want = Vec::new();
     for i in 0..50 {
-        want.push(batch.add(format!("m{i}").as_bytes()).unwrap());
+        batch.add(format!("m{i}").as_bytes()).unwrap();
     }
     assert_eq!(batch.len(), 50);
+    assert!(q.elements().unwrap().is_empty(), "temporary files only");
     let ids = batch.commit().unwrap();
-    assert_eq!(ids, want);
-    assert_eq!(q.elements().unwrap(), want, "send order = add order");
+    assert_eq!(q.elements().unwrap(), ids, "send order = add order");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            fs::read(q.root().join(id.as_str())).unwrap(),
+            format!("m{i}").as_bytes()
+        );
+    }
+    let dir = q.root().join(ids[0].as_str().split_once('/').unwrap().0);
+    assert!(file_names(&dir).iter().all(|n| !n.ends_with(".tmp")));
+}
+
+#[test]
+fn dropping_a_batch_removes_its_temporary_files() {
+    let d = tempfile::tempdir().unwrap();
+    let q = Queue::create(d.path(), Layout::Dirq).unwrap();
+    let mut batch = q.batch();
+    batch.add(b"x").unwrap();
+    batch.add(b"y").unwrap();
+    drop(batch);
+    for dir in file_names(q.root()) {
+        assert!(file_names(&q.root().join(dir)).is_empty());
+    }
+    assert_eq!(q.count().unwrap(), 0);
+}
+
+#[test]
+fn a_directory_layout_batch_commits_too() {
+    let d = tempfile::tempdir().unwrap();
+    let q = Queue::create(d.path(), Layout::Directory).unwrap();
+    let mut batch = q.batch();
+    batch.add(b"x").unwrap();
+    batch.add(b"y").unwrap();
+    let ids = batch.commit().unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(q.count().unwrap(), 2);
 }
 
 #[test]
