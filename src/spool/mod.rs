@@ -8,15 +8,19 @@
 //!   the add time rounded down to 60 s, elements named `%08x%05x%01x` (seconds,
 //!   microseconds, one random hex digit fixed per [`Queue`]), added as
 //!   `<name>.tmp` + hard link + unlink, locked by hard-linking `<name>.lck` and
-//!   touching the element. Unlike dirq, [`Queue::add`] fsyncs the element before
-//!   linking it and the directory before returning, so an element reported as
-//!   added survives a crash or power loss, and no reader ever sees a partial one.
+//!   touching the element. Unlike dirq, adding is durable: [`Queue::add`]
+//!   fsyncs the element before linking it and the directory before returning;
+//!   a [`Batch`] syncs the file system once for all its elements before linking
+//!   them. An element reported as added survives a crash or power loss, and no
+//!   reader ever sees a partial one.
 //! * [`Layout::Directory`]: SSM's flat `directory` path type, any file name (we
 //!   use a uuid4 as SSM does), sent in mtime order. There is no locking in this
 //!   layout: [`Queue::lock`] only checks that the file is still there, so two
 //!   senders working on one flat directory may both send a message. Use `dirq`
 //!   whenever more than one process may read the queue.
 //!
+//! A producer (the extractor) adds one project's messages in a [`Batch`] and
+//! writes that project's lastrun only after [`Batch::commit`] returned.
 //! A consumer iterates [`Queue::elements`], then for each: [`Queue::lock`] (skip
 //! on `false`), [`Queue::get`], then [`Queue::remove`] once delivered,
 //! [`Queue::unlock`] to leave it for the next run, or [`Queue::reject`] to move
@@ -386,7 +390,8 @@ fn place_copy(src: &Path, target: &Path) -> Result<bool, SpoolError> {
             let body = fs::read(src).map_err(io_err("read", src))?;
             place_new(target, &body)
         }
-        Err(e) => Err(io_err("link", target)(e)),
+        // Most likely the source: an element that is not locked (no `.lck`).
+        Err(e) => Err(io_err("link into the reject directory", src)(e)),
     }
 }
 

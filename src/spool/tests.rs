@@ -250,6 +250,13 @@ fn reject_moves_a_locked_element_beside_the_queue_never_overwriting() {
     let dir = q.root().join(a.as_str().split_once('/').unwrap().0);
     assert!(file_names(&dir).is_empty(), "no .lck left");
 
+    // Only a locked element can be rejected; the error names its lock path.
+    let c = q.add(b"unlocked").unwrap();
+    let e = q.reject(&c, "x").unwrap_err().to_string();
+    assert!(e.contains(&format!("{c}.lck")), "{e}");
+    q.lock(&c).unwrap();
+    q.remove(&c).unwrap();
+
     // A second message whose file name is already taken in reject/.
     let b = q.add(b"other").unwrap();
     fs::write(q.reject_dir().join(b.file_name()), b"someone else's").unwrap();
