@@ -1,1 +1,167 @@
-//! TODO(wave 1): see the owning helper's task.
+//! Lastrun files: `<spooldir>/lastrun.<project>`, the instant the next
+//! extraction of that project starts from.
+//!
+//! Compatible both ways with cASO 5.2.2: we read what cASO writes
+//! (`str(datetime)`, e.g. `2026-11-24 10:00:01+00:00`, or anything else in the
+//! forms [`Timestamp::parse`] accepts: ISO-8601 with `T`/`Z`, with or without
+//! fraction and offset, a bare date), and write exactly what cASO writes (no
+//! trailing newline), which cASO reads back with `dateutil.parser.parse`.
+//! Unlike cASO, the write is atomic and durable: a crash leaves either the old
+//! or the new date, never an empty or partial file.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::spool::sync_dir;
+use crate::time::{TimeError, Timestamp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LastrunError {
+    #[error("cannot {op} lastrun file {path}: {error}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        error: io::Error,
+    },
+    #[error("invalid lastrun file {path}: {error}")]
+    Invalid { path: PathBuf, error: TimeError },
+    #[error("invalid lastrun file {path}: not UTF-8 text")]
+    NotText { path: PathBuf },
+    #[error("project id {project:?} cannot name a lastrun file (empty, or contains '/' or NUL)")]
+    BadProject { project: String },
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LastrunError {
+    let path = path.to_path_buf();
+    move |error| LastrunError::Io { op, path, error }
+}
+
+/// `<spooldir>/lastrun.<project>`, cASO's name.
+pub fn path(spooldir: &Path, project: &str) -> PathBuf {
+    spooldir.join(format!("lastrun.{project}"))
+}
+
+fn checked_path(spooldir: &Path, project: &str) -> Result<PathBuf, LastrunError> {
+    if project.is_empty() || project.contains(['/', '\0']) {
+        return Err(LastrunError::BadProject {
+            project: project.to_string(),
+        });
+    }
+    Ok(path(spooldir, project))
+}
+
+/// The project's lastrun; `None` when there is no file (the caller starts from
+/// [`Timestamp::EPOCH`], as cASO does). An unreadable or unparsable file is an
+/// error naming it: fail that project, go on with the others.
+pub fn read(spooldir: &Path, project: &str) -> Result<Option<Timestamp>, LastrunError> {
+    let path = checked_path(spooldir, project)?;
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    let text =
+        String::from_utf8(bytes).map_err(|_| LastrunError::NotText { path: path.clone() })?;
+    Timestamp::parse(&text)
+        .map(Some)
+        .map_err(|error| LastrunError::Invalid { path, error })
+}
+
+/// Writes `t` as cASO does (`Timestamp::to_python_str`, no newline),
+/// atomically: a temporary file beside it, fsync, rename, fsync the directory.
+pub fn write(spooldir: &Path, project: &str, t: Timestamp) -> Result<(), LastrunError> {
+    let path = checked_path(spooldir, project)?;
+    // A dot-name cannot clash with another project's `lastrun.*`; a stale one
+    // from a crash is simply overwritten next time (one run at a time).
+    let tmp = spooldir.join(format!(".lastrun.{project}.tmp"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
+    let written = f
+        .write_all(t.to_python_str().as_bytes())
+        .and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err("write", &tmp)(e));
+    }
+    drop(f);
+    fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))?;
+    sync_dir(spooldir).map_err(io_err("fsync the directory of", &path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_writes_exactly_what_caso_writes() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(read(d.path(), "p1").unwrap(), None);
+        let t = Timestamp::from_unix(1_763_978_401);
+        write(d.path(), "p1", t).unwrap();
+        assert_eq!(
+            fs::read_to_string(path(d.path(), "p1")).unwrap(),
+            "2025-11-24 10:00:01+00:00"
+        );
+        assert_eq!(read(d.path(), "p1").unwrap(), Some(t));
+        let t2 = Timestamp::from_unix_micros(1_763_978_402_000_007);
+        write(d.path(), "p1", t2).unwrap();
+        assert_eq!(read(d.path(), "p1").unwrap(), Some(t2));
+        // Only the lastrun file remains: no temporary file left behind.
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["lastrun.p1".to_string()]);
+    }
+
+    #[test]
+    fn reads_every_form_caso_or_an_admin_may_leave() {
+        let d = tempfile::tempdir().unwrap();
+        let t = 1_763_978_401;
+        for s in [
+            "2025-11-24 10:00:01+00:00",
+            "2025-11-24 10:00:01+00:00\n",
+            "2025-11-24 10:00:01",
+            "2025-11-24T10:00:01Z",
+            "2025-11-24T11:00:01+01:00",
+            "2025-11-24 10:00:01.000000+00:00",
+        ] {
+            fs::write(path(d.path(), "p"), s).unwrap();
+            assert_eq!(
+                read(d.path(), "p").unwrap().unwrap().unix_seconds(),
+                t,
+                "{s:?}"
+            );
+        }
+        fs::write(path(d.path(), "p"), "2025-11-24").unwrap();
+        assert_eq!(
+            read(d.path(), "p").unwrap().unwrap().unix_seconds(),
+            1_763_942_400
+        );
+    }
+
+    #[test]
+    fn an_invalid_file_is_an_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        for bad in [&b""[..], b"yesterday", b"\xff\xfe"] {
+            fs::write(path(d.path(), "p"), bad).unwrap();
+            let e = read(d.path(), "p").unwrap_err().to_string();
+            assert!(e.contains(&*path(d.path(), "p").to_string_lossy()), "{e}");
+            assert!(e.starts_with("invalid lastrun file"), "{e}");
+        }
+        assert!(matches!(
+            read(d.path(), "a/b"),
+            Err(LastrunError::BadProject { .. })
+        ));
+        let missing = d.path().join("nope");
+        let e = write(&missing, "p", Timestamp::EPOCH)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&*missing.to_string_lossy()), "{e}");
+    }
+}

@@ -1,1 +1,0 @@
-//! TODO(wave 1): see the owning helper's task.

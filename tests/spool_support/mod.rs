@@ -1,0 +1,75 @@
+//! Shared by the spool, lastrun and run-lock integration tests: the Python
+//! oracle (tests/oracle/dirq_oracle.py in the project's .venv) and child
+//! processes made by re-running the test binary itself.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The project's .venv Python; a missing one fails the test with the fix.
+pub fn python() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-python.sh (Python dirq 1.8 and cASO 5.2.2 are the interop oracles)",
+        p.display()
+    );
+    p
+}
+
+pub fn oracle_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(python());
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/dirq_oracle.py"));
+    c.args(args);
+    c
+}
+
+/// Runs the oracle to completion; its JSON output lines.
+pub fn oracle(args: &[&str]) -> Vec<serde_json::Value> {
+    let o = oracle_cmd(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "oracle {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Re-runs this test binary as a child executing only the test `name`, with
+/// `CHILD_MODE=mode` (the child test does nothing when the variable is unset).
+pub fn child_cmd(name: &str, mode: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([name, "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env("CHILD_MODE", mode)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    c
+}
+
+pub fn child_mode() -> Option<String> {
+    std::env::var("CHILD_MODE").ok()
+}
+
+/// Lines a child printed with `prefix ` before it, prefix removed.
+pub fn tagged_lines(out: &str, prefix: &str) -> Vec<String> {
+    let tag = format!("{prefix} ");
+    out.lines()
+        .filter_map(|l| l.strip_prefix(&tag).map(str::to_string))
+        .collect()
+}
+
+pub fn wait_output(child: Child) -> String {
+    let o = child.wait_with_output().unwrap();
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// A random u32 (the project takes its randomness from uuid/openssl).
+pub fn random_u32() -> u32 {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
