@@ -36,6 +36,43 @@ pub trait LastrunStore: Send + Sync {
     fn write(&self, project_id: &str, next_from: Timestamp) -> Result<(), BoxError>;
 }
 
+impl Spool for crate::spool::Queue {
+    /// One batch: every message is written, the file system synced once,
+    /// then all are linked into the queue (see [`crate::spool::Batch`]).
+    fn add_all(&self, messages: &[Message]) -> Result<(), BoxError> {
+        let mut batch = self.batch();
+        for m in messages {
+            batch.add(m.as_bytes())?;
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.root().display().to_string()
+    }
+}
+
+/// The lastrun files cASO uses: `<spooldir>/lastrun.<project id>`.
+#[derive(Clone, Debug)]
+pub struct LastrunFiles {
+    pub spooldir: std::path::PathBuf,
+}
+
+impl LastrunStore for LastrunFiles {
+    fn read(&self, project_id: &str) -> Result<Option<Timestamp>, BoxError> {
+        Ok(crate::lastrun::read(&self.spooldir, project_id)?)
+    }
+
+    fn write(&self, project_id: &str, next_from: Timestamp) -> Result<(), BoxError> {
+        Ok(crate::lastrun::write(
+            &self.spooldir,
+            project_id,
+            next_from,
+        )?)
+    }
+}
+
 /// How long to wait for Logstash to accept a connection or the records.
 const LOGSTASH_TIMEOUT: Duration = Duration::from_secs(30);
 

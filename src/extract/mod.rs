@@ -749,10 +749,31 @@ pub fn summarize(report: &Report) -> anyhow::Result<()> {
 
 /// The production stores: the spool at `[ssm] output_path` and the
 /// lastrun files in `spooldir`.
-pub fn open_stores(_settings: &CasoSettings) -> anyhow::Result<Stores> {
-    Err(anyhow!(
-        "the spool and lastrun modules are not in this build yet"
-    ))
+/// Nothing is created for a dry run.
+pub fn open_stores(settings: &CasoSettings) -> anyhow::Result<Stores> {
+    let lastrun = Arc::new(messenger::LastrunFiles {
+        spooldir: settings.spooldir.clone(),
+    });
+    if settings.dry_run {
+        return Ok(Stores {
+            spool: None,
+            lastrun,
+        });
+    }
+    std::fs::create_dir_all(&settings.spooldir).with_context(|| {
+        format!(
+            "cannot create [DEFAULT] spooldir {}",
+            settings.spooldir.display()
+        )
+    })?;
+    let spool: Option<Arc<dyn Spool>> = if settings.messengers.contains(&caso::Messenger::Ssm) {
+        let q = crate::spool::Queue::create(&settings.ssm.output_path, crate::spool::Layout::Dirq)
+            .context("cannot open the [ssm] output_path spool")?;
+        Some(Arc::new(q))
+    } else {
+        None
+    };
+    Ok(Stores { spool, lastrun })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -766,6 +787,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn main(settings: CasoSettings) -> anyhow::Result<()> {
     settings.site_name()?;
     auth_config(&settings)?;
+    // One run at a time, ours or cASO's (a dry run writes nothing: no lock).
+    let _lock = if settings.dry_run {
+        None
+    } else {
+        Some(crate::runlock::RunLock::acquire(
+            &settings.lock_path,
+            settings.lock_timeout,
+        )?)
+    };
     let stores = open_stores(&settings)?;
     let rt = runtime()?;
     let mut stdout = std::io::stdout();
