@@ -45,6 +45,9 @@ pub struct CasoCli {
     /// Project property holding the VO.
     #[arg(long, alias = "vo_property", value_name = "NAME", global = true)]
     pub vo_property: Option<String>,
+    /// Projects extracted at the same time (ours; default 8).
+    #[arg(long, value_name = "N", global = true)]
+    pub concurrency: Option<String>,
     /// Deprecated VO <-> project JSON mapping file.
     #[arg(long, alias = "mapping_file", value_name = "PATH", global = true)]
     pub mapping_file: Option<PathBuf>,
@@ -115,6 +118,9 @@ impl CasoCli {
         }
         if let Some(s) = &self.vo_property {
             v.push(flag(D, "vo_property", "--vo-property", s.clone()));
+        }
+        if let Some(n) = &self.concurrency {
+            v.push(flag(D, "concurrency", "--concurrency", n.clone()));
         }
         if let Some(p) = &self.mapping_file {
             v.push(flag(

@@ -946,6 +946,15 @@ mod tests {
         );
     }
 
+    #[test]
+    fn concurrency_flag_sets_the_option() {
+        let cli = CasoCli::try_parse_from(["caso-extract", "--concurrency", "3"]).unwrap();
+        let eff = crate::config::caso::load_caso_with_env(&cli, vec![]).unwrap();
+        assert_eq!(CasoSettings::from_effective(&eff).unwrap().concurrency, 3);
+        let cli = CasoCli::try_parse_from(["caso-extract", "--concurrency", "0"]).unwrap();
+        assert!(crate::config::caso::load_caso_with_env(&cli, vec![]).is_err());
+    }
+
     #[derive(Default)]
     struct Lastruns(Mutex<HashMap<String, Result<Timestamp, String>>>);
 
