@@ -246,6 +246,7 @@ async fn requests_are_shared_across_projects() {
         .count();
     assert_eq!(server_gets, 0);
     assert_eq!(env.mock.seen_ending("/images/i1").len(), 1);
+    println!("two projects: {}", report.requests);
     assert!(report.requests.total() < 30, "{}", report.requests);
 }
 
@@ -605,4 +606,42 @@ async fn the_projects_subcommand_lists_projects_and_vo_sources() {
         "'p-demo (demo) mapped to VO 'vo.demo.example' (from project property VO)\n\
          'p-other (other) mapped to VO 'None' (no mapping)\n"
     );
+}
+
+/// Server errors that outlast the retries, and a corrupt lastrun file: each
+/// fails its own project with the object named; whatever is spooled is whole.
+#[tokio::test]
+async fn faults_name_project_and_object() {
+    let env = Env::new().await;
+    std::fs::create_dir_all(env.path("spool")).unwrap();
+    let garbage = lastrun::path(&env.path("spool"), "p-demo");
+    std::fs::write(&garbage, "yesterday-ish").unwrap();
+    env.mock.fault("p-other/volumes/detail", &[500, 503]);
+    let (report, _) = env.run(&env.settings("", "")).await;
+    let report = report.unwrap();
+    let got: Vec<(&str, &str)> = report
+        .failures
+        .iter()
+        .map(|f| (f.project.as_str(), f.object.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [("p-demo", "lastrun file"), ("p-other", "cinder volumes")],
+        "{:?}",
+        report.failures
+    );
+    assert!(
+        report.failures[1].cause.contains("HTTP 503"),
+        "{:?}",
+        report.failures
+    );
+    assert_eq!(std::fs::read_to_string(&garbage).unwrap(), "yesterday-ish");
+    assert_eq!(env.lastrun("p-other"), None);
+    for m in env.spool() {
+        assert!(
+            m.starts_with("APEL-cloud-message") || m.starts_with('{'),
+            "{m}"
+        );
+        assert!(m.ends_with('\n') || m.ends_with("]}"), "{m}");
+    }
 }

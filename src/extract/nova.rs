@@ -289,7 +289,9 @@ pub fn build_records(
 ) -> Result<Vec<Record>, Failure> {
     let (from, to) = (ctx.period.from, ctx.period.to);
     let mut clouds: BTreeMap<Uuid, CloudRecord> = BTreeMap::new();
-    let mut accelerators: Vec<AcceleratorRecord> = Vec::new();
+    // Keyed like the records, so a server listed twice (pages shifting
+    // under us) counts once.
+    let mut accelerators: BTreeMap<(Uuid, YearMonth), AcceleratorRecord> = BTreeMap::new();
     let mut add = |server: &Server,
                    end: Option<Timestamp>,
                    clouds: &mut BTreeMap<Uuid, CloudRecord>|
@@ -301,7 +303,10 @@ pub fn build_records(
         }
         let mut record = cloud_record(server, uuid, spec.as_ref(), data, ctx, keys);
         if let Some(spec) = &spec {
-            accelerators.extend(accelerator_records(&record, end, spec, ctx, keys));
+            accelerators.retain(|(id, _), _| *id != uuid);
+            for a in accelerator_records(&record, end, spec, ctx, keys) {
+                accelerators.insert((uuid, a.measurement), a);
+            }
         }
         settle(&mut record, end, to);
         clouds.insert(uuid, record);
@@ -309,6 +314,10 @@ pub fn build_records(
     };
 
     for server in &data.servers {
+        if server.tenant_id != ctx.project_id {
+            // Another project's server (an admin listing gone wrong).
+            continue;
+        }
         let end = server_end(server);
         if server.created > to || end.is_some_and(|e| e < from) {
             continue;
@@ -340,6 +349,9 @@ pub fn build_records(
                 );
                 continue;
             };
+            if server.tenant_id != ctx.project_id {
+                continue;
+            }
             let end = usage.ended_at.or_else(|| server_end(server));
             if server.created > to || end.is_some_and(|e| e < from) {
                 continue;
@@ -354,7 +366,7 @@ pub fn build_records(
     }
 
     let mut records: Vec<Record> = clouds.into_values().map(Record::from).collect();
-    records.extend(accelerators.into_iter().map(Record::from));
+    records.extend(accelerators.into_values().map(Record::from));
     Ok(records)
 }
 
@@ -779,6 +791,18 @@ mod tests {
                 .iter()
                 .all(|r| r.kind() == crate::record::RecordType::Cloud)
         );
+    }
+
+    #[test]
+    fn duplicates_and_other_projects_servers_are_not_counted() {
+        let s = server(1, "2026-11-10T00:00:00Z");
+        let mut theirs = server(2, "2026-11-10T00:00:00Z");
+        theirs.tenant_id = "p2".into();
+        let records = build(&NovaData {
+            servers: vec![s.clone(), theirs, s],
+            ..NovaData::default()
+        });
+        assert_eq!(records.len(), 1, "{records:?}");
     }
 
     #[test]
