@@ -494,10 +494,7 @@ async fn extract_project(
         };
         match result {
             Ok(records) => out.records.extend(records),
-            Err(f) => {
-                tracing::error!(object = %f.object, "{}", f.cause);
-                out.failures.push(f);
-            }
+            Err(f) => out.failures.push(f),
         }
     }
     out.records.sort_by_cached_key(sort_key);
@@ -538,14 +535,10 @@ async fn deliver(
     for m in &cfg.messengers {
         match m.push(&x.records, cfg.max_records).await {
             Ok(n) => tracing::debug!(messenger = %m.describe(), records = n, "pushed"),
-            Err(cause) => {
-                tracing::error!(messenger = %m.describe(), "push failed: {cause}");
-                x.failures.push(Failure::new(&id, m.describe(), cause));
-            }
+            Err(cause) => x.failures.push(Failure::new(&id, m.describe(), cause)),
         }
     }
     if !x.failures.is_empty() {
-        tracing::warn!("lastrun left unchanged: this project is extracted again next run");
         return (report, x.failures);
     }
     // cASO's next start: one second after this period's end.
@@ -709,8 +702,16 @@ pub async fn run(
             }
         };
         let (pr, failures) = deliver(&cfg, &stores.lastrun, extracted, out)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
+        span.in_scope(|| {
+            for f in &failures {
+                tracing::error!(project = %f.project, object = %f.object, "{}", f.cause);
+            }
+            if !failures.is_empty() && !cfg.dry_run {
+                tracing::warn!("lastrun left unchanged: the period is extracted again next run");
+            }
+        });
         report.projects.push(pr);
         report.failures.extend(failures);
     }
