@@ -78,4 +78,19 @@ fn real_caso_extracts_every_seeded_record() {
     );
     assert!(s["cloud_records"].as_u64().unwrap() > 20, "{s}");
     assert_eq!(s["storage_records"], 0);
+    // Tokens revoked mid-run (keystoneauth re-authenticates) and a usage
+    // entry for a server Nova cannot show (cASO warns and goes on).
+    let s = run_caso(
+        &dir.path().join("faults"),
+        &[
+            "--seed",
+            "2",
+            "--lenient-cinder-filters",
+            "--ghost-usage",
+            "--fault",
+            "401-after=60",
+        ],
+        "expect",
+    );
+    assert!(s["cloud_records"].as_u64().unwrap() > 50, "{s}");
 }

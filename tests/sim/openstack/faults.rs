@@ -10,8 +10,9 @@
 //! - `truncated-page`  a list page holding half its items and a next link whose
 //!   marker does not exist (following it gives 400 "marker not found")
 //! - `repeat-marker`   list next links repeat the request's marker forever
-//! - `401-after=N`     after N matching requests, revoke every token issued so far
-//!   (once); the request that crosses the line gets 401
+//! - `401-after=N`     on the (N+1)th matching request, revoke every token issued so
+//!   far (once): that request and later ones with old tokens get 401, new
+//!   authentications succeed
 //!
 //! Selectors (all optional):
 //! - `path=PREFIX`   the request path starts with PREFIX (e.g. `/compute`,

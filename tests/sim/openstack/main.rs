@@ -273,7 +273,7 @@ fn main() {
             cli.lenient_cinder_filters,
         );
         if let Some(path) = &cli.write_manifest
-            && let Err(e) = std::fs::write(path, &state.manifest)
+            && let Err(e) = std::fs::write(path, state.manifest())
         {
             eprintln!("openstack-sim: cannot write manifest {}: {e}", path.display());
             std::process::exit(1);

@@ -12,7 +12,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 pub const MAX_MICROVERSION: (u32, u32) = (2, 96);
@@ -55,7 +55,8 @@ pub struct State {
     /// Cinder, admin, unknown filter such as `changes-since`: real Cinder
     /// returns nothing (cASO defect 9); lenient mode ignores the filter.
     pub cinder_lenient: bool,
-    pub manifest: Bytes,
+    /// Rendered on first use (about a second for the L scenario).
+    manifest: OnceLock<Bytes>,
     tokens: RwLock<HashMap<String, Token>>,
     stats: Mutex<BTreeMap<&'static str, u64>>,
     statuses: Mutex<BTreeMap<u16, u64>>,
@@ -73,7 +74,6 @@ impl State {
         cinder_lenient: bool,
     ) -> State {
         let views = Views::render(&cloud, &base);
-        let manifest = Bytes::from(cloud.manifest().to_string());
         State {
             cloud,
             views,
@@ -82,13 +82,18 @@ impl State {
             faults,
             latency,
             cinder_lenient,
-            manifest,
+            manifest: OnceLock::new(),
             tokens: RwLock::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
             statuses: Mutex::new(BTreeMap::new()),
             total: AtomicU64::new(0),
             token_seq: AtomicU64::new(0),
         }
+    }
+
+    pub fn manifest(&self) -> &Bytes {
+        self.manifest
+            .get_or_init(|| Bytes::from(self.cloud.manifest().to_string()))
     }
 
     fn count(&self, endpoint: &'static str) {
@@ -342,7 +347,7 @@ fn admin(state: &State, req: &Req) -> Reply {
         }
         (&Method::GET, "/_sim/manifest") => Reply {
             status: StatusCode::OK,
-            body: state.manifest.clone(),
+            body: state.manifest().clone(),
             headers: Vec::new(),
         },
         (&Method::GET, "/_sim/voms.json") => Reply::json(StatusCode::OK, &state.cloud.voms_json()),
@@ -404,15 +409,9 @@ async fn openstack(state: &State, req: &Req) -> Reply {
                 Kind::MalformedJson => malformed = true,
                 Kind::TruncatedPage => list_fault.truncated = true,
                 Kind::RepeatMarker => list_fault.repeat_marker = true,
-                Kind::RevokeAfter(_) => {
-                    state.revoke_all();
-                    fail.get_or_insert_with(|| {
-                        error(
-                            StatusCode::UNAUTHORIZED,
-                            "The request you have made requires authentication.",
-                        )
-                    });
-                }
+                // Revocation, not refusal: this request's own token is now
+                // unknown (401), but a fresh authentication still works.
+                Kind::RevokeAfter(_) => state.revoke_all(),
             }
         }
     }
