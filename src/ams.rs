@@ -243,8 +243,9 @@ pub enum AmsError {
     /// A reply that does not follow the AMS API.
     #[error("{url}: unexpected reply: {detail}")]
     Protocol { url: String, detail: String },
-    /// Not sent because an earlier publish of the same batch was refused as unauthorized.
-    #[error("message {msg_id}: not sent, access to AMS was refused for an earlier message")]
+    /// Not sent: an earlier message of the same [`Client::publish_all`] failed for a reason
+    /// that would fail this one too (refused access, AMS unreachable after every retry, ...).
+    #[error("message {msg_id}: not sent, an earlier message of this run could not be delivered")]
     NotAttempted { msg_id: String },
 }
 
@@ -255,6 +256,11 @@ impl AmsError {
             self,
             AmsError::Config(_) | AmsError::Unauthorized { .. } | AmsError::NotAttempted { .. }
         )
+    }
+
+    /// True when the failure belongs to this message alone (413): the others may go on.
+    pub fn is_message_specific(&self) -> bool {
+        matches!(self, AmsError::TooLarge { .. })
     }
 }
 
@@ -629,8 +635,12 @@ impl Client {
 
     /// Publishes every message with at most `concurrency` requests in flight and yields each
     /// outcome as soon as it is known (in completion order), so the caller can remove a
-    /// message from the spool the moment it is published. After an [`AmsError::Unauthorized`]
-    /// the messages not yet started are not sent ([`AmsError::NotAttempted`]).
+    /// message from the spool the moment it is published.
+    ///
+    /// Any failure other than [`AmsError::TooLarge`] (refused access, AMS still unreachable
+    /// after every retry, a wrong topic, ...) would repeat for every later message, so once one
+    /// is seen the messages not yet started are not sent ([`AmsError::NotAttempted`]): they
+    /// stay queued for the next run instead of each waiting through its own retries.
     pub fn publish_all<'a, K, S>(
         &'a self,
         messages: S,
@@ -639,17 +649,19 @@ impl Client {
         K: 'a,
         S: Stream<Item = Outgoing<K>> + 'a,
     {
-        let refused = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(AtomicBool::new(false));
         messages
             .map(move |m| {
-                let refused = Arc::clone(&refused);
+                let stopped = Arc::clone(&stopped);
                 async move {
-                    if refused.load(Ordering::Acquire) {
+                    if stopped.load(Ordering::Acquire) {
                         return (m.key, Err(AmsError::NotAttempted { msg_id: m.msg_id }));
                     }
                     let result = self.publish(&m.msg_id, &m.body).await;
-                    if matches!(result, Err(AmsError::Unauthorized { .. })) {
-                        refused.store(true, Ordering::Release);
+                    if let Err(e) = &result
+                        && !e.is_message_specific()
+                    {
+                        stopped.store(true, Ordering::Release);
                     }
                     (m.key, result)
                 }

@@ -271,6 +271,34 @@ async fn retries_exhausted_is_transient_and_nothing_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ams_down_after_every_retry_stops_the_batch_and_keeps_the_rest_unsent() {
+    let pki = AmsTestPki::generate();
+    let double = AmsDouble::start(&pki, &["--fault", "503:after=2"]);
+    let mut cfg = double.config(&pki);
+    cfg.retry.max_attempts = 3;
+    cfg.concurrency = std::num::NonZeroUsize::new(1).unwrap();
+    let client = Client::new(cfg).unwrap();
+    let batch = batch(&pki, 10, 500);
+    let results = publish_batch(&client, &batch).await;
+    let count =
+        |f: fn(&Result<String, AmsError>) -> bool| results.values().filter(|r| f(r)).count();
+    assert_eq!(count(|r| r.is_ok()), 2, "{results:?}");
+    assert_eq!(
+        count(|r| matches!(r, Err(AmsError::Transient { attempts: 3, .. }))),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(
+        count(|r| matches!(r, Err(AmsError::NotAttempted { .. }))),
+        7,
+        "{results:?}"
+    );
+    let stats = double.stats().await;
+    assert_eq!(stats["publish_requests"], 5, "{stats}");
+    assert_eq!(stats["messages"], 2, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stall_beyond_the_request_timeout_is_retried() {
     let pki = AmsTestPki::generate();
     let double = AmsDouble::start(&pki, &["--fault", "stall=1500ms:nth=2"]);
