@@ -13,6 +13,7 @@ mod fault;
 mod state;
 mod verify;
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -367,27 +368,36 @@ struct Received {
     data: Vec<u8>,
 }
 
+#[derive(serde::Deserialize)]
+struct PublishBody<'a> {
+    #[serde(borrow)]
+    messages: Vec<PublishMessage<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PublishMessage<'a> {
+    #[serde(default, borrow)]
+    attributes: std::collections::HashMap<String, Cow<'a, str>>,
+    /// Borrowed from the request: base64 holds nothing JSON must escape.
+    #[serde(default, borrow)]
+    data: Option<Cow<'a, str>>,
+}
+
 fn parse_publish(body: &[u8]) -> Result<Vec<Received>, String> {
-    let v: serde_json::Value =
+    let parsed: PublishBody =
         serde_json::from_slice(body).map_err(|e| format!("Invalid Message Arguments: {e}"))?;
-    let list = v
-        .get("messages")
-        .and_then(|m| m.as_array())
-        .filter(|m| !m.is_empty())
-        .ok_or("Invalid Message Arguments: no messages")?;
-    let mut out = Vec::with_capacity(list.len());
-    for m in list {
-        let empaid = m
-            .get("attributes")
-            .and_then(|a| a.get("empaid"))
-            .and_then(|e| e.as_str())
-            .map(str::to_owned);
-        let data = match m.get("data").and_then(|d| d.as_str()) {
+    if parsed.messages.is_empty() {
+        return Err("Invalid Message Arguments: no messages".into());
+    }
+    let mut out = Vec::with_capacity(parsed.messages.len());
+    for m in parsed.messages {
+        let empaid = m.attributes.get("empaid").map(|e| e.to_string());
+        let data = match m.data.as_deref() {
             Some(b64) => openssl::base64::decode_block(b64)
                 .map_err(|e| format!("Invalid Message Arguments: data is not base64: {e}"))?,
             None => Vec::new(),
         };
-        if data.is_empty() && empaid.is_none() {
+        if data.is_empty() && m.attributes.is_empty() {
             return Err("Invalid Message Arguments: message without data or attributes".into());
         }
         out.push(Received { empaid, data });
@@ -396,37 +406,72 @@ fn parse_publish(body: &[u8]) -> Result<Vec<Received>, String> {
 }
 
 fn store(ctx: &Ctx, messages: Vec<Received>) -> Resp {
-    // Verify outside the lock: it is the expensive part.
-    let checked: Vec<_> = messages
-        .into_iter()
-        .map(|Received { empaid, data }| {
-            let outcome = ctx.verifier.as_ref().map(|v| v.verify(&data));
-            (empaid, data, outcome)
-        })
-        .collect();
     let mut g = ctx.state.lock();
-    let mut ids = Vec::new();
-    for (empaid, data, outcome) in checked {
+    let mut ids = Vec::with_capacity(messages.len());
+    for Received { empaid, data } in messages {
         let seq = g.messages.len() as u64;
         let message_id = seq.to_string();
-        let (signer_dn, content, verify_error) = match outcome {
-            Some(Ok(v)) => (Some(v.signer_dn), Some(v.content), None),
-            Some(Err(e)) => (None, None, Some(e)),
-            None => (None, None, None),
-        };
         ids.push(message_id.clone());
         g.messages.push(Stored {
             seq,
             empaid,
             message_id,
             bytes: data.len(),
-            data,
-            content,
-            signer_dn,
-            verify_error,
+            data: Bytes::from(data),
+            checked: ctx.verifier.is_none(),
+            content: None,
+            signer_dn: None,
+            verify_error: None,
         });
     }
     json_reply(StatusCode::OK, json!({"messageIds": ids}))
+}
+
+/// Checks the signature of every message stored since the last admin read. Kept off the
+/// publish path (the real AMS does not verify; the APEL receiver does, later), so the
+/// double adds no latency to publishing.
+async fn verify_pending(ctx: &Arc<Ctx>) {
+    if ctx.verifier.is_none() {
+        return;
+    }
+    let pending: Vec<(usize, Bytes)> = {
+        let g = ctx.state.lock();
+        g.messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.checked)
+            .map(|(i, m)| (i, m.data.clone()))
+            .collect()
+    };
+    if pending.is_empty() {
+        return;
+    }
+    let ctx2 = Arc::clone(ctx);
+    let results = tokio::task::spawn_blocking(move || {
+        let Some(v) = &ctx2.verifier else {
+            return Vec::new();
+        };
+        pending
+            .into_iter()
+            .map(|(i, data)| (i, v.verify(&data)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut g = ctx.state.lock();
+    for (i, outcome) in results {
+        let Some(m) = g.messages.get_mut(i) else {
+            continue;
+        };
+        m.checked = true;
+        match outcome {
+            Ok(v) => {
+                m.signer_dn = Some(v.signer_dn);
+                m.content = Some(v.content);
+            }
+            Err(e) => m.verify_error = Some(e),
+        }
+    }
 }
 
 async fn serve_admin(listener: TcpListener, ctx: Arc<Ctx>) -> Result<(), String> {
@@ -439,7 +484,10 @@ async fn serve_admin(listener: TcpListener, ctx: Arc<Ctx>) -> Result<(), String>
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let ctx = Arc::clone(&ctx);
-                async move { Ok::<_, Infallible>(admin(&ctx, req.uri().path())) }
+                async move {
+                    verify_pending(&ctx).await;
+                    Ok::<_, Infallible>(admin(&ctx, req.uri().path()))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
@@ -474,7 +522,7 @@ fn admin(ctx: &Ctx, path: &str) -> Resp {
             let found = seq.parse::<usize>().ok().and_then(|s| g.messages.get(s));
             let bytes = match found {
                 Some(m) if want_content => m.content.clone(),
-                Some(m) => Some(m.data.clone()),
+                Some(m) => Some(m.data.to_vec()),
                 None => None,
             };
             match bytes {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
+use bytes::Bytes;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -12,11 +13,13 @@ pub struct Stored {
     pub message_id: String,
     /// The decoded `data` exactly as received.
     #[serde(skip)]
-    pub data: Vec<u8>,
+    pub data: Bytes,
+    pub bytes: usize,
+    /// False until the signature check ran (it runs off the publish path, on admin reads).
+    pub checked: bool,
     /// The signed content after verification (`Content-Type: text/plain` header removed).
     #[serde(skip)]
     pub content: Option<Vec<u8>>,
-    pub bytes: usize,
     pub signer_dn: Option<String>,
     pub verify_error: Option<String>,
 }
