@@ -542,6 +542,7 @@ async fn signature_from_an_unknown_ca_is_counted_as_failed() {
     let stats = double.stats().await;
     assert_eq!(stats["signatures"]["verified"], 1, "{stats}");
     assert_eq!(stats["signatures"]["failed"], 1, "{stats}");
+    assert_eq!(stats["signatures"]["all_verified"], false, "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,4 +575,43 @@ async fn server_certificate_from_an_unknown_ca_is_refused() {
         "{err}"
     );
     assert_eq!(double.stats().await["publish_requests"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_ca_directory_is_trusted() {
+    let pki = AmsTestPki::generate();
+    let double = AmsDouble::start(&pki, &[]);
+    let capath = tempfile::tempdir().unwrap();
+    let hash = pki.ca.cert.subject_name_hash();
+    std::fs::write(
+        capath.path().join(format!("{hash:08x}.0")),
+        pki.ca.cert.to_pem().unwrap(),
+    )
+    .unwrap();
+    // What an IGTF capath also holds, none of it certificates.
+    std::fs::write(
+        capath.path().join(format!("{hash:08x}.r0")),
+        "not a certificate",
+    )
+    .unwrap();
+    std::fs::write(
+        capath.path().join(format!("{hash:08x}.signing_policy")),
+        "x",
+    )
+    .unwrap();
+    let roots = cloud_accounting::ams::load_ca_dir(capath.path()).unwrap();
+    assert_eq!(roots.len(), 1);
+    let mut cfg = double.config(&pki);
+    cfg.trust.extra_roots = roots;
+    let client = Client::new(cfg).unwrap();
+    client.publish("1", &pki.sign(b"x\n")).await.unwrap();
+}
+
+/// The sender spawns publishes on the runtime: the futures must be `Send`.
+#[allow(dead_code)]
+fn publish_futures_are_send(client: &Client) {
+    fn send<T: Send>(_: T) {}
+    send(client.publish("id", b"x"));
+    send(client.token());
+    send(client.publish_all(futures_util::stream::iter(Vec::<Outgoing<u32>>::new())));
 }

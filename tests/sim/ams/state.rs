@@ -62,6 +62,8 @@ pub struct Stats {
 #[derive(Serialize)]
 pub struct Signatures {
     pub checked: bool,
+    /// Checking on, at least one message, and every stored message verified.
+    pub all_verified: bool,
     pub verified: usize,
     pub failed: usize,
     pub failures: Vec<String>,
@@ -106,6 +108,7 @@ impl State {
                     .map(|e| format!("{}: {e}", m.empaid.as_deref().unwrap_or("-")))
             })
             .collect();
+        let verified = g.messages.iter().filter(|m| m.signer_dn.is_some()).count();
         let signer_dns: BTreeSet<String> = g
             .messages
             .iter()
@@ -122,7 +125,8 @@ impl State {
             faulted_empaids: g.faulted_empaids.clone(),
             signatures: Signatures {
                 checked,
-                verified: g.messages.iter().filter(|m| m.signer_dn.is_some()).count(),
+                all_verified: checked && !g.messages.is_empty() && verified == g.messages.len(),
+                verified,
                 failed: failures.len(),
                 failures,
                 signer_dns: signer_dns.into_iter().collect(),
