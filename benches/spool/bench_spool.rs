@@ -12,65 +12,39 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use cloud_accounting::record::{CloudRecord, Record, Status, render_messages};
 use cloud_accounting::spool::{Layout, Queue};
-
-/// The fields of one cloud record that vary in the benchmark; the rest are
-/// fixed, as they are for one project's VMs.
-struct BenchRecord {
-    vm: u64,
-}
+use cloud_accounting::time::Timestamp;
 
 const START: i64 = 1_793_491_200; // 2026-11-01T00:00:00Z, as the Python side
 
-// ---- BENCH-ONLY renderer ------------------------------------------------
-// A minimal APEL-cloud-message v0.4 renderer standing in for `crate::record`
-// (being written in parallel). Swap `render_message` for the crate's renderer
-// once merged; it must produce the same bytes as cASO for the same record
-// (keys sorted, `Key: value`, records joined by `\n%%\n`).
-fn render_record(r: &BenchRecord, out: &mut String) {
-    use std::fmt::Write;
-    let wall = (r.vm % 1000 + 1) * 3600;
-    let cpus = 2;
-    let _ = write!(
-        out,
-        "CloudComputeService: TEST-Site\n\
-         CloudType: cloud-accounting/0.1.0 (OpenStack)\n\
-         CpuCount: {cpus}\n\
-         CpuDuration: {cpu}\n\
-         Disk: 40\n\
-         EndTime: {end}\n\
-         FQAN: vo.example.org\n\
-         GlobalUserName: alice\n\
-         ImageId: b39a8ed9-e15d-4b71-ada2-daf88efbac0a\n\
-         LocalGroupId: 03b6a6c4-cf2b-48b9-82f1-69c52b9f30af\n\
-         LocalUserId: a4519d7d-f60a-4908-9d63-7d9e17422188\n\
-         MachineName: vm-{vm}\n\
-         Memory: 4096\n\
-         PublicIPCount: 1\n\
-         SiteName: TEST-Site\n\
-         StartTime: {START}\n\
-         Status: completed\n\
-         VMUUID: {uuid}\n\
-         WallDuration: {wall}",
-        cpu = wall * cpus,
-        end = START + wall as i64,
-        vm = r.vm,
-        uuid = uuid::Uuid::from_u128(u128::from(r.vm)).hyphenated(),
-    );
+/// One project's VM record: the same values `caso_spool.py` builds.
+fn bench_record(vm: u64) -> Record {
+    let wall = (vm % 1000 + 1) * 3600;
+    let start = Timestamp::from_unix(START);
+    Record::Cloud(CloudRecord {
+        vm_uuid: uuid::Uuid::from_u128(u128::from(vm)),
+        site_name: "TEST-Site".into(),
+        compute_service: "TEST-Site".into(),
+        machine_name: format!("vm-{vm}"),
+        local_user_id: "a4519d7d-f60a-4908-9d63-7d9e17422188".into(),
+        local_group_id: "03b6a6c4-cf2b-48b9-82f1-69c52b9f30af".into(),
+        global_user_name: Some("alice".into()),
+        fqan: "vo.example.org".into(),
+        status: Status::Completed,
+        start_time: start,
+        end_time: Some(start.add_seconds(wall as i64)),
+        suspend_duration: None,
+        wall_duration: None,
+        cpu_duration: None,
+        cpu_count: 2,
+        memory: 4096,
+        disk: 40,
+        public_ip_count: 1,
+        image_id: Some("b39a8ed9-e15d-4b71-ada2-daf88efbac0a".into()),
+        benchmark: None,
+    })
 }
-
-fn render_message(records: &[BenchRecord], out: &mut String) {
-    out.clear();
-    out.push_str("APEL-cloud-message: v0.4\n");
-    for (i, r) in records.iter().enumerate() {
-        if i > 0 {
-            out.push_str("\n%%\n");
-        }
-        render_record(r, out);
-    }
-    out.push('\n');
-}
-// ---- end of BENCH-ONLY renderer -----------------------------------------
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -94,7 +68,9 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    let mut message = String::new();
+    let Some(max_records) = std::num::NonZeroUsize::new(per_message as usize) else {
+        return ExitCode::from(2);
+    };
     let mut chunk = Vec::with_capacity(per_message as usize);
     let mut batch = queue.batch();
     let mut messages = 0u64;
@@ -102,10 +78,21 @@ fn main() -> ExitCode {
     while vm < records {
         chunk.clear();
         while vm < records && (chunk.len() as u64) < per_message {
-            chunk.push(BenchRecord { vm });
+            chunk.push(bench_record(vm));
             vm += 1;
         }
-        render_message(&chunk, &mut message);
+        // The records of one chunk fit one message (they are far below 512 KiB).
+        let message = match render_messages(&chunk, max_records) {
+            Ok(mut m) if m.len() == 1 => m.remove(0),
+            Ok(m) => {
+                eprintln!("expected one message per chunk, got {}", m.len());
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let added = if commit_every == 1 {
             queue.add(message.as_bytes()).map(drop)
         } else {

@@ -1,0 +1,359 @@
+//! Test support for the AMS client: a minimal test PKI and the `ams-double` child process.
+//!
+//! Included with `#[path = "common/ams.rs"] mod ams_common;` so it needs no `common/mod.rs`.
+//! The PKI part (`AmsTestPki`) is a stop-gap until `tests/common/pki.rs` is merged.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::hash::MessageDigest;
+use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::stack::Stack;
+use openssl::x509::extension::{
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+};
+use openssl::x509::{X509, X509Name, X509NameBuilder};
+
+use cloud_accounting::ams::{AmsConfig, ClientIdentity, RetryPolicy, ServerTrust, Token};
+
+pub const HOST_DN: &str = "/C=XX/O=Cloud Accounting Tests/CN=cloud.example.org";
+pub const TOKEN: &str = "test-ams-token-0123456789";
+
+/// A key and the certificate the test CA issued for it.
+pub struct Issued {
+    pub cert: X509,
+    pub key: PKey<Private>,
+}
+
+/// CA, AMS server certificate (127.0.0.1 / localhost), host certificate (client + signer),
+/// and a second host certificate from another CA (for refusals).
+pub struct AmsTestPki {
+    pub ca: Issued,
+    pub server: Issued,
+    pub host: Issued,
+    pub other_host: Issued,
+}
+
+fn name(parts: &[(&str, &str)]) -> X509Name {
+    let mut b = X509NameBuilder::new().unwrap();
+    for (k, v) in parts {
+        b.append_entry_by_text(k, v).unwrap();
+    }
+    b.build()
+}
+
+fn key() -> PKey<Private> {
+    PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
+}
+
+fn serial() -> openssl::asn1::Asn1Integer {
+    let mut bn = BigNum::new().unwrap();
+    bn.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
+    bn.to_asn1_integer().unwrap()
+}
+
+fn ca(cn: &str) -> Issued {
+    let key = key();
+    let n = name(&[("C", "XX"), ("O", "Cloud Accounting Tests"), ("CN", cn)]);
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&serial()).unwrap();
+    b.set_subject_name(&n).unwrap();
+    b.set_issuer_name(&n).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    Issued {
+        cert: b.build(),
+        key,
+    }
+}
+
+fn issue(ca: &Issued, subject: &[(&str, &str)], server: bool) -> Issued {
+    let key = key();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&serial()).unwrap();
+    b.set_subject_name(&name(subject)).unwrap();
+    b.set_issuer_name(ca.cert.subject_name()).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().build().unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .key_encipherment()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    if server {
+        b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
+            .unwrap();
+        let ctx = b.x509v3_context(Some(&ca.cert), None);
+        let san = SubjectAlternativeName::new()
+            .dns("localhost")
+            .ip("127.0.0.1")
+            .build(&ctx)
+            .unwrap();
+        b.append_extension(san).unwrap();
+    } else {
+        // A grid host certificate signs S/MIME and authenticates TLS clients.
+        b.append_extension(
+            ExtendedKeyUsage::new()
+                .client_auth()
+                .email_protection()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    }
+    b.sign(&ca.key, MessageDigest::sha256()).unwrap();
+    Issued {
+        cert: b.build(),
+        key,
+    }
+}
+
+impl AmsTestPki {
+    pub fn generate() -> AmsTestPki {
+        let ca_ = ca("Test CA");
+        let server = issue(
+            &ca_,
+            &[
+                ("C", "XX"),
+                ("O", "Cloud Accounting Tests"),
+                ("CN", "localhost"),
+            ],
+            true,
+        );
+        let host = issue(
+            &ca_,
+            &[
+                ("C", "XX"),
+                ("O", "Cloud Accounting Tests"),
+                ("CN", "cloud.example.org"),
+            ],
+            false,
+        );
+        let other_ca = ca("Other CA");
+        let other_host = issue(
+            &other_ca,
+            &[
+                ("C", "XX"),
+                ("O", "Elsewhere"),
+                ("CN", "intruder.example.org"),
+            ],
+            false,
+        );
+        AmsTestPki {
+            ca: ca_,
+            server,
+            host,
+            other_host,
+        }
+    }
+
+    pub fn host_identity(&self) -> ClientIdentity {
+        ClientIdentity {
+            cert: self.host.cert.clone(),
+            key: self.host.key.clone(),
+            chain: Vec::new(),
+        }
+    }
+
+    /// What `openssl smime -sign -inkey KEY -signer CERT -text` writes, via the openssl crate.
+    pub fn sign(&self, content: &[u8]) -> Vec<u8> {
+        let flags = Pkcs7Flags::DETACHED | Pkcs7Flags::TEXT;
+        let certs = Stack::new().unwrap();
+        let p7 = Pkcs7::sign(&self.host.cert, &self.host.key, &certs, content, flags).unwrap();
+        p7.to_smime(content, flags).unwrap()
+    }
+
+    /// Writes `ca.pem`, `server.pem`, `server.key` into `dir`.
+    pub fn write(&self, dir: &Path) {
+        std::fs::write(dir.join("ca.pem"), self.ca.cert.to_pem().unwrap()).unwrap();
+        std::fs::write(dir.join("server.pem"), self.server.cert.to_pem().unwrap()).unwrap();
+        std::fs::write(
+            dir.join("server.key"),
+            self.server.key.private_key_to_pem_pkcs8().unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+/// Builds the `ams-double` example once per test process (`cargo test --test ams` alone does
+/// not build examples) and returns its path beside the test executable's profile directory.
+pub fn double_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/<test>-<hash>
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "--example",
+            "ams-double",
+            "--manifest-path",
+        ])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .expect("run cargo to build the ams-double example");
+        assert!(status.success(), "cargo build --example ams-double failed");
+        let bin = profile_dir.join("examples").join("ams-double");
+        assert!(bin.exists(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A running `ams-double`; killed on drop.
+pub struct AmsDouble {
+    child: Child,
+    pub ams_port: u16,
+    pub authn_port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl AmsDouble {
+    /// Starts the double with the PKI's CA and server certificate, the valid token [`TOKEN`],
+    /// signature checking against the CA with [`HOST_DN`] allowed, and `extra` arguments.
+    pub fn start(pki: &AmsTestPki, extra: &[&str]) -> AmsDouble {
+        let dir = tempfile::tempdir().unwrap();
+        pki.write(dir.path());
+        let p = |f: &str| dir.path().join(f);
+        let mut child = Command::new(double_binary())
+            .arg("--ca")
+            .arg(p("ca.pem"))
+            .arg("--cert")
+            .arg(p("server.pem"))
+            .arg("--key")
+            .arg(p("server.key"))
+            .args(["--token", TOKEN])
+            .arg("--verify-ca")
+            .arg(p("ca.pem"))
+            .args(["--allowed-dn", HOST_DN])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ports: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("ams-double ready line {line:?}: {e}"));
+        let port = |k: &str| ports[k].as_u64().unwrap() as u16;
+        AmsDouble {
+            ams_port: port("ams_port"),
+            authn_port: port("authn_port"),
+            admin_port: port("admin_port"),
+            child,
+            dir,
+        }
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A client configuration for this double: authx509 with the host certificate, the test CA
+    /// trusted (and nothing else), fast retries.
+    pub fn config(&self, pki: &AmsTestPki) -> AmsConfig {
+        let mut cfg = AmsConfig::new("127.0.0.1", "accounting", "eu-egi-cloud-accounting");
+        cfg.port = self.ams_port;
+        cfg.authn_port = self.authn_port;
+        cfg.identity = Some(pki.host_identity());
+        cfg.trust = ServerTrust {
+            system_roots: false,
+            extra_roots: vec![pki.ca.cert.clone()],
+            verify: true,
+        };
+        cfg.retry = RetryPolicy {
+            max_attempts: 10,
+            base_backoff: std::time::Duration::from_millis(10),
+            max_backoff: std::time::Duration::from_millis(100),
+        };
+        cfg
+    }
+
+    pub fn config_with_token(&self, pki: &AmsTestPki, token: &str) -> AmsConfig {
+        let mut cfg = self.config(pki);
+        cfg.identity = None;
+        cfg.token = Some(Token::new(token));
+        cfg
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub async fn stats(&self) -> serde_json::Value {
+        reqwest::get(self.admin_url("/stats"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn messages(&self) -> Vec<serde_json::Value> {
+        reqwest::get(self.admin_url("/messages"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The decoded `data` of stored message `seq`, as the double received it.
+    pub async fn data(&self, seq: u64) -> Vec<u8> {
+        let r = reqwest::get(self.admin_url(&format!("/messages/{seq}")))
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "message {seq}: {}", r.status());
+        r.bytes().await.unwrap().to_vec()
+    }
+}
+
+impl Drop for AmsDouble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
