@@ -6,6 +6,7 @@ pub mod ams;
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod extract;
 pub mod lastrun;
 pub mod logging;
 pub mod openstack;

@@ -489,20 +489,19 @@ fn config_dir_and_default_locations() {
 fn not_yet_implemented_paths_exit_1() {
     let d = tempfile::tempdir().unwrap();
     let conf = write(&d, "caso.conf", "[DEFAULT]\nsite_name = X\n");
-    let o = run(CASO, &["--config-file", &conf], &[]);
-    assert_eq!(code(&o), 1);
-    assert!(
-        stderr(&o).contains("extraction is not implemented yet"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run(CASO, &["--config-file", &conf, "projects"], &[]);
-    assert_eq!(code(&o), 1);
-    assert!(
-        stderr(&o).contains("projects subcommand is not implemented yet"),
-        "{}",
-        stderr(&o)
-    );
+    // Extraction and `projects` need Keystone settings: a configuration error.
+    for args in [
+        &["--config-file", &conf][..],
+        &["--config-file", &conf, "projects"],
+    ] {
+        let o = run(CASO, args, &[]);
+        assert_eq!(code(&o), 2);
+        assert!(
+            stderr(&o).contains("[keystone_auth] auth_url is required to extract"),
+            "{}",
+            stderr(&o)
+        );
+    }
     let o = run(
         CASO,
         &["projects", "--config-file", &conf, "--print-config"],
@@ -600,18 +599,18 @@ fn caso_log_file_gets_the_log() {
         ),
     );
     let o = run(CASO, &["--config-file", &conf], &[]);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 2);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("\"ssmv4\" is deprecated"), "{logged}");
     assert!(
-        logged.contains("extraction is not implemented yet"),
+        logged.contains("[keystone_auth] auth_url is required to extract"),
         "{logged}"
     );
     // oslo.log semantics: with a log file nothing is logged on stderr; the
     // fatal error is still reported there once.
     assert_eq!(
         stderr(&o),
-        "caso-extract: error: extraction is not implemented yet in this build (only --print-config works)\n"
+        "caso-extract: error: [keystone_auth] auth_url is required to extract\n"
     );
 }
 

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 use crate::config::caso::{CasoLogging, CasoSettings, flag};
@@ -46,6 +45,9 @@ pub struct CasoCli {
     /// Project property holding the VO.
     #[arg(long, alias = "vo_property", value_name = "NAME", global = true)]
     pub vo_property: Option<String>,
+    /// Projects extracted at the same time (ours; default 8).
+    #[arg(long, value_name = "N", global = true)]
+    pub concurrency: Option<String>,
     /// Deprecated VO <-> project JSON mapping file.
     #[arg(long, alias = "mapping_file", value_name = "PATH", global = true)]
     pub mapping_file: Option<PathBuf>,
@@ -117,6 +119,9 @@ impl CasoCli {
         if let Some(s) = &self.vo_property {
             v.push(flag(D, "vo_property", "--vo-property", s.clone()));
         }
+        if let Some(n) = &self.concurrency {
+            v.push(flag(D, "concurrency", "--concurrency", n.clone()));
+        }
         if let Some(p) = &self.mapping_file {
             v.push(flag(
                 D,
@@ -179,16 +184,12 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     }
 }
 
-/// Extraction with checked settings. The seam for the extraction issue: it
-/// replaces the `bail!` with `crate::extract::run(settings)`.
+/// Extraction with checked settings ([`crate::extract::main`]).
 pub fn extract(settings: CasoSettings) -> anyhow::Result<()> {
-    settings.site_name()?;
-    bail!("extraction is not implemented yet in this build (only --print-config works)")
+    crate::extract::main(settings)
 }
 
-/// `caso-extract projects`: needs the Keystone client, which does not exist yet.
-pub fn projects(_settings: &CasoSettings) -> anyhow::Result<()> {
-    bail!(
-        "the projects subcommand is not implemented yet in this build (it needs the Keystone client)"
-    )
+/// `caso-extract projects` ([`crate::extract::list_projects`]).
+pub fn projects(settings: &CasoSettings) -> anyhow::Result<()> {
+    crate::extract::list_projects(settings)
 }

@@ -69,6 +69,8 @@ pub struct State {
     pub images: Vec<Value>,
     /// Delay answers to flavor GETs (to make concurrent fetches overlap).
     pub flavor_delay: Duration,
+    /// Fields replacing those of a project's JSON (e.g. `"VO": null`), by id.
+    pub project_overrides: HashMap<String, Value>,
 }
 
 pub type Shared = Arc<Mutex<State>>;
@@ -100,6 +102,7 @@ impl Mock {
             fips: vec![fip("f1", "p-demo", "192.0.2.1"), fip("f2", "p-demo", "2001:db8::1"), fip("f3", "p-demo", "192.0.2.3")],
             images: (1..=3).map(|i| json!({"id": format!("i{i}"), "name": format!("img{i}"), "status": "active", "vmcatcher_event_ad_mpuri": format!("https://appdb/i{i}")})).collect(),
             flavor_delay: Duration::ZERO,
+            project_overrides: HashMap::new(),
         }));
         let app = Router::new().fallback(handler).with_state(state.clone());
         tokio::spawn(async move {
@@ -234,6 +237,18 @@ fn project_by_name(name: &str) -> Option<&'static str> {
         .iter()
         .find(|(_, n)| *n == name)
         .map(|(pid, _)| *pid)
+}
+
+impl State {
+    fn project(&self, id: &str) -> Value {
+        let mut p = project_json(id);
+        if let (Some(Value::Object(o)), Value::Object(fields)) =
+            (self.project_overrides.get(id), &mut p)
+        {
+            fields.extend(o.clone());
+        }
+        p
+    }
 }
 
 fn project_json(id: &str) -> Value {
@@ -459,8 +474,7 @@ async fn handler(
         let parts: Vec<&str> = rest.split('/').collect();
         return match parts.as_slice() {
             ["projects"] => {
-                let mut items: Vec<Value> =
-                    PROJECTS.iter().map(|(id, _)| project_json(id)).collect();
+                let mut items: Vec<Value> = PROJECTS.iter().map(|(id, _)| st.project(id)).collect();
                 if let Some(tag) = q("tags") {
                     items.retain(|p| {
                         p["tags"]
@@ -479,7 +493,7 @@ async fn handler(
                 )
             }
             ["projects", id] => match project_by_id(id) {
-                Some(id) => reply(200, json!({"project": project_json(id)})),
+                Some(id) => reply(200, json!({"project": st.project(id)})),
                 None => error(404, &format!("Could not find project: {id}.")),
             },
             ["users", "u-alice"] => reply(
@@ -509,10 +523,19 @@ async fn handler(
         let parts: Vec<&str> = rest.split('/').collect();
         return match parts.as_slice() {
             ["servers", "detail"] => {
+                // Nova's changes-since: servers updated at or after it.
+                let since = q("changes-since").map(|t| Timestamp::parse(&t).unwrap());
                 let items: Vec<Value> = st
                     .servers
                     .iter()
                     .filter(|s| Some(s["tenant_id"].as_str().unwrap()) == list_project.as_deref())
+                    .filter(|s| {
+                        since.is_none_or(|since| {
+                            s["updated"]
+                                .as_str()
+                                .is_none_or(|u| Timestamp::parse(u).unwrap() >= since)
+                        })
+                    })
                     .map(|s| {
                         let mut s = s.clone();
                         let fid = s.as_object_mut().unwrap().remove("flavor_id").unwrap();

@@ -1,0 +1,1037 @@
+//! `caso-extract`: OpenStack usage to APEL records, project by project.
+//!
+//! One run: check the settings, take the run lock, log in to Keystone once
+//! (credentials Keystone rejects end the run at once), find the projects
+//! ([`projects`]), then extract up to `concurrency` projects at a time with
+//! one shared [`Session`] and per-run flavor, image and user caches. Each
+//! project: period from its lastrun (or `--extract-from`) to
+//! `--extract-to` (or now, never later than now); records from the
+//! [`nova`], [`cinder`] and [`neutron`] extractors, sorted; then, in project
+//! order (so the output does not depend on timing), every
+//! [`messenger::Messenger`] gets them, and only when all of that project's
+//! messages are durably in the spool and nothing failed is its lastrun set
+//! to `to + 1 s` (cASO wrote it first: defect 3). A project that fails in
+//! any way keeps its lastrun (its records are cumulative, so the next run
+//! covers the period again harmlessly); the others go on, and the run
+//! reports every failure and exits 1.
+
+pub mod cinder;
+pub mod messenger;
+pub mod neutron;
+pub mod nova;
+pub mod projects;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::config::caso::{self, AuthType, CasoSettings, Extractor, KeystoneAuth};
+use crate::exit;
+use crate::openstack::glance::ImageCache;
+use crate::openstack::keystone::UserNames;
+use crate::openstack::nova::FlavorCache;
+use crate::openstack::{
+    self, AppCredentialRef, AuthConfig, AuthMethod, ClientCert, DomainRef, OpenStackError,
+    RequestCounts, Scope, Session, TlsConfig, UserRef,
+};
+use crate::record::{Record, RecordType};
+use crate::time::Timestamp;
+use messenger::{LastrunStore, Messenger, Spool};
+use projects::{DiscoveryRules, ProjectInfo, VoMap, VoRules};
+
+/// The period one project's records cover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Period {
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+/// What every record of one project shares.
+#[derive(Clone, Debug)]
+pub struct RecordContext {
+    pub site_name: String,
+    pub service_name: String,
+    pub project_id: String,
+    pub vo: String,
+    pub period: Period,
+    /// When the run measured (storage createTime, IP MeasurementTime).
+    pub now: Timestamp,
+}
+
+impl RecordContext {
+    fn failure(&self, object: impl Into<String>, cause: impl Into<String>) -> Failure {
+        Failure::new(self.project_id.clone(), object, cause)
+    }
+}
+
+/// One thing that went wrong with one project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The project id (or the configured entry when it could not be resolved).
+    pub project: String,
+    /// What failed: an OpenStack object, the spool, the lastrun file...
+    pub object: String,
+    pub cause: String,
+}
+
+impl Failure {
+    pub fn new(
+        project: impl Into<String>,
+        object: impl Into<String>,
+        cause: impl Into<String>,
+    ) -> Self {
+        Failure {
+            project: project.into(),
+            object: object.into(),
+            cause: cause.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "project {}: {}: {}",
+            self.project, self.object, self.cause
+        )
+    }
+}
+
+/// What the extractors of every project share: one session and the
+/// per-run caches.
+pub struct RunShared {
+    pub session: Session,
+    pub flavors: FlavorCache,
+    pub images: ImageCache,
+    pub users: UserNames,
+}
+
+impl RunShared {
+    /// Names of these users, best effort (a user that cannot be read has
+    /// none; empty names count as none).
+    pub async fn user_names<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> HashMap<String, String> {
+        let mut ids: Vec<&str> = ids.filter(|id| !id.is_empty()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut names = HashMap::new();
+        for id in ids {
+            if let Some(name) = self.users.name(&self.session, id).await
+                && !name.is_empty()
+            {
+                names.insert(id.to_string(), name);
+            }
+        }
+        names
+    }
+}
+
+/// The result of a run, for the summary and for tests.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Projects extracted, in order.
+    pub projects: Vec<ProjectReport>,
+    pub failures: Vec<Failure>,
+    pub requests: RequestCounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectReport {
+    pub id: String,
+    pub period: Option<Period>,
+    /// Records extracted, by type.
+    pub records: Vec<(RecordType, usize)>,
+    /// The lastrun written, if any.
+    pub lastrun: Option<Timestamp>,
+}
+
+/// Spool and lastrun store of a run.
+#[derive(Clone)]
+pub struct Stores {
+    /// Needed only when the ssm messenger is configured.
+    pub spool: Option<Arc<dyn Spool>>,
+    pub lastrun: Arc<dyn LastrunStore>,
+}
+
+/// Settings that are the same for every project.
+struct RunConfig {
+    site_name: String,
+    service_name: String,
+    extractors: Vec<Extractor>,
+    keys: nova::FlavorKeys,
+    extract_from: Option<Timestamp>,
+    to: Timestamp,
+    now: Timestamp,
+    vo_property: String,
+    mapping_file: std::path::PathBuf,
+    dry_run: bool,
+    max_records: NonZeroUsize,
+    messengers: Vec<Messenger>,
+}
+
+/// Result of extracting one project, before delivery.
+struct Extracted {
+    project: ProjectInfo,
+    period: Option<Period>,
+    records: Vec<Record>,
+    failures: Vec<Failure>,
+}
+
+fn usage_err(msg: String) -> anyhow::Error {
+    exit::usage(anyhow!(msg))
+}
+
+fn user_ref(ka: &KeystoneAuth, what: &str) -> anyhow::Result<UserRef> {
+    if let Some(id) = &ka.user_id {
+        return Ok(UserRef::Id(id.clone()));
+    }
+    let Some(name) = &ka.username else {
+        return Err(usage_err(format!(
+            "[keystone_auth] username or user_id is required for {what}"
+        )));
+    };
+    let domain = if let Some(id) = ka.user_domain_id.as_ref().or(ka.default_domain_id.as_ref()) {
+        DomainRef::Id(id.clone())
+    } else if let Some(n) = ka
+        .user_domain_name
+        .as_ref()
+        .or(ka.default_domain_name.as_ref())
+    {
+        DomainRef::Name(n.clone())
+    } else {
+        return Err(usage_err(format!(
+            "[keystone_auth] user_domain_name or user_domain_id is required with username {name:?}"
+        )));
+    };
+    Ok(UserRef::Name {
+        name: name.clone(),
+        domain,
+    })
+}
+
+fn secret(s: &Option<crate::config::Secret>, key: &str) -> anyhow::Result<openstack::Secret> {
+    s.as_ref()
+        .map(|s| openstack::Secret::new(s.expose()))
+        .ok_or_else(|| usage_err(format!("[keystone_auth] {key} is required")))
+}
+
+/// Maps `[keystone_auth]` to the client's configuration. Anything missing
+/// or contradictory is a configuration error (exit 2).
+pub fn auth_config(settings: &CasoSettings) -> anyhow::Result<AuthConfig> {
+    let ka = &settings.keystone_auth;
+    let auth_url = ka
+        .auth_url
+        .clone()
+        .ok_or_else(|| usage_err("[keystone_auth] auth_url is required to extract".into()))?;
+    let auth_type = ka.auth_type.ok_or_else(|| {
+        usage_err(
+            "[keystone_auth] auth_type is required: password, applicationcredential or oidcaccesstoken"
+                .into(),
+        )
+    })?;
+    let method = match auth_type {
+        AuthType::Password => AuthMethod::Password {
+            user: user_ref(ka, "password authentication")?,
+            password: secret(&ka.password, "password")?,
+        },
+        AuthType::ApplicationCredential => {
+            let credential = match (
+                &ka.application_credential_id,
+                &ka.application_credential_name,
+            ) {
+                (Some(id), _) => AppCredentialRef::Id(id.clone()),
+                (None, Some(name)) => AppCredentialRef::Name {
+                    name: name.clone(),
+                    user: user_ref(ka, "an application credential given by name")?,
+                },
+                (None, None) => {
+                    return Err(usage_err(
+                        "[keystone_auth] application_credential_id or application_credential_name is required".into(),
+                    ));
+                }
+            };
+            AuthMethod::ApplicationCredential {
+                credential,
+                secret: secret(
+                    &ka.application_credential_secret,
+                    "application_credential_secret",
+                )?,
+            }
+        }
+        AuthType::OidcAccessToken => AuthMethod::OidcAccessToken {
+            identity_provider: ka.identity_provider.clone().ok_or_else(|| {
+                usage_err(
+                    "[keystone_auth] identity_provider is required for oidcaccesstoken".into(),
+                )
+            })?,
+            protocol: ka.protocol.clone().ok_or_else(|| {
+                usage_err("[keystone_auth] protocol is required for oidcaccesstoken".into())
+            })?,
+            access_token: secret(&ka.access_token, "access_token")?,
+        },
+    };
+    let app_cred = auth_type == AuthType::ApplicationCredential;
+    let project_domain = || -> Option<DomainRef> {
+        ka.project_domain_id
+            .as_ref()
+            .or(ka.default_domain_id.as_ref())
+            .map(|d| DomainRef::Id(d.clone()))
+            .or_else(|| {
+                ka.project_domain_name
+                    .as_ref()
+                    .or(ka.default_domain_name.as_ref())
+                    .map(|d| DomainRef::Name(d.clone()))
+            })
+    };
+    let scope = if app_cred {
+        // Keystone refuses any scope for application credentials (defect 10).
+        if ka.project_id.is_some() || ka.project_name.is_some() || ka.system_scope.is_some() {
+            tracing::warn!(
+                "[keystone_auth] project and system scope are ignored with application credentials: the credential's own project is used"
+            );
+        }
+        Scope::Unscoped
+    } else if let Some(id) = &ka.project_id {
+        Scope::Project { id: id.clone() }
+    } else if let Some(name) = &ka.project_name {
+        Scope::ProjectName {
+            name: name.clone(),
+            domain: project_domain().ok_or_else(|| {
+                usage_err(format!(
+                    "[keystone_auth] project_domain_name or project_domain_id is required with project_name {name:?}"
+                ))
+            })?,
+        }
+    } else if let Some(id) = &ka.domain_id {
+        Scope::Domain(DomainRef::Id(id.clone()))
+    } else if let Some(name) = &ka.domain_name {
+        Scope::Domain(DomainRef::Name(name.clone()))
+    } else {
+        Scope::Unscoped
+    };
+    let system_scope = match ka.system_scope.as_deref() {
+        None => false,
+        Some(s) if s.eq_ignore_ascii_case("all") => !app_cred,
+        Some(other) => {
+            return Err(usage_err(format!(
+                "[keystone_auth] system_scope = {other:?}: only \"all\" is supported"
+            )));
+        }
+    };
+    let client_cert = match (&ka.certfile, &ka.keyfile) {
+        (Some(c), Some(k)) => Some(ClientCert {
+            certfile: c.clone(),
+            keyfile: k.clone(),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(usage_err(
+                "[keystone_auth] certfile and keyfile go together: set both or neither".into(),
+            ));
+        }
+    };
+    let mut cfg = AuthConfig::new(auth_url, method, scope);
+    cfg.system_scope = system_scope;
+    cfg.interface = match ka.interface {
+        caso::Interface::Public => openstack::Interface::Public,
+        caso::Interface::Internal => openstack::Interface::Internal,
+        caso::Interface::Admin => openstack::Interface::Admin,
+    };
+    cfg.region_name = settings.region_name.clone();
+    cfg.tls = TlsConfig {
+        cafile: ka.cafile.clone(),
+        insecure: ka.insecure,
+        client_cert,
+    };
+    if let Some(t) = ka.timeout {
+        cfg.timeout = t;
+    }
+    cfg.retries = ka.connect_retries;
+    cfg.backoff = ka.retry_backoff;
+    Ok(cfg)
+}
+
+/// Builds the session; a setting the client refuses is a configuration error.
+fn session(settings: &CasoSettings) -> anyhow::Result<Session> {
+    Session::new(auth_config(settings)?).map_err(|e| match e {
+        OpenStackError::Config { .. } => exit::usage(anyhow!("[keystone_auth] {e}")),
+        other => anyhow!(other),
+    })
+}
+
+/// Logs in with the configured credentials. A rejection ends the run here,
+/// before any project is touched.
+async fn log_in(session: &Session) -> anyhow::Result<()> {
+    let scope = if session.is_app_credential() {
+        Scope::Unscoped
+    } else {
+        session.default_scope().clone()
+    };
+    match session.token_project(&scope).await {
+        Ok(_) => Ok(()),
+        Err(e @ OpenStackError::Unauthorized { .. }) => Err(anyhow!(
+            "Keystone rejected the credentials in [keystone_auth] ({e}); nothing was extracted"
+        )),
+        Err(e) => Err(anyhow!(e).context("cannot log in to Keystone; nothing was extracted")),
+    }
+}
+
+fn vo_rules(settings: &CasoSettings) -> VoRules {
+    VoRules {
+        property: settings.vo_property.clone(),
+        map: VoMap::load(&settings.mapping_file).map_err(|e| e.to_string()),
+        default_vo: settings.default_vo.clone(),
+    }
+}
+
+fn sort_key(r: &Record) -> (RecordType, String) {
+    let key = match r {
+        Record::Cloud(c) => c.vm_uuid.to_string(),
+        Record::Accelerator(a) => format!("{} {}", a.associated_record, a.measurement),
+        Record::Storage(s) => s.volume_id.to_string(),
+        Record::Ip(i) => format!("{} {}", i.local_group, i.ip_version.number()),
+    };
+    (r.kind(), key)
+}
+
+/// From the lastrun (or `--extract-from`) to the run's `to`.
+fn period_of(
+    cfg: &RunConfig,
+    lastrun: &dyn LastrunStore,
+    project: &str,
+) -> Result<Period, Failure> {
+    let from = match cfg.extract_from {
+        Some(t) => t,
+        None => match lastrun.read(project) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                tracing::info!(project, "no lastrun file, extracting from 1970-01-01");
+                Timestamp::EPOCH
+            }
+            Err(e) => return Err(Failure::new(project, "lastrun file", e.to_string())),
+        },
+    };
+    if from >= cfg.now {
+        return Err(Failure::new(
+            project,
+            "period",
+            format!(
+                "cannot extract from the future (from {from}, now {}): check --extract-from or the lastrun file",
+                cfg.now
+            ),
+        ));
+    }
+    if from > cfg.to {
+        return Err(Failure::new(
+            project,
+            "period",
+            format!("extract-from {from} is after extract-to {}", cfg.to),
+        ));
+    }
+    Ok(Period { from, to: cfg.to })
+}
+
+async fn extract_project(
+    shared: Arc<RunShared>,
+    cfg: Arc<RunConfig>,
+    lastrun: Arc<dyn LastrunStore>,
+    project: ProjectInfo,
+) -> Extracted {
+    let mut out = Extracted {
+        period: None,
+        records: Vec::new(),
+        failures: Vec::new(),
+        project,
+    };
+    let id = out.project.id.clone();
+    let Some((vo, source)) = out.project.vo.clone() else {
+        out.failures.push(Failure::new(
+            &id,
+            "VO mapping",
+            format!(
+                "no VO: set the Keystone project property {:?}, map the project in {}, or set [DEFAULT] default_vo",
+                cfg.vo_property,
+                cfg.mapping_file.display()
+            ),
+        ));
+        return out;
+    };
+    let period = match period_of(&cfg, lastrun.as_ref(), &id) {
+        Ok(p) => p,
+        Err(f) => {
+            out.failures.push(f);
+            return out;
+        }
+    };
+    out.period = Some(period);
+    tracing::info!(vo = %vo, vo_from = %source, from = %period.from, to = %period.to, "extracting");
+    let ctx = RecordContext {
+        site_name: cfg.site_name.clone(),
+        service_name: cfg.service_name.clone(),
+        project_id: id.clone(),
+        vo,
+        period,
+        now: cfg.now,
+    };
+    let target = &out.project.target;
+    for extractor in &cfg.extractors {
+        let result = match extractor {
+            Extractor::Nova => match nova::fetch(&shared, target, &ctx).await {
+                Ok(data) => nova::build_records(&data, &ctx, &cfg.keys),
+                Err(f) => Err(f),
+            },
+            Extractor::Cinder => cinder::extract(&shared, target, &ctx).await,
+            Extractor::Neutron => neutron::extract(&shared, target, &ctx).await,
+        };
+        match result {
+            Ok(records) => out.records.extend(records),
+            Err(f) => out.failures.push(f),
+        }
+    }
+    out.records.sort_by_cached_key(sort_key);
+    out
+}
+
+fn counts(records: &[Record]) -> Vec<(RecordType, usize)> {
+    RecordType::ALL
+        .into_iter()
+        .map(|t| (t, records.iter().filter(|r| r.kind() == t).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Sends one project's records and, when all went well, writes its lastrun.
+async fn deliver(
+    cfg: &RunConfig,
+    lastrun: &Arc<dyn LastrunStore>,
+    mut x: Extracted,
+    out: &mut (dyn Write + Send),
+) -> (ProjectReport, Vec<Failure>) {
+    let id = x.project.id.clone();
+    let mut report = ProjectReport {
+        id: id.clone(),
+        period: x.period,
+        records: counts(&x.records),
+        lastrun: None,
+    };
+    if x.period.is_none() {
+        return (report, x.failures);
+    }
+    if cfg.dry_run {
+        if let Err(e) = messenger::print_messages(out, &x.records, cfg.max_records) {
+            x.failures.push(Failure::new(&id, "dry-run output", e));
+        }
+        return (report, x.failures);
+    }
+    for m in &cfg.messengers {
+        match m.push(&x.records, cfg.max_records).await {
+            Ok(n) => tracing::debug!(messenger = %m.describe(), records = n, "pushed"),
+            Err(cause) => x.failures.push(Failure::new(&id, m.describe(), cause)),
+        }
+    }
+    if !x.failures.is_empty() {
+        return (report, x.failures);
+    }
+    // cASO's next start: one second after this period's end.
+    let next = cfg.to.add_seconds(1);
+    let store = lastrun.clone();
+    let pid = id.clone();
+    match tokio::task::spawn_blocking(move || store.write(&pid, next)).await {
+        Ok(Ok(())) => report.lastrun = Some(next),
+        Ok(Err(e)) => x
+            .failures
+            .push(Failure::new(&id, "lastrun file", e.to_string())),
+        Err(e) => x
+            .failures
+            .push(Failure::new(&id, "lastrun file", e.to_string())),
+    }
+    (report, x.failures)
+}
+
+/// One extraction run with the given stores, clock and dry-run output.
+/// Returns the report even when projects failed ([`Report::failures`]);
+/// `Err` only when nothing could be done (configuration, Keystone login).
+pub async fn run(
+    settings: &CasoSettings,
+    stores: Stores,
+    now: Timestamp,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<Report> {
+    let site_name = settings.site_name()?.to_string();
+    let service_name = settings.service_name()?.to_string();
+    let max_records = NonZeroUsize::new(settings.ssm.max_size)
+        .ok_or_else(|| usage_err("[ssm] max_size must be at least 1".into()))?;
+    let mut messengers = Vec::new();
+    for kind in &settings.messengers {
+        let types = settings.record_types.for_messenger(*kind).to_vec();
+        messengers.push(match kind {
+            caso::Messenger::Ssm => Messenger::Ssm {
+                spool: match (&stores.spool, settings.dry_run) {
+                    (Some(s), _) => s.clone(),
+                    (None, true) => continue,
+                    (None, false) => return Err(anyhow!("the ssm messenger has no spool")),
+                },
+                types,
+            },
+            caso::Messenger::Noop => Messenger::Noop { types },
+            caso::Messenger::Logstash => Messenger::Logstash {
+                host: settings.logstash.host.clone(),
+                port: settings.logstash.port,
+                types,
+            },
+        });
+    }
+    let session = session(settings)?;
+    let to = match settings.extract_to {
+        Some(t) if t > now => {
+            tracing::warn!(extract_to = %t, now = %now, "extract-to is in the future: extracting up to now");
+            now
+        }
+        Some(t) => t,
+        None => now,
+    };
+    let cfg = Arc::new(RunConfig {
+        site_name,
+        service_name,
+        extractors: settings.extractors.clone(),
+        keys: nova::FlavorKeys {
+            benchmark_type: settings.benchmark.name_key.clone(),
+            benchmark_value: settings.benchmark.value_key.clone(),
+            accelerator_type: settings.accelerator.type_key.clone(),
+            accelerator_vendor: settings.accelerator.vendor_key.clone(),
+            accelerator_model: settings.accelerator.model_key.clone(),
+            accelerator_number: settings.accelerator.number_key.clone(),
+        },
+        extract_from: settings.extract_from,
+        to,
+        now,
+        vo_property: settings.vo_property.clone(),
+        mapping_file: settings.mapping_file.clone(),
+        dry_run: settings.dry_run,
+        max_records,
+        messengers,
+    });
+
+    log_in(&session).await?;
+    let (admin_scope, tagged) =
+        projects::admin_scope_and_tagged(&session, &settings.caso_tag).await;
+    let concurrency = settings.concurrency.max(1);
+    let discovery = projects::discover(
+        &session,
+        &DiscoveryRules {
+            entries: settings.projects.clone(),
+            tag: settings.caso_tag.clone(),
+            vo: vo_rules(settings),
+            concurrency,
+        },
+        tagged,
+    )
+    .await;
+    let mut report = Report {
+        failures: discovery.failures,
+        ..Report::default()
+    };
+    for f in &report.failures {
+        tracing::error!(project = %f.project, object = %f.object, "{}", f.cause);
+    }
+    if discovery.projects.is_empty() && report.failures.is_empty() {
+        if discovery.tags_listed {
+            tracing::warn!(
+                tag = %settings.caso_tag,
+                "no projects to extract: set [DEFAULT] projects or tag projects in Keystone"
+            );
+        } else {
+            report.failures.push(Failure::new(
+                "(none)",
+                "project list",
+                format!(
+                    "no projects configured and the projects tagged {:?} cannot be listed",
+                    settings.caso_tag
+                ),
+            ));
+        }
+    }
+
+    let shared = Arc::new(RunShared {
+        session: session.clone(),
+        flavors: FlavorCache::new(),
+        images: ImageCache::new(),
+        users: UserNames::new(admin_scope),
+    });
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let tasks: Vec<_> = discovery
+        .projects
+        .into_iter()
+        .map(|p| {
+            let span = tracing::info_span!("project", project = %p.id);
+            let (shared, cfg, lastrun, permits) = (
+                shared.clone(),
+                cfg.clone(),
+                stores.lastrun.clone(),
+                permits.clone(),
+            );
+            let id = p.id.clone();
+            let task = tokio::spawn(
+                async move {
+                    let _permit = permits.acquire_owned().await;
+                    extract_project(shared, cfg, lastrun, p).await
+                }
+                .instrument(span.clone()),
+            );
+            (id, span, task)
+        })
+        .collect();
+    // Delivered in project order whatever order they finish in.
+    for (id, span, task) in tasks {
+        let extracted = match task.await {
+            Ok(x) => x,
+            Err(e) => {
+                let f = Failure::new(&id, "extraction task", e.to_string());
+                tracing::error!(project = %id, "{f}");
+                report.failures.push(f);
+                continue;
+            }
+        };
+        let (pr, failures) = deliver(&cfg, &stores.lastrun, extracted, out)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| {
+            for f in &failures {
+                tracing::error!(project = %f.project, object = %f.object, "{}", f.cause);
+            }
+            if !failures.is_empty() && !cfg.dry_run {
+                tracing::warn!("lastrun left unchanged: the period is extracted again next run");
+            }
+        });
+        report.projects.push(pr);
+        report.failures.extend(failures);
+    }
+    report.requests = session.request_counts();
+    Ok(report)
+}
+
+/// Logs the outcome; `Err` (exit 1) naming every failure when any.
+pub fn summarize(report: &Report) -> anyhow::Result<()> {
+    let total: usize = report
+        .projects
+        .iter()
+        .flat_map(|p| &p.records)
+        .map(|(_, n)| n)
+        .sum();
+    tracing::info!(
+        projects = report.projects.len(),
+        records = total,
+        "run finished: {}",
+        report.requests
+    );
+    if report.failures.is_empty() {
+        return Ok(());
+    }
+    let mut failed: Vec<&str> = report.failures.iter().map(|f| f.project.as_str()).collect();
+    failed.sort_unstable();
+    failed.dedup();
+    let lines: Vec<String> = report.failures.iter().map(|f| format!("  {f}")).collect();
+    Err(anyhow!(
+        "{} project(s) failed and keep their lastrun ({}):\n{}",
+        failed.len(),
+        failed.join(", "),
+        lines.join("\n")
+    ))
+}
+
+/// The production stores: the spool at `[ssm] output_path` and the
+/// lastrun files in `spooldir`.
+/// Nothing is created for a dry run.
+pub fn open_stores(settings: &CasoSettings) -> anyhow::Result<Stores> {
+    let lastrun = Arc::new(messenger::LastrunFiles {
+        spooldir: settings.spooldir.clone(),
+    });
+    if settings.dry_run {
+        return Ok(Stores {
+            spool: None,
+            lastrun,
+        });
+    }
+    std::fs::create_dir_all(&settings.spooldir).with_context(|| {
+        format!(
+            "cannot create [DEFAULT] spooldir {}",
+            settings.spooldir.display()
+        )
+    })?;
+    let spool: Option<Arc<dyn Spool>> = if settings.messengers.contains(&caso::Messenger::Ssm) {
+        let q = crate::spool::Queue::create(&settings.ssm.output_path, crate::spool::Layout::Dirq)
+            .context("cannot open the [ssm] output_path spool")?;
+        Some(Arc::new(q))
+    } else {
+        None
+    };
+    Ok(Stores { spool, lastrun })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `caso-extract`.
+pub fn main(settings: CasoSettings) -> anyhow::Result<()> {
+    settings.site_name()?;
+    auth_config(&settings)?;
+    // One run at a time, ours or cASO's (a dry run writes nothing: no lock).
+    let _lock = if settings.dry_run {
+        None
+    } else {
+        Some(crate::runlock::RunLock::acquire(
+            &settings.lock_path,
+            settings.lock_timeout,
+        )?)
+    };
+    let stores = open_stores(&settings)?;
+    let rt = runtime()?;
+    let mut stdout = std::io::stdout();
+    let report = rt.block_on(run(&settings, stores, Timestamp::now(), &mut stdout))?;
+    stdout.flush().context("cannot write to stdout")?;
+    summarize(&report)
+}
+
+/// One line per project, as `caso-projects` prints them, plus where the VO
+/// came from.
+pub fn project_line(p: &ProjectInfo) -> String {
+    match &p.vo {
+        Some((vo, source)) => format!("'{} ({}) mapped to VO '{vo}' (from {source})", p.id, p.name),
+        None => format!("'{} ({}) mapped to VO 'None' (no mapping)", p.id, p.name),
+    }
+}
+
+/// `caso-extract projects`: the projects a run would extract and their VO.
+/// Exit 0, or 1 when an entry cannot be resolved or Keystone refuses us.
+pub fn list_projects(settings: &CasoSettings) -> anyhow::Result<()> {
+    let session = session(settings)?;
+    let rt = runtime()?;
+    let discovery = rt.block_on(async {
+        log_in(&session).await?;
+        let (_, tagged) = projects::admin_scope_and_tagged(&session, &settings.caso_tag).await;
+        anyhow::Ok(
+            projects::discover(
+                &session,
+                &DiscoveryRules {
+                    entries: settings.projects.clone(),
+                    tag: settings.caso_tag.clone(),
+                    vo: vo_rules(settings),
+                    concurrency: settings.concurrency.max(1),
+                },
+                tagged,
+            )
+            .await,
+        )
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    for p in &discovery.projects {
+        writeln!(stdout, "{}", project_line(p)).context("cannot write to stdout")?;
+    }
+    for f in &discovery.failures {
+        writeln!(stdout, "ERROR: {f}").context("cannot write to stdout")?;
+    }
+    stdout.flush().context("cannot write to stdout")?;
+    if discovery.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "{} configured project(s) could not be resolved",
+            discovery.failures.len()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::extract::CasoCli;
+    use clap::Parser;
+    use std::sync::Mutex;
+
+    fn settings(text: &str) -> CasoSettings {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("caso.conf");
+        std::fs::write(&path, text).unwrap();
+        let cli =
+            CasoCli::try_parse_from(["caso-extract", "--config-file", path.to_str().unwrap()])
+                .unwrap();
+        let eff = crate::config::caso::load_caso_with_env(&cli, vec![]).unwrap();
+        CasoSettings::from_effective(&eff).unwrap()
+    }
+
+    fn code(e: &anyhow::Error) -> String {
+        format!("{:?}", exit::code_for(e))
+    }
+
+    #[test]
+    fn the_appliance_file_needs_credentials_exit_2() {
+        let s = settings(include_str!("../../tests/fixtures/config/caso.conf"));
+        let e = auth_config(&s).unwrap_err();
+        assert_eq!(code(&e), format!("{:?}", std::process::ExitCode::from(2)));
+        assert!(
+            e.to_string().contains("username or user_id is required"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn password_scopes_and_their_domains() {
+        let base = "[DEFAULT]\nsite_name = S\n[keystone_auth]\nauth_type = password\nauth_url = https://k/v3\nusername = caso\nuser_domain_name = Default\npassword = pw\n";
+        let cfg = auth_config(&settings(base)).unwrap();
+        assert_eq!(cfg.scope, Scope::Unscoped);
+        assert!(!cfg.system_scope);
+        let cfg = auth_config(&settings(&format!(
+            "{base}project_name = admin\nproject_domain_id = default\nsystem_scope = all\n"
+        )))
+        .unwrap();
+        assert_eq!(
+            cfg.scope,
+            Scope::ProjectName {
+                name: "admin".into(),
+                domain: DomainRef::Id("default".into())
+            }
+        );
+        assert!(cfg.system_scope);
+        let e = auth_config(&settings(&format!("{base}project_name = admin\n"))).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("project_domain_name or project_domain_id"),
+            "{e}"
+        );
+        assert_eq!(code(&e), format!("{:?}", std::process::ExitCode::from(2)));
+        let e = auth_config(&settings(&format!("{base}certfile = /c.pem\n"))).unwrap_err();
+        assert!(
+            e.to_string().contains("certfile and keyfile go together"),
+            "{e}"
+        );
+    }
+
+    /// Defect 10: application credentials never ask for a scope, whatever
+    /// else the file says.
+    #[test]
+    fn application_credentials_are_never_scoped() {
+        let cfg = auth_config(&settings(
+            "[keystone_auth]\nauth_type = v3applicationcredential\nauth_url = https://k/v3\napplication_credential_id = ac\napplication_credential_secret = s\nproject_name = x\nsystem_scope = all\n",
+        ))
+        .unwrap();
+        assert_eq!(cfg.scope, Scope::Unscoped);
+        assert!(!cfg.system_scope);
+        assert!(matches!(
+            cfg.method,
+            AuthMethod::ApplicationCredential {
+                credential: AppCredentialRef::Id(_),
+                ..
+            }
+        ));
+        let e = auth_config(&settings(
+            "[keystone_auth]\nauth_type = applicationcredential\nauth_url = https://k/v3\napplication_credential_id = ac\n",
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("application_credential_secret is required"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn concurrency_flag_sets_the_option() {
+        let cli = CasoCli::try_parse_from(["caso-extract", "--concurrency", "3"]).unwrap();
+        let eff = crate::config::caso::load_caso_with_env(&cli, vec![]).unwrap();
+        assert_eq!(CasoSettings::from_effective(&eff).unwrap().concurrency, 3);
+        let cli = CasoCli::try_parse_from(["caso-extract", "--concurrency", "0"]).unwrap();
+        assert!(crate::config::caso::load_caso_with_env(&cli, vec![]).is_err());
+    }
+
+    #[derive(Default)]
+    struct Lastruns(Mutex<HashMap<String, Result<Timestamp, String>>>);
+
+    impl LastrunStore for Lastruns {
+        fn read(&self, p: &str) -> Result<Option<Timestamp>, messenger::BoxError> {
+            match self.0.lock().unwrap().get(p) {
+                None => Ok(None),
+                Some(Ok(t)) => Ok(Some(*t)),
+                Some(Err(e)) => Err(e.clone().into()),
+            }
+        }
+        fn write(&self, p: &str, t: Timestamp) -> Result<(), messenger::BoxError> {
+            self.0.lock().unwrap().insert(p.into(), Ok(t));
+            Ok(())
+        }
+    }
+
+    fn cfg(extract_from: Option<Timestamp>, to: Timestamp, now: Timestamp) -> RunConfig {
+        RunConfig {
+            site_name: "S".into(),
+            service_name: "S".into(),
+            extractors: vec![],
+            keys: nova::FlavorKeys::default(),
+            extract_from,
+            to,
+            now,
+            vo_property: "VO".into(),
+            mapping_file: "/etc/caso/voms.json".into(),
+            dry_run: false,
+            max_records: NonZeroUsize::MIN,
+            messengers: vec![],
+        }
+    }
+
+    #[test]
+    fn period_from_lastrun_or_flag() {
+        let t = |s: &str| Timestamp::parse(s).unwrap();
+        let now = t("2026-11-30T12:00:00Z");
+        let store = Lastruns::default();
+        store
+            .0
+            .lock()
+            .unwrap()
+            .insert("p1".into(), Ok(t("2026-11-24 10:00:01+00:00")));
+        store
+            .0
+            .lock()
+            .unwrap()
+            .insert("bad".into(), Err("invalid lastrun file x".into()));
+        store
+            .0
+            .lock()
+            .unwrap()
+            .insert("future".into(), Ok(t("2026-12-01T00:00:00Z")));
+        let c = cfg(None, now, now);
+        assert_eq!(
+            period_of(&c, &store, "p1").unwrap(),
+            Period {
+                from: t("2026-11-24T10:00:01Z"),
+                to: now
+            }
+        );
+        assert_eq!(period_of(&c, &store, "new").unwrap().from, Timestamp::EPOCH);
+        let f = period_of(&c, &store, "bad").unwrap_err();
+        assert_eq!(
+            (f.project.as_str(), f.object.as_str()),
+            ("bad", "lastrun file")
+        );
+        let f = period_of(&c, &store, "future").unwrap_err();
+        assert!(f.cause.contains("cannot extract from the future"), "{f}");
+        let c = cfg(
+            Some(t("2026-11-01T00:00:00Z")),
+            t("2026-10-01T00:00:00Z"),
+            now,
+        );
+        let f = period_of(&c, &store, "p1").unwrap_err();
+        assert!(f.cause.contains("is after extract-to"), "{f}");
+    }
+}
