@@ -38,8 +38,10 @@ show "$bin/ssmsend" -c examples/sender.cfg --print-config
 step "The old STOMP/BDII sender.cfg is refused with a clear message (exit code 2)"
 show "$bin/ssmsend" -c tests/fixtures/config/sender-stomp-legacy.cfg
 
-step "Extraction and sending are not implemented yet (exit code 1)"
+step "The appliance caso.conf has no credentials yet: caso-extract refuses to start (exit code 2)"
 show "$bin/caso-extract" --config-file examples/caso.conf
+
+step "Sending is not implemented yet (exit code 1)"
 show "$bin/ssmsend" -c examples/sender.cfg
 
 step "Done. Run scripts/test.sh for formatting, lints and every test."

@@ -164,7 +164,7 @@ static OPTIONS: &[OptSpec] = &[
     opt(D, "log_file", Kind::Path, None, "Log to this file instead of stderr."),
     opt(D, "log_dir", Kind::Path, None, "Base directory of a relative log_file."),
     opt(D, "use_json", Kind::Bool, Some("false"), "Log JSON lines."),
-    ours(D, "concurrency", Kind::Int { min: 1, max: 256 }, Some("8"), "Parallel OpenStack requests."),
+    ours(D, "concurrency", Kind::Int { min: 1, max: 256 }, Some("8"), "Projects extracted at once (--concurrency)."),
     ours(D, "lock_timeout", Kind::Duration, Some("30m"), "How long to wait for another run's lock."),
     ours(D, "default_vo", Kind::Str, None, "VO for projects with no VO mapping (else such a project is an error)."),
     ignored(D, "config_source", None),
