@@ -3,8 +3,9 @@
 # by scripts/test.sh; skipped, saying so, only when `docker info` fails):
 #   1. scripts/build-static.sh: static, stripped binaries in dist/.
 #   2. Both images built offline from dist/ (Dockerfile.* --target offline).
-#   3. Each image: at most 15 MB, a numeric non-root USER, exactly the binary
-#      and the CA bundle in its layers, answers --version.
+#   3. Each image: at most 15 MB, a numeric non-root USER, nothing in its
+#      layers but the binary, the CA bundle and the empty spool mount points
+#      (owned by that user, which new named volumes inherit), answers --version.
 #   4. Inside the image (FROM scratch: no libc, no NSS modules), a static build
 #      of our network stack (tests/images/probe.rs, built like the programs)
 #      resolves names through /etc/hosts (--add-host) and through DNS (a
@@ -62,35 +63,48 @@ build_image "$extract_img" . -f Dockerfile.extract --target offline
 build_image "$send_img" . -f Dockerfile.send --target offline
 
 # 3. Size, user, contents, --version.
-check_image() { # TAG PROGRAM
-  local img=$1 prog=$2 size user out
+check_image() { # TAG PROGRAM SPOOL-DIR...
+  local img=$1 prog=$2 size user out want
+  shift 2
   size=$(docker image inspect -f '{{.Size}}' "$img")
   [ "$size" -le "$max_bytes" ] || fail "$img is $size bytes, more than $max_bytes"
   user=$(docker image inspect -f '{{.Config.User}}' "$img")
-  [[ "$user" =~ ^[0-9]+:[0-9]+$ ]] || fail "$img: USER '$user' is not numeric uid:gid"
-  [ "${user%%:*}" != 0 ] || fail "$img runs as root"
-  # Exactly two files in all layers together: nothing else in the image.
+  [ "$user" = "$uid:$uid" ] || fail "$img: USER is '$user', not the numeric non-root $uid:$uid"
+  # Nothing else in the image: the binary and the CA bundle (root-owned), and
+  # the spool mount points (empty, owned by the container user).
   docker image save -o "$work/image.tar" "$img"
   out=$(python3 - "$work/image.tar" <<'EOF'
 import io, json, sys, tarfile
 outer = tarfile.open(sys.argv[1])
 manifest = json.load(outer.extractfile("manifest.json"))
-files = set()
+entries = {}
 for layer in manifest[0]["Layers"]:
     with tarfile.open(fileobj=io.BytesIO(outer.extractfile(layer).read())) as t:
-        files |= {m.name for m in t.getmembers() if not m.isdir()}
-print(" ".join(sorted(files)))
+        for m in t.getmembers():
+            entries[m.name] = m
+files = [f"{n}:{m.uid}" for n, m in entries.items() if not m.isdir()]
+owned = [f"{n}/:{m.uid}" for n, m in entries.items() if m.isdir() and m.uid != 0]
+print(" ".join(sorted(files + owned)))
 EOF
 )
   rm -f "$work/image.tar"
-  [ "$out" = "etc/ssl/certs/ca-certificates.crt usr/local/bin/$prog" ] \
-    || fail "$img holds other files than the binary and the CA bundle: $out"
+  want="etc/ssl/certs/ca-certificates.crt:0 usr/local/bin/$prog:0"
+  for d in "$@"; do want="$want var/spool/$d/:$uid"; done
+  [ "$out" = "$want" ] || fail "$img holds '$out', expected exactly '$want'"
   out=$(docker run --pull never --rm --network none "$img" --version)
   [ "$out" = "$prog $version" ] || fail "$img --version said '$out', not '$prog $version'"
-  pass "$img: $size bytes, USER $user, files: $prog + CA bundle, '$out'"
+  pass "$img: $size bytes, USER $user, holds $want, '$out'"
 }
-check_image "$extract_img" caso-extract
-check_image "$send_img" ssmsend
+check_image "$extract_img" caso-extract apel caso
+check_image "$send_img" ssmsend apel
+
+# A fresh named volume (docker-compose.yml) takes the mount point's owner.
+vol=cloud-accounting-test-$$
+docker run --pull never --rm --network none -v "$vol:/var/spool/apel" "$send_img" --version >/dev/null
+owner=$(stat -c %u:%g "$(docker volume inspect -f '{{.Mountpoint}}' "$vol")")
+docker volume rm "$vol" >/dev/null
+[ "$owner" = "$uid:$uid" ] || fail "a new named volume at /var/spool/apel is owned by $owner, not $uid:$uid"
+pass "a new named volume at /var/spool/apel is owned by $uid:$uid"
 
 # 4. Names and TLS inside the image.
 # A test CA and a server certificate for the names the containers use.
