@@ -6,6 +6,9 @@
 #   3. Each image: at most 15 MB, a numeric non-root USER, nothing in its
 #      layers but the binary, the CA bundle and the empty spool mount points
 #      (owned by that user, which new named volumes inherit), answers --version.
+#   3b. The wrapper scripts and docker-compose.yml run the images with the
+#      appliance's mounts, and the wrappers refuse root-owned spools and an
+#      unreadable host key, naming the fix.
 #   4. Inside the image (FROM scratch: no libc, no NSS modules), a static build
 #      of our network stack (tests/images/probe.rs, built like the programs)
 #      resolves names through /etc/hosts (--add-host) and through DNS (a
@@ -105,6 +108,69 @@ owner=$(stat -c %u:%g "$(docker volume inspect -f '{{.Mountpoint}}' "$vol")")
 docker volume rm "$vol" >/dev/null
 [ "$owner" = "$uid:$uid" ] || fail "a new named volume at /var/spool/apel is owned by $owner, not $uid:$uid"
 pass "a new named volume at /var/spool/apel is owned by $uid:$uid"
+
+# The appliance wrappers (scripts/caso-extract.sh, scripts/ssm-send.sh) and
+# docker-compose.yml, on a fake host tree: their mounts, the read-only root,
+# the ownership checks. --print-config reads every mounted configuration.
+host=$work/host
+mkdir -p "$host/etc/caso" "$host/etc/apel" "$host/grid-security" "$host/spool/caso" "$host/spool/apel/outgoing"
+cp examples/caso.conf "$host/etc/caso/caso.conf"
+cp tests/fixtures/config/voms.json "$host/etc/caso/voms.json"
+cp examples/sender.cfg "$host/etc/apel/sender.cfg"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=host.test \
+  -keyout "$host/grid-security/hostkey.pem" -out "$host/grid-security/hostcert.pem" 2>/dev/null
+chmod 0600 "$host/grid-security/hostkey.pem"
+chmod -R a+rX "$host/etc" "$host/grid-security/hostcert.pem"
+export CASO_EXTRACT_IMAGE=${extract_img%:*} SSMSEND_IMAGE=${send_img%:*} TAG=test \
+  CASO_CONF=$host/etc/caso/caso.conf VOMS_JSON=$host/etc/caso/voms.json CASO_SPOOL=$host/spool/caso \
+  APEL_SPOOL=$host/spool/apel SENDER_CFG=$host/etc/apel/sender.cfg GRID_SECURITY=$host/grid-security
+expect_refusal() { # WHAT-IN-MESSAGE COMMAND...
+  local want=$1 rc=0
+  shift
+  "$@" >"$work/wrapper.out" 2>&1 || rc=$?
+  if [ "$rc" != 1 ] || ! grep -qF "$want" "$work/wrapper.out"; then
+    fail "$* should refuse with '$want' (exit $rc): $(cat "$work/wrapper.out")"
+  fi
+}
+# Root-owned spools, as the Python images left them.
+expect_refusal "chown -R 65532:65532" scripts/caso-extract.sh --print-config
+chown -R "$uid:$uid" "$host/spool"
+chown 0:0 "$host/spool/apel/outgoing"
+expect_refusal "$host/spool/apel/outgoing is not owned" scripts/caso-extract.sh --print-config
+chown "$uid:$uid" "$host/spool/apel/outgoing"
+scripts/caso-extract.sh --print-config >"$work/wrapper.out" 2>&1 || fail "caso-extract.sh --print-config: $(cat "$work/wrapper.out")"
+grep -q '^site_name = EXAMPLE-SITE .*/etc/caso/caso.conf:' "$work/wrapper.out" || fail "caso-extract.sh did not read caso.conf: $(cat "$work/wrapper.out")"
+# A root-owned 0600 host key, as sites have it.
+expect_refusal "hostkey.pem is not readable by uid 65532" scripts/ssm-send.sh --print-config
+chown "$uid" "$host/grid-security/hostkey.pem"
+scripts/ssm-send.sh --print-config >"$work/wrapper.out" 2>&1 || fail "ssm-send.sh --print-config: $(cat "$work/wrapper.out")"
+grep -q '^protocol = AMS .*/etc/apel/sender.cfg:' "$work/wrapper.out" || fail "ssm-send.sh did not read sender.cfg: $(cat "$work/wrapper.out")"
+pass "the wrapper scripts mount what the appliance's did, refuse root-owned spools and an unreadable host key"
+
+compose=()
+if docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  compose=(docker-compose)
+fi
+if [ ${#compose[@]} = 0 ]; then
+  echo "test-images: no docker compose here: docker-compose.yml is checked only statically (tests/deploy_manifests.rs)" >&2
+else
+  project=cloud-accounting-test-$$
+  export CASO_EXTRACT_IMAGE=$extract_img SSMSEND_IMAGE=$send_img
+  rc=0
+  {
+    "${compose[@]}" -p "$project" run --rm -T caso-extract --config-file /etc/caso/caso.conf --print-config &&
+      "${compose[@]}" -p "$project" run --rm -T ssmsend --config /etc/apel/sender.cfg --print-config
+  } >"$work/compose.out" 2>&1 || rc=$?
+  "${compose[@]}" -p "$project" down -v >/dev/null 2>&1 || true
+  [ "$rc" = 0 ] || fail "docker-compose run --print-config: $(cat "$work/compose.out")"
+  if ! grep -q '^site_name = EXAMPLE-SITE' "$work/compose.out" || ! grep -q '^protocol = AMS' "$work/compose.out"; then
+    fail "the compose services did not read their mounted configuration: $(cat "$work/compose.out")"
+  fi
+  pass "docker-compose.yml: both services start read-only as $uid with their configuration mounted"
+fi
+unset CASO_EXTRACT_IMAGE SSMSEND_IMAGE TAG CASO_CONF VOMS_JSON CASO_SPOOL APEL_SPOOL SENDER_CFG GRID_SECURITY
 
 # 4. Names and TLS inside the image.
 # A test CA and a server certificate for the names the containers use.
