@@ -7,4 +7,5 @@ scripts/setup-python.sh
 scripts/setup-activemq.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+scripts/test-images.sh
 cargo test --locked
