@@ -168,6 +168,12 @@ impl Signer {
         })
     }
 
+    /// The same signer, encrypting with `cipher` (`[messaging] encryption`).
+    pub fn with_cipher(mut self, cipher: Cipher) -> Signer {
+        self.cipher = cipher;
+        self
+    }
+
     pub fn credentials(&self) -> &Credentials {
         &self.host
     }
