@@ -429,3 +429,30 @@ async fn two_senders_on_one_queue_send_each_message_once() {
     assert_eq!(got, names.into_iter().collect());
     assert!(send::remaining(&queue, Layout::Dirq).is_empty());
 }
+
+/// No broker listening: nothing is locked or sent, exit 1, the queue is
+/// intact for the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_broker_exit_1_and_queue_intact() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("outgoing");
+    let names = send::fill(&queue, Layout::Dirq, &[message(1, 500), message(2, 500)]);
+    let pki = Pki::new();
+    let host = pki.host();
+    let cfg = SenderCfg::stomp(port, false, "/queue/nowhere")
+        .credentials(&host.cert_path, &host.key_path, pki.capath())
+        .queue(&queue, Layout::Dirq)
+        .write(&dir.path().join("sender.cfg"));
+    let outcome = run(cfg).await;
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    assert!(
+        outcome.log.contains("2 left in the queue"),
+        "{}",
+        outcome.log
+    );
+    assert_eq!(send::remaining(&queue, Layout::Dirq), names);
+    assert!(send::locks(&queue).is_empty());
+}
