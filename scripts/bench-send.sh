@@ -33,7 +33,7 @@ fill() { "$bin/examples/bench-spool" "$1" $((messages * records_per_message)) "$
 # --- STOMP+SSL to ActiveMQ ----------------------------------------------------
 destination=/queue/bench.send.$$.$RANDOM
 fill "$work/stomp/outgoing"
-size=$(find "$work/stomp/outgoing" -type f | head -1 | xargs wc -c | cut -d' ' -f1)
+size=$(wc -c <"$(find "$work/stomp/outgoing" -type f -print -quit)")
 cat >"$work/stomp.cfg" <<EOF
 [sender]
 protocol: STOMP
