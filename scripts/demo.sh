@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Shows what works today, on the example configuration files shipped in
 # examples/: both programs read the files sites already have and print the
-# effective settings with where each value came from. Extraction and sending
-# are not implemented yet; the last step shows that honestly.
+# effective settings with where each value came from. Extraction is not
+# implemented yet, and sending needs real credentials: the last steps show that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +41,7 @@ show "$bin/ssmsend" -c tests/fixtures/config/sender-stomp-legacy.cfg
 step "The appliance caso.conf has no credentials yet: caso-extract refuses to start (exit code 2)"
 show "$bin/caso-extract" --config-file examples/caso.conf
 
-step "Sending is not implemented yet (exit code 1)"
+step "ssmsend checks the host certificate before touching the queue (exit code 2 without one)"
 show "$bin/ssmsend" -c examples/sender.cfg
 
 step "Done. Run scripts/test.sh for formatting, lints and every test."
