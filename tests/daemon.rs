@@ -5,11 +5,15 @@
 #[path = "sim/openstack/harness.rs"]
 mod harness;
 
+#[path = "common/ams.rs"]
+mod ams_common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use ams_common::{AmsDouble, AmsTestPki};
 use cloud_accounting::lastrun;
 use cloud_accounting::spool::{Layout, Queue};
 use harness::Sim;
@@ -299,4 +303,119 @@ async fn sigterm_while_sleeping_exits_0_and_fixed_periods_are_refused() {
     let log = read_log(site.dir.path(), "refused.log");
     assert_eq!(out.code(), Some(2), "{log}");
     assert!(log.contains("unset extract_from (--extract-from)"), "{log}");
+}
+
+/// A sender site: host certificate, capath with the test CA, a dirq spool
+/// of `n` messages and a sender.cfg for `double`.
+fn sender_site(pki: &AmsTestPki, double: &AmsDouble, n: usize) -> (tempfile::TempDir, Queue) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("sender").tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f);
+    std::fs::write(p("hostcert.pem"), pki.host.cert.to_pem().unwrap()).unwrap();
+    std::fs::write(
+        p("hostkey.pem"),
+        pki.host.key.private_key_to_pem_pkcs8().unwrap(),
+    )
+    .unwrap();
+    std::fs::set_permissions(p("hostkey.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir(p("certificates")).unwrap();
+    let hash = pki.ca.cert.subject_name_hash();
+    std::fs::write(
+        p("certificates").join(format!("{hash:08x}.0")),
+        pki.ca.cert.to_pem().unwrap(),
+    )
+    .unwrap();
+    let d = dir.path().display();
+    std::fs::write(
+        p("sender.cfg"),
+        format!(
+            "[sender]\nprotocol: AMS\nams_port: {}\nams_authn_port: {}\nams_concurrency: 2\n\
+             [broker]\nhost: 127.0.0.1\n\
+             [certificates]\ncertificate: {d}/hostcert.pem\nkey: {d}/hostkey.pem\ncapath: {d}/certificates\n\
+             [messaging]\nams_project: accounting\ndestination: eu-egi-cloud-accounting\n\
+             path: {d}/outgoing\npath_type: dirq\n\
+             [logging]\nlevel: INFO\nconsole: true\n",
+            double.ams_port, double.authn_port
+        ),
+    )
+    .unwrap();
+    let q = Queue::create(&p("outgoing"), Layout::Dirq).unwrap();
+    for i in 0..n {
+        let body = format!(
+            "APEL-cloud-message: v0.4\nVMUUID: {i:08}-0000-4000-8000-000000000000\nSiteName: DAEMON-TEST\n"
+        );
+        q.add(body.as_bytes()).unwrap();
+    }
+    (dir, q)
+}
+
+fn ssmsend(dir: &Path, extra: &[&str], log: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ssmsend"))
+        .arg("--config")
+        .arg(dir.join("sender.cfg"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(log)).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// ssmsend --interval 2s against an AMS double that stalls every publish
+/// for 300 ms, SIGTERM after a few messages: exit 0; every message is
+/// either at the double (once, signature verified) or still queued, none
+/// locked; a cron run then sends exactly the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_send_loses_and_duplicates_nothing() {
+    const N: usize = 40;
+    let pki = AmsTestPki::generate();
+    let double = AmsDouble::start(&pki, &["--fault", "stall=300ms"]);
+    let (dir, queue) = sender_site(&pki, &double, N);
+    let mut daemon = ssmsend(dir.path(), &["--interval", "2s"], "daemon.log");
+    let start = Instant::now();
+    while double.stats().await["messages"].as_u64() < Some(4) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "ssmsend did not start sending: {}",
+            read_log(dir.path(), "daemon.log")
+        );
+        assert!(
+            daemon.try_wait().unwrap().is_none(),
+            "ssmsend exited: {}",
+            read_log(dir.path(), "daemon.log")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sigterm(&daemon);
+    let status = wait(&mut daemon, Duration::from_secs(60));
+    let log = read_log(dir.path(), "daemon.log");
+    assert!(status.success(), "exit {status}: {log}");
+    assert!(
+        log.contains("SIGTERM: finishing the work in progress"),
+        "{log}"
+    );
+
+    let stats = double.stats().await;
+    let sent = stats["messages"].as_u64().unwrap() as usize;
+    let queued = queue.count().unwrap();
+    eprintln!("at SIGTERM: {sent} sent, {queued} still queued");
+    assert_eq!(sent + queued, N, "lost messages: {stats}");
+    assert!(
+        queued > 0,
+        "SIGTERM came too late to leave a message queued: {log}"
+    );
+    assert_eq!(stats["duplicates"], 0, "{stats}");
+    assert_eq!(stats["signatures"]["all_verified"], true, "{stats}");
+    for id in queue.elements().unwrap() {
+        assert!(queue.lock(&id).unwrap(), "{id} was left locked");
+        queue.unlock(&id).unwrap();
+    }
+
+    let status = ssmsend(dir.path(), &[], "cron.log").wait().unwrap();
+    assert!(status.success(), "{}", read_log(dir.path(), "cron.log"));
+    let stats = double.stats().await;
+    assert_eq!(stats["messages"], N, "{stats}");
+    assert_eq!(stats["distinct_empaids"], N, "{stats}");
+    assert_eq!(stats["duplicates"], 0, "{stats}");
+    assert_eq!(stats["signatures"]["all_verified"], true, "{stats}");
+    assert_eq!(queue.count().unwrap(), 0);
 }
