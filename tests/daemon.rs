@@ -419,3 +419,53 @@ async fn sigterm_mid_send_loses_and_duplicates_nothing() {
     assert_eq!(stats["signatures"]["all_verified"], true, "{stats}");
     assert_eq!(queue.count().unwrap(), 0);
 }
+
+/// The run lock is taken per run: while another run (here: this test) holds
+/// it, a daemon waits for it without extracting, and SIGTERM ends the wait
+/// (exit 0, nothing written); a cron run gives up after lock_timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_waits_for_the_run_lock_and_sigterm_ends_the_wait() {
+    let sim = Sim::start(&["--scenario", "S"]);
+    let site = Site::new(&sim, "locked", 8);
+    let voms = sim.get_json("/_sim/voms.json").await;
+    std::fs::write(site.path("voms.json"), voms.to_string()).unwrap();
+    let held =
+        cloud_accounting::runlock::RunLock::acquire(&site.path("state"), Duration::ZERO).unwrap();
+    let mut daemon = site.extract(&["--interval", "1h"], "daemon.log");
+    // Logged in to nothing yet: it is waiting for the lock.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+    assert_eq!(
+        sim.stats().await["total"],
+        0,
+        "it extracted without the lock"
+    );
+    sigterm(&daemon);
+    let status = wait(&mut daemon, Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "{}",
+        read_log(site.dir.path(), "daemon.log")
+    );
+    assert!(site.messages().is_empty());
+
+    let conf = site.path("caso.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        text.replace("[DEFAULT]\n", "[DEFAULT]\nlock_timeout = 1s\n"),
+    )
+    .unwrap();
+    let status = site.extract(&[], "cron.log").wait().unwrap();
+    let log = read_log(site.dir.path(), "cron.log");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("another extraction run holds the lock"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("(pid {})", std::process::id())),
+        "{log}"
+    );
+    drop(held);
+}

@@ -834,10 +834,10 @@ pub fn main_until(settings: &CasoSettings, stop: &Shutdown) -> anyhow::Result<()
     let _lock = if settings.dry_run {
         None
     } else {
-        Some(crate::runlock::RunLock::acquire(
-            &settings.lock_path,
-            settings.lock_timeout,
-        )?)
+        match run_lock(settings, stop)? {
+            Some(lock) => Some(lock),
+            None => return Ok(()),
+        }
     };
     let stores = open_stores(settings)?;
     let rt = runtime()?;
@@ -851,6 +851,34 @@ pub fn main_until(settings: &CasoSettings, stop: &Shutdown) -> anyhow::Result<()
     ))?;
     stdout.flush().context("cannot write to stdout")?;
     summarize(&report)
+}
+
+/// The run lock, waiting up to `lock_timeout` for another run to end, in
+/// slices so that a stop request ends the wait (`None`: nothing was done).
+fn run_lock(
+    settings: &CasoSettings,
+    stop: &Shutdown,
+) -> anyhow::Result<Option<crate::runlock::RunLock>> {
+    use crate::runlock::{RunLock, RunLockError};
+    const SLICE: std::time::Duration = std::time::Duration::from_secs(1);
+    let start = std::time::Instant::now();
+    loop {
+        let left = settings.lock_timeout.saturating_sub(start.elapsed());
+        match RunLock::acquire(&settings.lock_path, left.min(SLICE)) {
+            Ok(lock) => return Ok(Some(lock)),
+            Err(RunLockError::Timeout { .. }) if stop.is_requested() => return Ok(None),
+            Err(RunLockError::Timeout { path, holder, .. }) if left <= SLICE => {
+                return Err(RunLockError::Timeout {
+                    path,
+                    holder,
+                    waited: start.elapsed(),
+                }
+                .into());
+            }
+            Err(RunLockError::Timeout { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// One line per project, as `caso-projects` prints them, plus where the VO
