@@ -198,7 +198,8 @@ t0=$(date +%s%N)
 "$bin/ssmsend" --config "$work/etc/sender.cfg" 2>"$work/send.log" ||
   die "ssmsend failed: $(cat "$work/send.log")"
 t1=$(date +%s%N)
-grep -oE '(Signer DN|signer|Sent [0-9]+ of [0-9]+ messages).*' "$work/send.log" | sort -u | sed 's/^/    /' || true
+grep -oE '(Messages will be signed using|Will publish to|Sent [0-9]+ of [0-9]+ messages).*' "$work/send.log" |
+  sed -e 's/ found=.*//' -e 's/^/    /' || true
 left=$(find "$work/apel/outgoing" -type f | grep -Ev '\.(tmp|lck)$' | wc -l || true)
 say "sent in $(((t1 - t0) / 1000000)) ms; $left messages left in the spool"
 
