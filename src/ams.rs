@@ -12,12 +12,13 @@
 //!   halfway leaves the first ones published), so per-message outcomes are the only honest ones;
 //! - several requests in flight on reused keep-alive connections ([`Client::publish_all`]);
 //! - retries with exponential backoff and jitter on connection errors, 408, 429 and every 5xx
-//!   (the library retries 408, 502, 503, 504 and connection errors only when asked to);
+//!   (the library retries 408, 502, 503, 504 and connection errors only when asked to); a
+//!   publish that timed out or lost its connection after the request went out is not repeated
+//!   ([`AmsError::Unconfirmed`]), since AMS would store a repeat as a second message;
 //! - an authx509 token is fetched again once when AMS answers 401 (tokens can be rotated).
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -86,7 +87,7 @@ pub struct ServerTrust {
     /// Trust the system's root certificates (the real AMS has a public certificate).
     pub system_roots: bool,
     /// Further trusted CA certificates (a test CA, or every certificate of a capath: see
-    /// [`load_ca_dir`]).
+    /// [`crate::smime::ca_certificates_from_dir`]).
     pub extra_roots: Vec<X509>,
     /// Off only for tests against a server with an unverifiable certificate. Default on.
     pub verify: bool,
@@ -240,6 +241,16 @@ pub enum AmsError {
         status: u16,
         message: String,
     },
+    /// The request may have reached AMS but no reply came (timeout, connection lost): not
+    /// repeated, so that AMS never stores the message twice in one run; it stays queued.
+    #[error(
+        "message {msg_id}: {url}: no reply, AMS may or may not have stored it (kept for the next run): {error}"
+    )]
+    Unconfirmed {
+        url: String,
+        msg_id: String,
+        error: String,
+    },
     /// A reply that does not follow the AMS API.
     #[error("{url}: unexpected reply: {detail}")]
     Protocol { url: String, detail: String },
@@ -261,49 +272,6 @@ impl AmsError {
     /// True when the failure belongs to this message alone (413): the others may go on.
     pub fn is_message_specific(&self) -> bool {
         matches!(self, AmsError::TooLarge { .. })
-    }
-}
-
-/// Loads every CA certificate of a hashed CA directory (`capath`): files named `<hash>.<n>`
-/// (as `c_rehash`/`openssl rehash` make them) and `*.pem`/`*.crt` files. CRLs (`.r0`), signing
-/// policies and namespaces files are left alone.
-pub fn load_ca_dir(dir: &Path) -> Result<Vec<X509>, AmsError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| AmsError::Config(format!("CA directory {}: {e}", dir.display())))?;
-    let mut certs = Vec::new();
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for entry in entries {
-        let entry =
-            entry.map_err(|e| AmsError::Config(format!("CA directory {}: {e}", dir.display())))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if is_ca_file_name(&name) {
-            paths.push(entry.path());
-        }
-    }
-    paths.sort();
-    for path in paths {
-        let pem = std::fs::read(&path)
-            .map_err(|e| AmsError::Config(format!("CA file {}: {e}", path.display())))?;
-        let found = X509::stack_from_pem(&pem)
-            .map_err(|e| AmsError::Config(format!("CA file {}: {e}", path.display())))?;
-        certs.extend(found);
-    }
-    Ok(certs)
-}
-
-fn is_ca_file_name(name: &str) -> bool {
-    if name.ends_with(".pem") || name.ends_with(".crt") {
-        return true;
-    }
-    match name.split_once('.') {
-        Some((hash, n)) => {
-            hash.len() == 8
-                && hash.bytes().all(|b| b.is_ascii_hexdigit())
-                && !n.is_empty()
-                && n.bytes().all(|b| b.is_ascii_digit())
-        }
-        None => false,
     }
 }
 
@@ -560,13 +528,13 @@ impl Client {
             .await
         {
             Ok(r) => r,
-            Err(e) => return transport_error(url, e),
+            Err(e) => return publish_transport_error(url, msg_id, e),
         };
         let status = resp.status().as_u16();
         let retry_after = retry_after(&resp);
         let reply = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => return transport_error(url, e),
+            Err(e) => return publish_transport_error(url, msg_id, e),
         };
         match status {
             200 => match serde_json::from_slice::<PublishReply>(&reply) {
@@ -694,18 +662,36 @@ fn transport_error<T>(url: &str, e: reqwest::Error) -> Attempt<T> {
     if e.is_builder() {
         return Attempt::Fail(AmsError::Config(format!("{url}: {e}")));
     }
-    // Chain the sources: reqwest's own message ("error sending request") hides the cause.
+    Attempt::Retry {
+        error: error_chain(&e),
+        retry_after: None,
+    }
+}
+
+/// A publish that failed after its request may have reached AMS (a timeout, a connection lost
+/// mid-request) is not repeated: AMS has no idempotency key, so a retry could store the
+/// message twice. Only a connection that was never made is retried.
+fn publish_transport_error<T>(url: &str, msg_id: &str, e: reqwest::Error) -> Attempt<T> {
+    if e.is_builder() || e.is_connect() {
+        return transport_error(url, e);
+    }
+    Attempt::Fail(AmsError::Unconfirmed {
+        url: url.to_owned(),
+        msg_id: msg_id.to_owned(),
+        error: error_chain(&e),
+    })
+}
+
+/// reqwest's message and its sources: its own ("error sending request") hides the cause.
+fn error_chain(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
     }
-    Attempt::Retry {
-        error: text,
-        retry_after: None,
-    }
+    text
 }
 
 /// Statuses other than success, 401, 403 and 413.
@@ -813,22 +799,6 @@ mod tests {
             "<html>bad gateway</html>"
         );
         assert_eq!(error_message(b""), "(empty reply)");
-    }
-
-    #[test]
-    fn ca_dir_file_names() {
-        for ok in ["1a2b3c4d.0", "1a2b3c4d.12", "ca.pem", "x.crt"] {
-            assert!(is_ca_file_name(ok), "{ok}");
-        }
-        for no in [
-            "1a2b3c4d.r0",
-            "1a2b3c4d.signing_policy",
-            "ca.namespaces",
-            "1a2b3c.0",
-            "README",
-        ] {
-            assert!(!is_ca_file_name(no), "{no}");
-        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod openstack;
 pub mod record;
 pub mod runlock;
+pub mod send;
 pub mod smime;
 pub mod spool;
 pub mod stomp;

@@ -519,10 +519,12 @@ fn not_yet_implemented_paths_exit_1() {
         "s.cfg",
         "[sender]\nprotocol: AMS\n[broker]\nhost: msg.example\n[certificates]\ncertificate: /c\nkey: /k\n[messaging]\ndestination: t\npath: /p\nams_project: accounting\n[logging]\nconsole: true\n",
     );
+    // Checked settings go on to the credential checks: a missing host
+    // certificate is the operator's to fix (exit 2).
     let o = run(SSMSEND, &["-c", &cfg], &[]);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("sending is not implemented yet"),
+        stderr(&o).contains("cannot read certificate /c"),
         "{}",
         stderr(&o)
     );
@@ -623,7 +625,7 @@ fn sender_logfile_that_cannot_be_opened_falls_back_to_console() {
         "[sender]\nprotocol: AMS\n[broker]\nhost: h\n[certificates]\ncertificate: /c\nkey: /k\n[messaging]\ndestination: t\npath: /p\nams_project: a\n[logging]\nlogfile: /nonexistent/dir/ssmsend.log\nlevel: INFO\nconsole: false\n",
     );
     let o = run(SSMSEND, &["-c", &cfg], &[]);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 2);
     let err = stderr(&o);
     assert!(
         err.contains(
@@ -631,5 +633,5 @@ fn sender_logfile_that_cannot_be_opened_falls_back_to_console() {
         ),
         "{err}"
     );
-    assert!(err.contains("sending is not implemented yet"), "{err}");
+    assert!(err.contains("cannot read certificate /c"), "{err}");
 }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::Parser;
 
 use crate::config::sender::{SenderLogging, SenderSettings};
@@ -84,8 +83,7 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     send(SenderSettings::from_effective(&eff)?)
 }
 
-/// Sending with checked settings. The seam for the sending issue: it replaces
-/// the `bail!` with `crate::send::run(settings)`.
-pub fn send(_settings: SenderSettings) -> anyhow::Result<()> {
-    bail!("sending is not implemented yet in this build (only --print-config works)")
+/// Sending with checked settings (see [`crate::send`]).
+pub fn send(settings: SenderSettings) -> anyhow::Result<()> {
+    crate::send::run(&settings)
 }

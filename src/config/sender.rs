@@ -70,6 +70,8 @@ static OPTIONS: &[OptSpec] = &[
     opt("sender", "protocol", Kind::Choice(PROTOCOLS), None, "STOMP or AMS; unset means STOMP, with a warning."),
     ours("sender", "window", Kind::Int { min: 1, max: 10_000 }, Some("32"), "STOMP messages in flight awaiting a receipt."),
     ours("sender", "ams_concurrency", Kind::Int { min: 1, max: 64 }, Some("8"), "AMS publish requests in flight."),
+    ours("sender", "ams_port", Kind::Int { min: 1, max: 65535 }, Some("443"), "AMS API port (SSM always uses 443)."),
+    ours("sender", "ams_authn_port", Kind::Int { min: 1, max: 65535 }, Some("8443"), "ARGO authentication service port, for authx509 tokens."),
     ours("sender", "connect_timeout", Kind::Duration, Some("30s"), "TCP/TLS connect timeout."),
     ours("sender", "receipt_timeout", Kind::Duration, Some("60s"), "Wait for a STOMP RECEIPT or AMS reply."),
     ours("sender", "idle_timeout", Kind::Duration, Some("120s"), "Give up on a connection silent this long."),
@@ -157,6 +159,11 @@ pub struct Ams {
     pub token: Option<Secret>,
     /// Ours, `[sender] ams_concurrency`. Default 8.
     pub concurrency: usize,
+    /// Ours, `[sender] ams_port`. Default 443 (`[broker] port` is only for
+    /// STOMP, as in SSM).
+    pub port: u16,
+    /// Ours, `[sender] ams_authn_port`. Default 8443.
+    pub authn_port: u16,
 }
 
 /// How messages travel.
@@ -369,6 +376,8 @@ impl SenderSettings {
                     )?,
                     token: e.secret("messaging", "token"),
                     concurrency: e.int("sender", "ams_concurrency")?.unwrap_or(8) as usize,
+                    port: e.int("sender", "ams_port")?.unwrap_or(443) as u16,
+                    authn_port: e.int("sender", "ams_authn_port")?.unwrap_or(8443) as u16,
                 })
             }
         };
@@ -627,6 +636,7 @@ mod tests {
             panic!()
         };
         assert_eq!(a.host, "msg.argo.grnet.gr");
+        assert_eq!((a.port, a.authn_port), (443, 8443));
         assert_eq!(a.token.as_ref().unwrap().expose(), "s3cr3t");
         assert!(!format!("{s:?}").contains("s3cr3t"));
 

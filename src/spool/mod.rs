@@ -284,6 +284,44 @@ impl Queue {
         sync_dir(dir).map_err(io_err("fsync", dir))
     }
 
+    /// [`Queue::remove`] for many elements at once, with one directory fsync
+    /// per directory instead of one per element (a sender removes the
+    /// messages whose confirmations arrived together). One result per id, in
+    /// order: `Ok` only once the removal is durable.
+    pub fn remove_all(&self, ids: &[ElementId]) -> Vec<Result<(), SpoolError>> {
+        let mut results = Vec::with_capacity(ids.len());
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for id in ids {
+            let removed = self.element_path(id).and_then(|path| {
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                if self.layout == Layout::Dirq {
+                    let lock = self.locked_path(id)?;
+                    fs::remove_file(&lock).map_err(io_err("remove", &lock))?;
+                }
+                Ok(parent_of(&path).to_path_buf())
+            });
+            results.push(removed.map(|dir| {
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }));
+        }
+        for dir in &dirs {
+            if let Err(e) = sync_dir(dir) {
+                let kind = e.kind();
+                for (id, r) in ids.iter().zip(results.iter_mut()) {
+                    let in_dir = self
+                        .element_path(id)
+                        .is_ok_and(|p| parent_of(&p) == dir.as_path());
+                    if r.is_ok() && in_dir {
+                        *r = Err(io_err("fsync", dir)(io::Error::from(kind)));
+                    }
+                }
+            }
+        }
+        results
+    }
+
     /// Cleans up after crashed processes, as dirq's `purge(maxtemp, maxlock)`:
     /// removes temporary files older than `max_temp`, unlocks elements locked
     /// longer than `max_lock` (ssmsend uses 300 s and 600 s, dirq's defaults)

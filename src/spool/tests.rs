@@ -312,3 +312,28 @@ fn directory_layout_fallback_without_o_tmpfile_leaves_no_temp_file() {
     assert_eq!(file_names(d.path()), vec!["m1".to_string()]);
     assert_eq!(q.elements().unwrap(), vec![id]);
 }
+
+#[test]
+fn remove_all_removes_locked_elements_and_reports_each() {
+    for layout in [Layout::Dirq, Layout::Directory] {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::create(d.path(), layout).unwrap();
+        let ids: Vec<ElementId> = (0..5).map(|i| q.add(&[b'a' + i]).unwrap()).collect();
+        for id in &ids[..4] {
+            assert!(q.lock(id).unwrap());
+        }
+        let gone = q.add(b"gone").unwrap();
+        assert!(q.lock(&gone).unwrap());
+        q.remove(&gone).unwrap();
+        let mut batch = ids[..4].to_vec();
+        batch.push(gone);
+        let results = q.remove_all(&batch);
+        assert_eq!(results.len(), 5, "{layout}");
+        assert!(
+            results[..4].iter().all(Result::is_ok),
+            "{layout}: {results:?}"
+        );
+        assert!(results[4].is_err(), "{layout}: an element already removed");
+        assert_eq!(q.elements().unwrap(), vec![ids[4].clone()], "{layout}");
+    }
+}

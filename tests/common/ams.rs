@@ -257,17 +257,35 @@ impl AmsDouble {
         let dir = tempfile::tempdir().unwrap();
         pki.write(dir.path());
         let p = |f: &str| dir.path().join(f);
+        let (ca, cert, key) = (p("ca.pem"), p("server.pem"), p("server.key"));
+        AmsDouble::start_with(dir, &ca, &cert, &key, HOST_DN, extra)
+    }
+
+    /// Starts the double with PEM files of any test PKI (e.g. `common::pki`): `ca` issued the
+    /// client certificates authx509 accepts and is the one signatures are checked against,
+    /// `cert`/`key` are its TLS identity, `allowed_dn` the signer DN it accepts.
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+        allowed_dn: &str,
+        extra: &[&str],
+    ) -> AmsDouble {
+        if dir.path().join("ca.pem") != ca {
+            std::fs::copy(ca, dir.path().join("ca.pem")).unwrap();
+        }
         let mut child = Command::new(double_binary())
             .arg("--ca")
-            .arg(p("ca.pem"))
+            .arg(ca)
             .arg("--cert")
-            .arg(p("server.pem"))
+            .arg(cert)
             .arg("--key")
-            .arg(p("server.key"))
+            .arg(key)
             .args(["--token", TOKEN])
             .arg("--verify-ca")
-            .arg(p("ca.pem"))
-            .args(["--allowed-dn", HOST_DN])
+            .arg(ca)
+            .args(["--allowed-dn", allowed_dn])
             .args(extra)
             .stdout(Stdio::piped())
             .spawn()

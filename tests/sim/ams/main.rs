@@ -33,9 +33,10 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_openssl::SslStream;
 
+use cloud_accounting::smime::legacy_dn;
 use fault::{Action, Fault};
 use state::{State, Stored};
-use verify::{Verifier, oneline_dn};
+use verify::Verifier;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -193,7 +194,7 @@ async fn serve_tls(
             let peer_dn = stream
                 .ssl()
                 .peer_certificate()
-                .map(|c| oneline_dn(c.subject_name()));
+                .map(|c| legacy_dn(c.subject_name()));
             let svc = service_fn(move |req| {
                 let ctx = Arc::clone(&ctx);
                 let peer_dn = peer_dn.clone();

@@ -1,11 +1,13 @@
 //! Signature check as the APEL receiver makes it: the S/MIME signature alone (`-noverify`),
 //! then the signer's chain against the trusted CA, then the signer DN against an allow list.
 
-use openssl::nid::Nid;
+// The DN form APEL and GOCDB compare: the library's, so the double and the
+// sender cannot disagree on it.
+use cloud_accounting::smime::legacy_dn;
 use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
-use openssl::x509::{X509, X509NameRef, X509StoreContext};
+use openssl::x509::{X509, X509StoreContext};
 
 pub struct Verifier {
     store: X509Store,
@@ -67,25 +69,10 @@ impl Verifier {
         if let Some(why) = ok {
             return Err(format!("signer chain: {why}"));
         }
-        let signer_dn = oneline_dn(signer.subject_name());
+        let signer_dn = legacy_dn(signer.subject_name());
         if !self.allowed_dns.is_empty() && !self.allowed_dns.contains(&signer_dn) {
             return Err(format!("signer {signer_dn} is not in the allowed DN list"));
         }
         Ok(Verified { signer_dn, content })
     }
-}
-
-/// `/C=../O=../CN=..`, the form APEL and GOCDB compare (OpenSSL's legacy one-line form).
-pub fn oneline_dn(name: &X509NameRef) -> String {
-    let mut out = String::new();
-    for e in name.entries() {
-        let nid: Nid = e.object().nid();
-        let key = nid.short_name().unwrap_or("?");
-        let val = e.data().to_string().unwrap_or_default();
-        out.push('/');
-        out.push_str(key);
-        out.push('=');
-        out.push_str(&val);
-    }
-    out
 }

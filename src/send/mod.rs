@@ -1,0 +1,197 @@
+//! A sending run of `ssmsend`: what APEL SSM 4's `ssmsend` does, pipelined.
+//!
+//! 1. The credentials are checked ([`Signer::from_settings`]): any problem is
+//!    a configuration error (exit 2) and nothing is touched.
+//! 2. The queue is listed; its elements are locked, read, checked and sealed
+//!    (signed, then encrypted if `server_cert` is set) on a few blocking
+//!    threads ahead of the sender ([`queue::Spool`]). A message that is
+//!    unreadable, empty, not ASCII or over 1 MB goes to the `reject`
+//!    directory beside the queue with a `.reason` file; the others go on.
+//! 3. The transport delivers them ([`stomp`]: SEND and wait for the RECEIPT;
+//!    [`ams`]: publish): a message is removed from the queue only once the
+//!    broker confirmed it, and unlocked (kept for the next run) otherwise.
+//!    The message id (STOMP `receipt`/`empa-id`, AMS `empaid`) is the spool
+//!    element name, as in SSM.
+//! 4. The queue is purged (stale locks and temporary files, dirq's defaults).
+//!
+//! Exit status: `Ok` only when every message found was delivered (or was
+//! locked by another sender, which then owns it). Messages left in the queue,
+//! rejected messages and a delivered message that could not be removed all
+//! make the run fail (exit 1): each needs the operator's eye, a rejected one
+//! most of all since it will never be sent. SSM stops at its first failure;
+//! we send what can be sent, then report.
+
+pub mod ams;
+pub mod queue;
+pub mod stomp;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+
+use crate::config::sender::{Cipher, PathType, SenderSettings, Transport};
+use crate::exit;
+use crate::smime::{self, CertificateSettings, Signer};
+use crate::spool::{Layout, Queue, SpoolError};
+use queue::{Spool, Tally};
+
+/// dirq's `purge()` defaults, which SSM uses: temporary files older than
+/// 300 s are removed, locks older than 600 s released.
+pub const PURGE_MAX_TEMP: Duration = Duration::from_secs(300);
+pub const PURGE_MAX_LOCK: Duration = Duration::from_secs(600);
+
+/// Sends the queue of `settings`. `Err` when anything stayed unsent or was
+/// rejected (exit 1), or for unusable credentials (exit 2).
+pub fn run(settings: &SenderSettings) -> anyhow::Result<()> {
+    let signer = Signer::from_settings(&certificate_settings(settings))
+        .map_err(exit::usage)?
+        .with_cipher(cipher(settings.messaging.encryption));
+    let layout = match settings.messaging.path_type {
+        PathType::Dirq => Layout::Dirq,
+        PathType::Directory => Layout::Directory,
+    };
+    let path = &settings.messaging.path;
+    let queue = match Queue::open(path, layout) {
+        Ok(q) => q,
+        Err(SpoolError::MissingRoot(_)) => {
+            tracing::warn!(
+                "[messaging] path {} does not exist: nothing to send",
+                path.display()
+            );
+            return Ok(());
+        }
+        Err(e @ SpoolError::NotADirectory(_)) => return Err(exit::usage(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(send_queue(settings, Arc::new(queue), Arc::new(signer)))
+}
+
+fn certificate_settings(settings: &SenderSettings) -> CertificateSettings {
+    let c = &settings.certificates;
+    CertificateSettings {
+        certificate: c.certificate.clone(),
+        key: c.key.clone(),
+        capath: c.capath.clone(),
+        server_cert: c.server_cert.clone(),
+        verify_server_cert: c.verify_server_cert,
+    }
+}
+
+fn cipher(c: Cipher) -> smime::Cipher {
+    match c {
+        Cipher::Aes128 => smime::Cipher::Aes128,
+        Cipher::Aes192 => smime::Cipher::Aes192,
+        Cipher::Aes256 => smime::Cipher::Aes256,
+    }
+}
+
+/// How many messages are sealed ahead of the sender: one per core, which is
+/// also how many are signed at once.
+fn read_ahead() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+async fn send_queue(
+    settings: &SenderSettings,
+    queue: Arc<Queue>,
+    signer: Arc<Signer>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let q = Arc::clone(&queue);
+    let ids = blocking(move || q.elements()).await??;
+    let found = ids.len();
+    tracing::info!("Found {found} messages.");
+    let mut failure: Option<anyhow::Error> = None;
+    let tally = if found == 0 {
+        Tally::default()
+    } else {
+        let spool = Spool::new(Arc::clone(&queue), Arc::clone(&signer), read_ahead())
+            .context("cannot start the queue thread")?;
+        let credentials = signer.credentials();
+        let capath = &settings.certificates.capath;
+        let destination = &settings.messaging.destination;
+        let sent = match &settings.transport {
+            Transport::Stomp(s) => {
+                let config = stomp::broker_config(s, &settings.timeouts, credentials, capath);
+                stomp::send_all(&config, destination, &spool, ids)
+                    .await
+                    .map_err(|e| match e {
+                        crate::stomp::StompError::TlsSetup(_) => exit::usage(e),
+                        e => e.into(),
+                    })
+            }
+            Transport::Ams(a) => {
+                let config =
+                    ams::client_config(a, destination, &settings.timeouts, credentials, capath)
+                        .map_err(exit::usage)?;
+                let client = crate::ams::Client::new(config).map_err(exit::usage)?;
+                ams::send_all(&client, &spool, ids)
+                    .await
+                    .map_err(Into::into)
+            }
+        };
+        if let Err(e) = sent {
+            failure = Some(e);
+        }
+        blocking(move || spool.finish(found)).await?
+    };
+    tracing::info!("Tidying message directory.");
+    let q = Arc::clone(&queue);
+    match blocking(move || q.purge(PURGE_MAX_TEMP, PURGE_MAX_LOCK)).await? {
+        Ok(report) => tracing::debug!(?report, "purged"),
+        Err(e) => tracing::warn!("purging the queue failed: {e}"),
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        found = tally.found,
+        sent = tally.sent,
+        rejected = tally.rejected,
+        unsent = tally.unsent,
+        locked_elsewhere = tally.skipped,
+        seconds = format_args!("{secs:.2}"),
+        "Sent {} of {} messages",
+        tally.sent,
+        tally.found
+    );
+    if let Some(e) = failure {
+        return Err(e.context(summary(&tally)));
+    }
+    if tally.clean() {
+        Ok(())
+    } else {
+        Err(anyhow!(summary(&tally)))
+    }
+}
+
+/// One line for the final error: what was not delivered and where it is.
+fn summary(t: &Tally) -> String {
+    let mut parts = vec![format!("sent {} of {} messages", t.sent, t.found)];
+    if t.unsent > 0 {
+        parts.push(format!("{} left in the queue for the next run", t.unsent));
+    }
+    if t.rejected > 0 {
+        parts.push(format!(
+            "{} rejected (moved to the reject directory beside the queue, with the reason)",
+            t.rejected
+        ));
+    }
+    if t.not_removed > 0 {
+        parts.push(format!(
+            "{} delivered but not removed from the queue (will be sent again)",
+            t.not_removed
+        ));
+    }
+    parts.join(", ")
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow!("a blocking task failed: {e}"))
+}

@@ -1,0 +1,366 @@
+//! The part of a sending run both transports share: take each element of the
+//! spool (lock, read, check, seal) ahead of the sender on a few blocking
+//! threads, and settle each one afterwards (remove, unlock or reject) on one
+//! blocking thread, counting what happened.
+//!
+//! An element is locked before it is read, so two senders on one dirq queue
+//! never both send it; it is unlocked again whenever it is not delivered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use futures_util::stream::{self, Stream, StreamExt};
+
+use crate::smime::Signer;
+use crate::spool::{ElementId, Queue};
+
+/// Messages larger than this are rejected before signing: the brokers and AMS
+/// take at most 1 MB, and signing adds to that.
+pub const MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// A message ready to go: `body` is what goes on the wire (signed, maybe
+/// encrypted). Its element is locked by us until it is settled.
+#[derive(Debug)]
+pub struct Sealed {
+    pub id: ElementId,
+    pub body: Vec<u8>,
+}
+
+/// What [`check`] refuses, as the reason written beside a rejected message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    Empty,
+    TooLarge(usize),
+    NotAscii { offset: usize, byte: u8 },
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::Empty => f.write_str("empty message"),
+            Invalid::TooLarge(n) => write!(
+                f,
+                "message of {n} bytes is over the limit of {MAX_MESSAGE_BYTES} bytes"
+            ),
+            Invalid::NotAscii { offset, byte } => write!(
+                f,
+                "not ASCII text: byte 0x{byte:02x} at offset {offset} (APEL messages are ASCII)"
+            ),
+        }
+    }
+}
+
+/// Whether a queued message can be sent at all.
+pub fn check(body: &[u8]) -> Result<(), Invalid> {
+    if body.is_empty() {
+        return Err(Invalid::Empty);
+    }
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Err(Invalid::TooLarge(body.len()));
+    }
+    // The vectorised check first: nearly every message passes it.
+    if body.is_ascii() {
+        return Ok(());
+    }
+    let offset = body.iter().position(|b| !b.is_ascii()).unwrap_or(0);
+    Err(Invalid::NotAscii {
+        offset,
+        byte: body[offset],
+    })
+}
+
+/// What became of the elements of one run; `found` is what the run started with.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub found: usize,
+    /// Delivered and removed from the queue.
+    pub sent: usize,
+    /// Moved to the reject directory.
+    pub rejected: usize,
+    /// Locked by another process (or already gone): its business, not ours.
+    pub skipped: usize,
+    /// Still queued for the next run (not delivered, or not attempted).
+    pub unsent: usize,
+    /// Delivered but could not be removed: will be sent again next run.
+    pub not_removed: usize,
+}
+
+impl Tally {
+    /// Nothing left behind, nothing moved aside, nothing to repeat.
+    pub fn clean(&self) -> bool {
+        self.unsent == 0 && self.rejected == 0 && self.not_removed == 0
+    }
+}
+
+/// What to do with a settled element.
+enum Settle {
+    Remove(ElementId),
+    Unlock(ElementId),
+    Reject(ElementId, String),
+    /// Could not be locked (or read, and not rejected): left as it is.
+    Unsent,
+    Skipped,
+}
+
+/// The spool side of a run: the queue, the signer, and the thread that
+/// settles elements.
+pub struct Spool {
+    queue: Arc<Queue>,
+    signer: Arc<Signer>,
+    settle: mpsc::Sender<Settle>,
+    settler: JoinHandle<Tally>,
+    /// Set when the run must stop taking elements (a fatal error).
+    stop: Arc<AtomicBool>,
+    /// Messages locked and sealed ahead of the sender at most.
+    read_ahead: usize,
+}
+
+impl Spool {
+    pub fn new(
+        queue: Arc<Queue>,
+        signer: Arc<Signer>,
+        read_ahead: usize,
+    ) -> std::io::Result<Spool> {
+        let (settle, rx) = mpsc::channel();
+        let q = Arc::clone(&queue);
+        let settler = std::thread::Builder::new()
+            .name("ssmsend-settle".into())
+            .spawn(move || settle_all(&q, rx))?;
+        Ok(Spool {
+            queue,
+            signer,
+            settle,
+            settler,
+            stop: Arc::new(AtomicBool::new(false)),
+            read_ahead: read_ahead.max(1),
+        })
+    }
+
+    /// Stops taking new elements (those already taken still come out of
+    /// [`Spool::sealed`] and must be settled).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Every element of `ids` that this process locked and sealed, in queue
+    /// order, with at most `read_ahead` of them prepared at a time (signing
+    /// runs on that many blocking threads). Elements locked elsewhere, and
+    /// those rejected, never come out.
+    pub fn sealed(&self, ids: Vec<ElementId>) -> impl Stream<Item = Sealed> + use<> {
+        let stop = Arc::clone(&self.stop);
+        let stop_source = Arc::clone(&self.stop);
+        let queue = Arc::clone(&self.queue);
+        let signer = Arc::clone(&self.signer);
+        let settle = self.settle.clone();
+        stream::iter(ids)
+            .take_while(move |_| std::future::ready(!stop_source.load(Ordering::Acquire)))
+            .map(move |id| {
+                let (queue, signer) = (Arc::clone(&queue), Arc::clone(&signer));
+                tokio::task::spawn_blocking(move || prepare(&queue, &signer, id))
+            })
+            .buffered(self.read_ahead)
+            .filter_map(move |joined| {
+                let outcome = match joined {
+                    Ok(p) => p,
+                    Err(e) => Prepared::Fatal(None, format!("message preparation failed: {e}")),
+                };
+                let ready = match outcome {
+                    Prepared::Ready(m) => Some(m),
+                    Prepared::Skipped => {
+                        let _ = settle.send(Settle::Skipped);
+                        None
+                    }
+                    Prepared::Reject(id, reason) => {
+                        let _ = settle.send(Settle::Reject(id, reason));
+                        None
+                    }
+                    Prepared::Unsent => {
+                        let _ = settle.send(Settle::Unsent);
+                        None
+                    }
+                    Prepared::Fatal(id, why) => {
+                        tracing::error!("{why}; stopping");
+                        stop.store(true, Ordering::Release);
+                        let _ = settle.send(match id {
+                            Some(id) => Settle::Unlock(id),
+                            None => Settle::Unsent,
+                        });
+                        None
+                    }
+                };
+                std::future::ready(ready)
+            })
+    }
+
+    /// Delivered: remove it from the queue.
+    pub fn delivered(&self, id: ElementId) {
+        let _ = self.settle.send(Settle::Remove(id));
+    }
+
+    /// Not delivered: leave it queued for the next run.
+    pub fn keep(&self, id: ElementId) {
+        let _ = self.settle.send(Settle::Unlock(id));
+    }
+
+    /// Can never be delivered: move it to the reject directory.
+    pub fn reject(&self, id: ElementId, reason: String) {
+        let _ = self.settle.send(Settle::Reject(id, reason));
+    }
+
+    /// Waits for every element to be settled; `found` of them were listed.
+    /// Every stream from [`Spool::sealed`] must have been dropped (blocking).
+    pub fn finish(self, found: usize) -> Tally {
+        let Spool {
+            settle, settler, ..
+        } = self;
+        drop(settle);
+        let mut tally = settler.join().unwrap_or_default();
+        tally.found = found;
+        let accounted =
+            tally.sent + tally.rejected + tally.skipped + tally.unsent + tally.not_removed;
+        // Never taken (the run stopped first): still queued.
+        tally.unsent += found.saturating_sub(accounted);
+        tally
+    }
+}
+
+/// What preparing one element gave.
+enum Prepared {
+    Ready(Sealed),
+    Skipped,
+    Reject(ElementId, String),
+    Unsent,
+    /// The run cannot go on (signing is broken); the element, if locked, is
+    /// unlocked.
+    Fatal(Option<ElementId>, String),
+}
+
+/// Lock, read, check, seal one element (blocking).
+fn prepare(queue: &Queue, signer: &Signer, id: ElementId) -> Prepared {
+    let span = tracing::info_span!("msg", msg = %id);
+    let _entered = span.enter();
+    match queue.lock(&id) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!("Message was locked. {id} will not be sent.");
+            return Prepared::Skipped;
+        }
+        Err(e) => {
+            tracing::error!("cannot lock, left in the queue: {e}");
+            return Prepared::Unsent;
+        }
+    }
+    let body = match queue.get(&id) {
+        Ok(b) => b,
+        Err(e) => return Prepared::Reject(id, format!("unreadable: {e}")),
+    };
+    if let Err(why) = check(&body) {
+        return Prepared::Reject(id, why.to_string());
+    }
+    match signer.seal(&body) {
+        Ok(body) => Prepared::Ready(Sealed { id, body }),
+        Err(e) => Prepared::Fatal(Some(id), e.to_string()),
+    }
+}
+
+/// The settling thread: applies every decision and counts them. Removals
+/// that queue up while one is being made durable are made durable together
+/// (one directory fsync for all of them instead of one each).
+fn settle_all(queue: &Queue, rx: mpsc::Receiver<Settle>) -> Tally {
+    let mut tally = Tally::default();
+    let mut removals: Vec<ElementId> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(action) = next {
+            match action {
+                Settle::Remove(id) => removals.push(id),
+                other => settle_one(queue, other, &mut tally),
+            }
+            next = rx.try_recv().ok();
+        }
+        if !removals.is_empty() {
+            let results = queue.remove_all(&removals);
+            for (id, result) in removals.drain(..).zip(results) {
+                match result {
+                    Ok(()) => tally.sent += 1,
+                    Err(e) => {
+                        let _s = tracing::info_span!("msg", msg = %id).entered();
+                        tracing::error!(
+                            "delivered, but cannot remove it from the queue (it will be sent again): {e}"
+                        );
+                        tally.not_removed += 1;
+                    }
+                }
+            }
+        }
+    }
+    tally
+}
+
+fn settle_one(queue: &Queue, action: Settle, tally: &mut Tally) {
+    match action {
+        Settle::Skipped => tally.skipped += 1,
+        Settle::Unsent => tally.unsent += 1,
+        Settle::Remove(_) => {}
+        Settle::Unlock(id) => {
+            let _s = tracing::info_span!("msg", msg = %id).entered();
+            if let Err(e) = queue.unlock(&id) {
+                tracing::warn!("cannot unlock (a later purge will): {e}");
+            }
+            tally.unsent += 1;
+        }
+        Settle::Reject(id, reason) => {
+            let _s = tracing::info_span!("msg", msg = %id).entered();
+            match queue.reject(&id, &reason) {
+                Ok(path) => {
+                    tracing::error!("rejected: {reason}; moved to {}", path.display());
+                    tally.rejected += 1;
+                }
+                Err(e) => {
+                    tracing::error!("{reason}, and cannot move it aside: {e}");
+                    if let Err(e) = queue.unlock(&id) {
+                        tracing::warn!("cannot unlock (a later purge will): {e}");
+                    }
+                    tally.unsent += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks() {
+        assert_eq!(check(b""), Err(Invalid::Empty));
+        assert_eq!(check(b"APEL-cloud-message: v0.4\n"), Ok(()));
+        assert_eq!(
+            check("caf\u{e9}".as_bytes()),
+            Err(Invalid::NotAscii {
+                offset: 3,
+                byte: 0xc3
+            })
+        );
+        assert_eq!(check(&vec![b'a'; MAX_MESSAGE_BYTES]), Ok(()));
+        assert_eq!(
+            check(&vec![b'a'; MAX_MESSAGE_BYTES + 1]),
+            Err(Invalid::TooLarge(MAX_MESSAGE_BYTES + 1))
+        );
+        assert_eq!(
+            Invalid::NotAscii {
+                offset: 3,
+                byte: 0xc3
+            }
+            .to_string(),
+            "not ASCII text: byte 0xc3 at offset 3 (APEL messages are ASCII)"
+        );
+    }
+}

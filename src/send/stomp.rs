@@ -1,0 +1,133 @@
+//! Delivery to a STOMP broker: SEND each sealed message with SSM's headers,
+//! remove it once its RECEIPT came, keep it when the connection failed first.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+
+use futures_util::StreamExt;
+use tracing::Instrument;
+
+use super::queue::Spool;
+use crate::config::sender::{Stomp, Timeouts};
+use crate::smime::Credentials;
+use crate::spool::ElementId;
+use crate::stomp::{
+    self, BrokerAddress, BrokerConfig, ClientIdentity, Outcome, StompError, TlsSettings,
+    TrustAnchors,
+};
+
+/// `sender.cfg` onto the STOMP client: TLS with the host certificate as
+/// client certificate and the broker checked against `capath`.
+pub fn broker_config(
+    settings: &Stomp,
+    timeouts: &Timeouts,
+    credentials: &Credentials,
+    capath: &std::path::Path,
+) -> BrokerConfig {
+    let brokers = settings
+        .brokers
+        .iter()
+        .map(|b| BrokerAddress::new(b.host.clone(), b.port))
+        .collect();
+    let mut config = BrokerConfig::new(brokers);
+    config.window = NonZeroUsize::new(settings.window).unwrap_or(stomp::DEFAULT_WINDOW);
+    config.timeouts = stomp::Timeouts {
+        connect: timeouts.connect,
+        receipt: timeouts.receipt,
+        idle: timeouts.idle,
+    };
+    if settings.use_ssl {
+        config.tls = Some(TlsSettings {
+            identity: Some(ClientIdentity {
+                certificate: credentials.certificate().clone(),
+                key: credentials.private_key().clone(),
+                chain: Vec::new(),
+            }),
+            trust: TrustAnchors::CaPath(capath.to_path_buf()),
+            verify_hostname: true,
+        });
+    }
+    config
+}
+
+/// Sends every element of `ids`; `Err` is why the run stopped early (the
+/// elements not delivered are back in the queue by then, or will be once the
+/// spool is finished).
+pub async fn send_all(
+    config: &BrokerConfig,
+    destination: &str,
+    spool: &Spool,
+    ids: Vec<ElementId>,
+) -> Result<(), StompError> {
+    // Connect before taking any element: a broker that is down locks nothing.
+    let mut conn = stomp::connect(config).await?;
+    tracing::info!(
+        broker = %conn.broker(),
+        server = conn.server().unwrap_or("-"),
+        "Connected; will send messages to {destination}"
+    );
+    let mut in_flight: HashMap<String, ElementId> = HashMap::new();
+    let mut failure: Option<StompError> = None;
+    let mut sealed = std::pin::pin!(spool.sealed(ids));
+    while let Some(msg) = sealed.next().await {
+        if failure.is_some() {
+            spool.keep(msg.id);
+            continue;
+        }
+        let key = msg.id.as_str().to_owned();
+        let span = tracing::info_span!("msg", msg = %msg.id);
+        match conn
+            .send(destination, &key, msg.body)
+            .instrument(span)
+            .await
+        {
+            Ok(()) => {
+                in_flight.insert(key, msg.id);
+            }
+            Err(e) => {
+                spool.keep(msg.id);
+                spool.stop();
+                failure = Some(e);
+                continue;
+            }
+        }
+        while let Some(outcome) = conn.try_next_outcome() {
+            settle(spool, &mut in_flight, outcome);
+        }
+    }
+    while let Some(outcome) = conn.next_outcome().await {
+        settle(spool, &mut in_flight, outcome);
+    }
+    // Every sent message had its outcome; anything left was never confirmed.
+    for (_, id) in in_flight.drain() {
+        spool.keep(id);
+    }
+    if let Some(e) = failure.or_else(|| conn.failure().cloned()) {
+        return Err(e);
+    }
+    conn.disconnect().await?;
+    // Confirmations that came during the disconnect.
+    while let Some(outcome) = conn.next_outcome().await {
+        settle(spool, &mut in_flight, outcome);
+    }
+    Ok(())
+}
+
+fn settle(spool: &Spool, in_flight: &mut HashMap<String, ElementId>, outcome: Outcome) {
+    let (key, confirmed) = match outcome {
+        Outcome::Confirmed(k) => (k, true),
+        Outcome::Failed(k) => (k, false),
+    };
+    let Some(id) = in_flight.remove(&key) else {
+        tracing::warn!(msg = %key, "outcome for a message not in flight");
+        return;
+    };
+    let _span = tracing::info_span!("msg", msg = %id).entered();
+    if confirmed {
+        tracing::info!("Sent {id}");
+        spool.delivered(id);
+    } else {
+        tracing::warn!("not confirmed by the broker, kept for the next run");
+        spool.keep(id);
+    }
+}

@@ -1,0 +1,289 @@
+//! `ssmsend` end to end over AMS against the `ams-double` (TLS, authx509,
+//! fault injection): what it stored is checked with the `openssl smime` CLI.
+
+#[path = "common/ams.rs"]
+mod ams_common;
+mod common;
+#[path = "common/send.rs"]
+mod send;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ams_common::AmsDouble;
+use cloud_accounting::spool::Layout;
+use common::pki::{HOST_DN, Identity, Pki};
+use send::{SenderCfg, message, openssl_verify};
+
+/// A test PKI, an AMS double trusting it, and a queue of messages.
+struct Setup {
+    pki: Pki,
+    host: Identity,
+    server: Identity,
+    double: AmsDouble,
+    dir: tempfile::TempDir,
+    queue: PathBuf,
+    names: Vec<String>,
+    queued: BTreeMap<String, Vec<u8>>,
+}
+
+impl Setup {
+    fn new(double_args: &[&str], bodies: Vec<Vec<u8>>) -> Setup {
+        let pki = Pki::new();
+        let host = pki.host();
+        let server = pki.server();
+        let double = AmsDouble::start_with(
+            tempfile::tempdir().unwrap(),
+            pki.ca_file(),
+            &server.cert_path,
+            &server.key_path,
+            HOST_DN,
+            double_args,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("outgoing");
+        let names = send::fill(&queue, Layout::Dirq, &bodies);
+        let queued = names.iter().cloned().zip(bodies).collect();
+        Setup {
+            pki,
+            host,
+            server,
+            double,
+            dir,
+            queue,
+            names,
+            queued,
+        }
+    }
+
+    fn with_messages(double_args: &[&str], n: usize, size: usize) -> Setup {
+        Setup::new(double_args, (0..n).map(|i| message(i, size)).collect())
+    }
+
+    /// AMS on the double's ports, token from authx509, capath of the test CA.
+    fn cfg(&self) -> SenderCfg {
+        SenderCfg::ams(
+            self.double.ams_port,
+            self.double.authn_port,
+            "accounting",
+            "eu-egi-cloud-accounting",
+        )
+        .credentials(&self.host.cert_path, &self.host.key_path, self.pki.capath())
+        .queue(&self.queue, Layout::Dirq)
+    }
+
+    fn run(&self, cfg: SenderCfg) -> send::Run {
+        send::run(&cfg.write(&self.dir.path().join("sender.cfg")))
+    }
+
+    fn remaining(&self) -> Vec<String> {
+        send::remaining(&self.queue, Layout::Dirq)
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Every message the double stored verifies against the test CA with the
+/// CLI, was signed by the host DN, and holds its queued content; each empaid
+/// was stored once. Returns the empaids stored.
+fn assert_stored_intact(s: &Setup) -> BTreeSet<String> {
+    rt().block_on(async {
+        let stats = s.double.stats().await;
+        assert_eq!(stats["duplicates"], 0, "{stats}");
+        let mut stored = BTreeSet::new();
+        for m in s.double.messages().await {
+            let id = m["empaid"].as_str().unwrap().to_owned();
+            let data = s.double.data(m["seq"].as_u64().unwrap()).await;
+            let v = openssl_verify(&data, s.pki.capath());
+            assert_eq!(v.signer_dn, HOST_DN, "{id}");
+            assert!(v.content == s.queued[&id], "{id}: content differs");
+            stored.insert(id);
+        }
+        if !stored.is_empty() {
+            assert_eq!(stats["signatures"]["all_verified"], true, "{stats}");
+        }
+        stored
+    })
+}
+
+fn stats(s: &Setup) -> serde_json::Value {
+    rt().block_on(s.double.stats())
+}
+
+#[test]
+fn delivers_every_message_verified_signed_by_the_host_and_intact() {
+    let s = Setup::with_messages(&[], 30, 4_000);
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 0, "{}", outcome.log);
+    let stored = assert_stored_intact(&s);
+    assert_eq!(stored, s.names.iter().cloned().collect());
+    let st = stats(&s);
+    assert_eq!(st["tokens_issued"], 1, "one authx509 token per run: {st}");
+    assert_eq!(st["authx509_dns"][0], HOST_DN, "{st}");
+    assert!(s.remaining().is_empty());
+    assert!(send::locks(&s.queue).is_empty());
+    assert!(outcome.log.contains("Argo ID"), "{}", outcome.log);
+}
+
+/// Every retryable fault (500, 502, 503, 504, 408, 429, a short stall):
+/// retried, everything arrives, once.
+#[test]
+fn transient_faults_are_retried_and_everything_arrives_once() {
+    for fault in [
+        "500:first=6",
+        "502:nth=2",
+        "503:first=3",
+        "504:nth=1",
+        "408:nth=4",
+        "429:first=4",
+        "stall=300ms:nth=3",
+    ] {
+        let s = Setup::with_messages(&["--fault", fault], 12, 2_000);
+        let outcome = s.run(s.cfg());
+        assert_eq!(outcome.code, 0, "{fault}: {}", outcome.log);
+        let stored = assert_stored_intact(&s);
+        assert_eq!(stored.len(), 12, "{fault}");
+        assert!(s.remaining().is_empty(), "{fault}");
+        let st = stats(&s);
+        let publishes = st["publish_requests"].as_u64().unwrap();
+        assert!(
+            publishes > 12 || fault.starts_with("stall"),
+            "{fault}: {st}"
+        );
+    }
+}
+
+/// AMS refuses the token after 5 messages: the run stops, those 5 are
+/// removed, the rest stay queued and unlocked, exit 1.
+#[test]
+fn unauthorized_midway_stops_and_keeps_the_rest_queued() {
+    let s = Setup::with_messages(&["--fault", "401:after=5"], 20, 1_000);
+    let outcome = s.run(s.cfg().set("sender", "ams_concurrency", 1));
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    assert!(outcome.log.contains("GOCDB"), "{}", outcome.log);
+    let stored = assert_stored_intact(&s);
+    assert_eq!(stored, s.names[..5].iter().cloned().collect());
+    assert_eq!(s.remaining(), s.names[5..]);
+    assert!(send::locks(&s.queue).is_empty());
+    assert!(
+        outcome.log.contains("15 left in the queue"),
+        "{}",
+        outcome.log
+    );
+}
+
+/// A configured token AMS does not know, or a host certificate authx509
+/// maps to no user: nothing is locked, nothing published, exit 1.
+#[test]
+fn refused_credentials_publish_nothing() {
+    let s = Setup::with_messages(&[], 5, 1_000);
+    let outcome = s.run(s.cfg().set("messaging", "token", "not-the-token"));
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    assert!(!outcome.log.contains("not-the-token"), "token logged");
+    assert_eq!(s.remaining(), s.names);
+    assert!(send::locks(&s.queue).is_empty());
+    assert_eq!(stats(&s)["messages"], 0);
+
+    let s = Setup::with_messages(&["--authn-dn", "/CN=someone else"], 5, 1_000);
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    assert_eq!(s.remaining(), s.names);
+    assert!(send::locks(&s.queue).is_empty());
+    assert_eq!(stats(&s)["publish_requests"], 0);
+}
+
+/// A publish with no reply within the receipt timeout may have been stored:
+/// it is not repeated in this run (it stays queued), the run stops, exit 1.
+#[test]
+fn stall_beyond_the_timeout_is_not_repeated() {
+    let s = Setup::with_messages(&["--fault", "stall=3s:nth=4"], 10, 1_000);
+    let outcome = s.run(s.cfg().set("sender", "ams_concurrency", 1).set(
+        "sender",
+        "receipt_timeout",
+        "1s",
+    ));
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    assert!(outcome.log.contains("may or may not"), "{}", outcome.log);
+    assert_eq!(s.remaining(), s.names[3..]);
+    assert!(send::locks(&s.queue).is_empty());
+    // Once its stall is over the double stores the 4th message, once.
+    std::thread::sleep(Duration::from_secs(3));
+    let stored = assert_stored_intact(&s);
+    assert_eq!(stored, s.names[..4].iter().cloned().collect());
+    assert_eq!(stats(&s)["publish_requests"], 4);
+}
+
+/// AMS refuses one message as too large (413): it goes to reject/, the
+/// others are published, exit 1.
+#[test]
+fn too_large_for_ams_is_rejected_and_the_others_sent() {
+    let mut bodies: Vec<Vec<u8>> = (0..8).map(|i| message(i, 1_000)).collect();
+    bodies.insert(3, message(99, 80_000));
+    let s = Setup::new(&["--fault", "413:size>50000"], bodies);
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    let stored = assert_stored_intact(&s);
+    let mut want: BTreeSet<String> = s.names.iter().cloned().collect();
+    want.remove(&s.names[3]);
+    assert_eq!(stored, want);
+    let reasons = send::rejected(&s.dir.path().join("reject"));
+    let file = s.names[3].split('/').nth(1).unwrap();
+    assert!(reasons[file].contains("HTTP 413"), "{reasons:?}");
+    assert!(s.remaining().is_empty());
+}
+
+/// Two ssmsend processes on one queue: every empaid stored once.
+#[test]
+fn two_senders_on_one_queue_publish_each_message_once() {
+    let s = Setup::with_messages(&[], 300, 1_500);
+    let cfg = s.cfg().write(&s.dir.path().join("sender.cfg"));
+    let spawn = || {
+        send::command(&cfg)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for o in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // 300 CLI runs would only repeat the other tests: the double's own check
+    // (the receiver's, in process) covers every message here.
+    let st = stats(&s);
+    assert_eq!(st["duplicates"], 0, "{st}");
+    assert_eq!(st["messages"], 300, "{st}");
+    assert_eq!(st["distinct_empaids"], 300, "{st}");
+    assert_eq!(st["signatures"]["all_verified"], true, "{st}");
+    assert_eq!(st["signatures"]["signer_dns"][0], HOST_DN, "{st}");
+    assert!(s.remaining().is_empty());
+}
+
+/// With server_cert the published data is an S/MIME envelope that the
+/// server's key opens, holding the host-signed message.
+#[test]
+fn encrypted_messages_decrypt_with_the_server_key_then_verify() {
+    let s = Setup::with_messages(&[], 5, 3_000);
+    let outcome = s.run(
+        s.cfg()
+            .set("certificates", "server_cert", s.server.cert_path.display()),
+    );
+    assert_eq!(outcome.code, 0, "{}", outcome.log);
+    rt().block_on(async {
+        let messages = s.double.messages().await;
+        assert_eq!(messages.len(), 5);
+        for m in messages {
+            let id = m["empaid"].as_str().unwrap();
+            let data = s.double.data(m["seq"].as_u64().unwrap()).await;
+            let signed = send::openssl_decrypt(&data, &s.server.cert_path, &s.server.key_path);
+            let v = openssl_verify(&signed, s.pki.capath());
+            assert_eq!(v.signer_dn, HOST_DN);
+            assert!(v.content == s.queued[id], "{id}: content differs");
+        }
+    });
+}
