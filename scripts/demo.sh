@@ -1,47 +1,219 @@
 #!/usr/bin/env bash
-# Shows what works today, on the example configuration files shipped in
-# examples/: both programs read the files sites already have and print the
-# effective settings with where each value came from. Extraction is not
-# implemented yet, and sending needs real credentials: the last steps show that.
+# The whole chain on this machine, against the test doubles, on loopback only:
+#   OpenStack simulator -> caso-extract -> APEL spool (dirq) -> ssmsend
+#   -> ARGO Messaging Service double, which checks every S/MIME signature the
+#      way the APEL receiver does.
+# It builds the programs and the two doubles, makes a throw-away grid PKI with
+# the openssl CLI, writes a caso.conf and a sender.cfg of the kind sites have,
+# runs both programs once and says what happened. Everything lives in one
+# temporary directory and every process it starts is stopped on exit, also on
+# error or Ctrl-C.
+#
+#   scripts/demo.sh            # debug build (quicker to compile)
+#   scripts/demo.sh --release  # optimised build, as shipped
+#   KEEP=1 scripts/demo.sh     # keep the temporary directory to look at
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "demo: cargo is not installed; get Rust from https://rustup.rs and rerun scripts/demo.sh" >&2
-  exit 1
-fi
+profile=debug
+build_flags=()
+case "${1:-}" in
+  --release) profile=release build_flags=(--release) ;;
+  "") ;;
+  *) echo "usage: scripts/demo.sh [--release]" >&2; exit 2 ;;
+esac
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-# Runs a command, shows it, and reports its exit code without stopping the demo.
-show() {
-  printf '$ %s\n' "$*"
-  local rc=0
-  "$@" || rc=$?
-  printf '(exit code %s)\n' "$rc"
+for tool in cargo openssl; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "demo: $tool is not installed (cargo: https://rustup.rs; openssl: the openssl package)" >&2
+    exit 1
+  fi
+done
+
+bold() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+say() { printf '    %s\n' "$*"; }
+die() {
+  printf '\n\033[1;31mdemo: FAILED: %s\033[0m\n' "$*" >&2
+  exit 1
 }
 
-step "Building caso-extract and ssmsend (debug build; the first build takes a few minutes)"
-cargo build --locked --bins --quiet
-bin=target/debug
+bold "Building caso-extract, ssmsend and the two test doubles ($profile; the first build takes a few minutes)"
+cargo build --locked --quiet "${build_flags[@]}" --bins --example openstack-sim --example ams-double
+bin=${CARGO_TARGET_DIR:-target}/$profile
+started=$(date +%s%N)
 
-step "caso-extract reads the EGI appliance caso.conf unchanged (site_name set to EXAMPLE-SITE)"
-echo "Old spellings (ssmv4, v3password) are accepted with one warning each, on stderr."
-show "$bin/caso-extract" --config-file examples/caso.conf --print-config
+work=$(mktemp -d "${TMPDIR:-/tmp}/caso-demo.XXXXXX")
+pids=()
+cleanup() {
+  local rc=$?
+  for p in "${pids[@]}"; do
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  if [ -n "${KEEP:-}" ]; then
+    echo "demo: kept $work" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-step "Environment and flags override the file: CASO_DEFAULT__SPOOLDIR and --projects"
-CASO_DEFAULT__SPOOLDIR=/tmp/caso-demo show "$bin/caso-extract" --config-file examples/caso.conf \
-  --projects demo,other --print-config 2>/dev/null | grep -E '^(spooldir|lock_path|projects) '
+# Waits for the first line of FILE (a double's ready line) and prints it.
+ready_line() { # FILE WHAT PID
+  for _ in $(seq 1 300); do
+    if [ -s "$1" ]; then
+      head -n1 "$1"
+      return 0
+    fi
+    kill -0 "$3" 2>/dev/null || die "$2 exited: $(cat "$work"/*.log 2>/dev/null)"
+    sleep 0.1
+  done
+  die "$2 did not start within 30 s"
+}
+json_str() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+json_num() { sed -n "s/.*\"$1\":\([0-9][0-9]*\).*/\1/p"; }
+# GET on the AMS double's plain-HTTP admin port, with bash alone.
+http_get() { # PORT PATH
+  local body
+  exec 3<>"/dev/tcp/127.0.0.1/$1"
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
+  body=$(cat <&3)
+  exec 3>&-
+  printf '%s\n' "${body#*$'\r\n\r\n'}"
+}
 
-step "ssmsend reads the SSM 4 default sender.cfg unchanged (host set to the AMS test instance)"
-show "$bin/ssmsend" -c examples/sender.cfg --print-config
+bold "A throw-away grid PKI in $work/pki (openssl CLI)"
+pki=$work/pki
+mkdir -p "$pki/certificates"
+host_dn="/C=XX/O=Cloud Accounting Demo/CN=cloud.demo.example"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/C=XX/O=Cloud Accounting Demo/CN=Demo CA" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+  -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
+issue() { # NAME SUBJECT EXTENSIONS
+  openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$pki/$1.key" -out "$pki/$1.csr" 2>/dev/null
+  printf '%b' "$3" >"$pki/$1.ext"
+  openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 2 -extfile "$pki/$1.ext" -out "$pki/$1.pem" 2>/dev/null
+  chmod 0600 "$pki/$1.key"
+}
+issue hostcert "$host_dn" 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth,emailProtection\n'
+issue server "/C=XX/O=Cloud Accounting Demo/CN=localhost" \
+  'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n'
+# The capath layout of /etc/grid-security/certificates: <subject hash>.0.
+cp "$pki/ca.pem" "$pki/certificates/$(openssl x509 -hash -noout -in "$pki/ca.pem").0"
+say "CA 'Demo CA'; host certificate $host_dn (signs the messages, authenticates to AMS)"
 
-step "The old STOMP/BDII sender.cfg is refused with a clear message (exit code 2)"
-show "$bin/ssmsend" -c tests/fixtures/config/sender-stomp-legacy.cfg
+bold "Starting the OpenStack simulator and the AMS double on 127.0.0.1"
+"$bin/examples/openstack-sim" --scenario demo --write-voms-json "$work/voms.json" \
+  >"$work/sim.ready" 2>"$work/sim.log" &
+pids+=($!)
+sim=$(ready_line "$work/sim.ready" openstack-sim "$!")
+auth_url=$(json_str auth_url <<<"$sim")
+say "openstack-sim: Keystone at $auth_url ($(json_num projects <<<"$sim") projects, $(json_num servers <<<"$sim") servers, $(json_num volumes <<<"$sim") volumes, $(json_num floating_ips <<<"$sim") floating IPs)"
+"$bin/examples/ams-double" --ca "$pki/ca.pem" --cert "$pki/server.pem" --key "$pki/server.key" \
+  --token "demo-$RANDOM$RANDOM" --verify-ca "$pki/ca.pem" --allowed-dn "$host_dn" \
+  >"$work/ams.ready" 2>"$work/ams.log" &
+pids+=($!)
+ams=$(ready_line "$work/ams.ready" ams-double "$!")
+ams_port=$(json_num ams_port <<<"$ams")
+authn_port=$(json_num authn_port <<<"$ams")
+admin_port=$(json_num admin_port <<<"$ams")
+say "ams-double: publish on https://127.0.0.1:$ams_port, authx509 on :$authn_port, checks signatures against Demo CA"
 
-step "The appliance caso.conf has no credentials yet: caso-extract refuses to start (exit code 2)"
-show "$bin/caso-extract" --config-file examples/caso.conf
+bold "caso.conf and sender.cfg, as a site writes them (in $work/etc)"
+mkdir -p "$work/etc"
+cat >"$work/etc/caso.conf" <<EOF
+[DEFAULT]
+site_name = DEMO-SITE
+service_name = DEMO-SITE
+messengers = ssm
+spooldir = $work/caso
+lock_path = $work/caso
+mapping_file = $work/voms.json
 
-step "ssmsend checks the host certificate before touching the queue (exit code 2 without one)"
-show "$bin/ssmsend" -c examples/sender.cfg
+[ssm]
+output_path = $work/apel/outgoing
 
-step "Done. Run scripts/test.sh for formatting, lints and every test."
+[keystone_auth]
+auth_type = password
+auth_url = $auth_url
+username = admin
+password = secret
+user_domain_name = Default
+project_domain_name = Default
+EOF
+cat >"$work/etc/sender.cfg" <<EOF
+[sender]
+protocol: AMS
+# Ours: the double listens on ephemeral ports (AMS itself: 443 and 8443).
+ams_port: $ams_port
+ams_authn_port: $authn_port
+
+[broker]
+host: 127.0.0.1
+
+[certificates]
+certificate: $pki/hostcert.pem
+key: $pki/hostcert.key
+capath: $pki/certificates
+
+[messaging]
+ams_project: accounting
+destination: eu-egi-cloud-accounting
+path: $work/apel/outgoing
+path_type: dirq
+
+[logging]
+level: INFO
+console: true
+EOF
+sed 's/^/    /' "$work/etc/caso.conf" | grep -v '^    $' | grep -v '^    password'
+
+bold "caso-extract projects: what will be extracted, and each project's VO"
+"$bin/caso-extract" --config-file "$work/etc/caso.conf" projects 2>"$work/projects.log" | sed 's/^/    /' ||
+  die "caso-extract projects: $(cat "$work/projects.log")"
+
+bold "caso-extract: OpenStack usage -> APEL records in the spool"
+t0=$(date +%s%N)
+"$bin/caso-extract" --config-file "$work/etc/caso.conf" 2>"$work/extract.log" ||
+  die "caso-extract failed: $(cat "$work/extract.log")"
+t1=$(date +%s%N)
+grep -o 'run finished: .*' "$work/extract.log" | sed 's/^/    /'
+elements=$(find "$work/apel/outgoing" -type f | grep -Ev '\.(tmp|lck)$' || true)
+[ -n "$elements" ] || die "caso-extract spooled nothing: $(cat "$work/extract.log")"
+count() { xargs cat <<<"$elements" | grep -o "$1" | wc -l; }
+messages=$(wc -l <<<"$elements")
+say "$messages messages in $work/apel/outgoing, in $(((t1 - t0) / 1000000)) ms:"
+printf '      %-22s %s\n' "cloud (VMs)" "$(count '^VMUUID: ')" \
+  "public IP" "$(count '"IPVersion"')" \
+  "accelerator" "$(count '"AssociatedRecordType"')" \
+  "storage (volumes)" "$(count '<sr:StorageUsageRecord>')"
+say "lastrun files: $(cd "$work/caso" && ls lastrun.* | wc -l), one per project"
+
+bold "ssmsend: sign each message (S/MIME), publish it to AMS, remove it once AMS has it"
+t0=$(date +%s%N)
+"$bin/ssmsend" --config "$work/etc/sender.cfg" 2>"$work/send.log" ||
+  die "ssmsend failed: $(cat "$work/send.log")"
+t1=$(date +%s%N)
+grep -oE '(Messages will be signed using|Will publish to|Sent [0-9]+ of [0-9]+ messages).*' "$work/send.log" |
+  sed -e 's/ found=.*//' -e 's/^/    /' || true
+left=$(find "$work/apel/outgoing" -type f | grep -Ev '\.(tmp|lck)$' | wc -l || true)
+say "sent in $(((t1 - t0) / 1000000)) ms; $left messages left in the spool"
+
+bold "What the AMS double received"
+stats=$(http_get "$admin_port" /stats)
+got=$(json_num messages <<<"$stats")
+verified=$(sed -n 's/.*"verified":\([0-9]*\).*/\1/p' <<<"$stats")
+duplicates=$(json_num duplicates <<<"$stats")
+all=$(sed -n 's/.*"all_verified":\(true\|false\).*/\1/p' <<<"$stats")
+say "$got messages, $duplicates duplicates, signer $(sed -n 's/.*"signer_dns":\["\([^"]*\)".*/\1/p' <<<"$stats")"
+if [ "$all" != true ] || [ "$got" != "$messages" ] || [ "$verified" != "$got" ] || [ "$duplicates" != 0 ] || [ "$left" != 0 ]; then
+  die "expected $messages messages, all verified, none duplicated, none left; the double says: $stats"
+fi
+printf '\n\033[1;32m    AMS double verified %s/%s signatures\033[0m\n' "$verified" "$got"
+
+done_ms=$((($(date +%s%N) - started) / 1000000))
+bold "Done in $((done_ms / 1000)).$(printf '%03d' $((done_ms % 1000))) s after the build. Run scripts/test.sh for every check."

@@ -9,14 +9,17 @@
 #   3b. The wrapper scripts and docker-compose.yml run the images with the
 #      appliance's mounts, and the wrappers refuse root-owned spools and an
 #      unreadable host key, naming the fix.
-#   4. Inside the image (FROM scratch: no libc, no NSS modules), a static build
-#      of our network stack (tests/images/probe.rs, built like the programs)
-#      resolves names through /etc/hosts (--add-host) and through DNS (a
-#      loopback DNS server), completes a verified TLS handshake with the CA
-#      bundle at the image's path, and refuses the same server with the
-#      image's real bundle (verification is on).
-#   5. caso-extract itself against the OpenStack simulator by host name and
-#      TLS, once extraction exists (until then this step says it cannot run).
+#   4. Inside the images (FROM scratch: no libc, no NSS modules), the programs
+#      themselves resolve names through /etc/hosts (--add-host) and through DNS
+#      (a loopback DNS server) and complete verified TLS handshakes:
+#      caso-extract with Keystone (the OpenStack simulator behind a TLS
+#      terminator; [keystone_auth] cafile), refusing it with the image's own
+#      CA bundle; ssmsend with the AMS double (capath), every signature
+#      verified, every spooled record delivered once.
+#   5. docker-compose.yml end to end in daemon mode (host network): records
+#      extracted in one container reach the AMS double, signature-verified,
+#      through the other; SIGTERM (compose stop) exits 0; `down` then `up`
+#      keeps the volumes, advances every lastrun, loses and duplicates nothing.
 # Nothing is pulled (--pull never everywhere) and containers talk only to
 # 127.0.0.0/8: their resolv.conf names a loopback DNS server.
 set -euo pipefail
@@ -31,15 +34,13 @@ max_bytes=15000000
 uid=65532
 extract_img=cloud-accounting/caso-extract:test
 send_img=cloud-accounting/ssmsend:test
-probe_img=cloud-accounting/image-probe:test
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 
 work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  docker image rm -f "$probe_img" >/dev/null 2>&1 || true
-  rm -rf "$work"
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 fail() {
@@ -48,10 +49,8 @@ fail() {
 }
 pass() { echo "test-images: ok: $*" >&2; }
 
-# 1. Static binaries (and the probe, built the same way).
-scripts/build-static.sh --example image-probe
-triple=$(cat dist/TARGET)
-probe_bin=${CARGO_TARGET_DIR:-target}/$triple/release/examples/image-probe
+# 1. Static binaries.
+scripts/build-static.sh
 
 # 2. Images from dist/. The legacy builder and BuildKit both accept this.
 build_image() { # TAG CONTEXT [docker build options...]
@@ -172,24 +171,45 @@ else
 fi
 unset CASO_EXTRACT_IMAGE SSMSEND_IMAGE TAG CASO_CONF VOMS_JSON CASO_SPOOL APEL_SPOOL SENDER_CFG GRID_SECURITY
 
-# 4. Names and TLS inside the image.
-# A test CA and a server certificate for the names the containers use.
+# 4. Names and TLS inside the image (FROM scratch: no libc resolver, no NSS),
+# with the programs themselves: caso-extract to Keystone and ssmsend to AMS,
+# each by host name over verified TLS.
+# A test grid PKI: CA (also as a capath), a server certificate for every name
+# the containers use, the host certificate that signs and authenticates.
 pki=$work/pki
-mkdir -p "$pki"
+mkdir -p "$pki/certificates"
+host_dn="/C=XX/O=Cloud Accounting Image Test/CN=host.image.test"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=image-test-ca \
   -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
   -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj /CN=keystone.test \
-  -keyout "$pki/server.key" -out "$pki/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,DNS:keystone.test,DNS:keystone.dns.test\nextendedKeyUsage=serverAuth\n' >"$pki/ext"
-openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
-  -days 2 -extfile "$pki/ext" -out "$pki/server.pem" 2>/dev/null
-chmod 0644 "$pki/ca.pem"
+issue() { # NAME SUBJECT EXTENSIONS
+  openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$pki/$1.key" -out "$pki/$1.csr" 2>/dev/null
+  printf '%b' "$3" >"$pki/$1.ext"
+  openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 2 -extfile "$pki/$1.ext" -out "$pki/$1.pem" 2>/dev/null
+}
+issue server /CN=keystone.test \
+  'subjectAltName=DNS:localhost,DNS:keystone.test,DNS:keystone.dns.test,DNS:ams.test,DNS:ams.dns.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'
+issue host "$host_dn" \
+  'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth,emailProtection\n'
+cp "$pki/ca.pem" "$pki/certificates/$(openssl x509 -hash -noout -in "$pki/ca.pem").0"
+# /etc/grid-security as a site has it, the key readable only by the
+# container user (scripts/ssm-send.sh asks for the same).
+grid=$work/grid-security
+mkdir -p "$grid"
+cp -r "$pki/certificates" "$grid/certificates"
+cp "$pki/host.pem" "$grid/hostcert.pem"
+cp "$pki/host.key" "$grid/hostkey.pem"
+chmod 0644 "$pki/ca.pem" "$grid/hostcert.pem" "$grid/certificates"/*
+chmod 0600 "$grid/hostkey.pem"
+chown "$uid:$uid" "$grid/hostkey.pem"
+chmod -R a+rX "$grid"
 
-# The OpenStack simulator (plain HTTP on 127.0.0.1) behind a TLS terminator.
-cargo build --locked --quiet --example openstack-sim
-sim=${CARGO_TARGET_DIR:-target}/debug/examples/openstack-sim
-"$sim" --write-voms-json "$work/voms.json" --write-manifest "$work/manifest.json" \
+# The OpenStack simulator (plain HTTP on 127.0.0.1) behind a TLS terminator,
+# and the AMS double (TLS itself), which checks every message's signature.
+cargo build --locked --quiet --example openstack-sim --example ams-double
+examples=${CARGO_TARGET_DIR:-target}/debug/examples
+"$examples/openstack-sim" --write-voms-json "$work/voms.json" --write-manifest "$work/manifest.json" \
   >"$work/sim.ready" 2>"$work/sim.log" &
 pids+=($!)
 wait_for() { # FILE WHAT
@@ -206,36 +226,31 @@ python3 tests/images/tls_proxy.py "$pki/server.pem" "$pki/server.key" "$work/tls
 pids+=($!)
 wait_for "$work/tls.ready" tls_proxy.py
 port=$(awk '/^port /{print $2}' "$work/tls.ready")
+start_ams() { # NAME: starts an AMS double, sets NAME_port, NAME_authn, NAME_admin
+  "$examples/ams-double" --ca "$pki/ca.pem" --cert "$pki/server.pem" --key "$pki/server.key" \
+    --token "image-test-token-$1" --verify-ca "$pki/ca.pem" --allowed-dn "$host_dn" \
+    >"$work/$1.ready" 2>"$work/$1.log" &
+  pids+=($!)
+  wait_for "$work/$1.ready" "ams-double ($1)"
+  read -r "${1}_port" "${1}_authn" "${1}_admin" < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ams_port"], r["authn_port"], r["admin_port"])' "$work/$1.ready")
+}
+start_ams ams
 
-# DNS: a loopback server answers keystone.dns.test; resolv.conf points there so
-# no lookup ever leaves the machine. Port 53 needs root.
+# DNS: a loopback server answers the *.dns.test names; resolv.conf points
+# there so no lookup ever leaves the machine. Port 53 needs root.
 dns_addr=127.0.0.77
 echo "nameserver $dns_addr" >"$work/resolv.conf"
-dns=no
+keystone_dns=keystone.test ams_dns=ams.test
 if [ "$(id -u)" = 0 ]; then
-  python3 tests/images/dns_server.py "$dns_addr" "$work/dns.log" keystone.dns.test=127.0.0.1 \
-    >"$work/dns.ready" 2>"$work/dns.err" &
+  python3 tests/images/dns_server.py "$dns_addr" "$work/dns.log" \
+    keystone.dns.test=127.0.0.1 ams.dns.test=127.0.0.1 >"$work/dns.ready" 2>"$work/dns.err" &
   pids+=($!)
   wait_for "$work/dns.ready" dns_server.py
-  dns=yes
+  keystone_dns=keystone.dns.test ams_dns=ams.dns.test
 else
-  echo "test-images: not root: the DNS-server lookup is not tested (UDP port 53); /etc/hosts lookups are" >&2
+  echo "test-images: not root: DNS-server lookups are not tested (UDP port 53); /etc/hosts lookups are" >&2
 fi
 
-# The probe in a layer on top of the caso-extract image: same scratch layout,
-# user, CA bundle path and SSL_CERT_FILE as the real program gets.
-mkdir -p "$work/probe-ctx"
-cp "$probe_bin" "$work/probe-ctx/image-probe"
-cat >"$work/probe-ctx/Dockerfile" <<EOF
-FROM $extract_img
-COPY image-probe /usr/local/bin/image-probe
-ENTRYPOINT ["/usr/local/bin/image-probe"]
-CMD []
-EOF
-build_image "$probe_img" "$work/probe-ctx"
-
-urls=("https://localhost:$port/identity/v3" "https://keystone.test:$port/identity/v3")
-[ "$dns" = no ] || urls+=("https://keystone.dns.test:$port/identity/v3")
 run_in_image() { # IMAGE [docker run options...] -- ARGS...
   local img=$1
   shift
@@ -245,47 +260,19 @@ run_in_image() { # IMAGE [docker run options...] -- ARGS...
     shift
   done
   shift
-  docker run --pull never --rm --network host --add-host keystone.test:127.0.0.1 \
+  docker run --pull never --rm --network host --read-only \
+    --add-host keystone.test:127.0.0.1 --add-host ams.test:127.0.0.1 \
     -v "$work/resolv.conf:/etc/resolv.conf:ro" "${opts[@]}" "$img" "$@"
 }
 
-# Trusting the test CA, mounted where the image keeps its bundle.
-rc=0
-run_in_image "$probe_img" -v "$pki/ca.pem:/etc/ssl/certs/ca-certificates.crt:ro" -- "${urls[@]}" \
-  >"$work/probe.out" 2>&1 || rc=$?
-cat "$work/probe.out" >&2
-[ "$rc" = 0 ] || fail "the probe could not reach the TLS server by name inside the image (exit $rc)"
-for u in "${urls[@]}"; do
-  grep -qxF "get $u -> 200" "$work/probe.out" || fail "no 200 from $u"
-done
-grep -q '^handshake keystone.test TLSv1' "$work/tls.log" || fail "no TLS handshake for keystone.test: $(cat "$work/tls.log")"
-if grep -q '^keystone.test ' "$work/dns.log" 2>/dev/null; then
-  fail "keystone.test (an --add-host name) was asked of DNS: /etc/hosts should answer it"
-fi
-if [ "$dns" = yes ]; then
-  grep -q '^keystone.dns.test 1$' "$work/dns.log" || fail "keystone.dns.test was not asked of the DNS server"
-  grep -q '^handshake keystone.dns.test TLSv1' "$work/tls.log" || fail "no TLS handshake for keystone.dns.test"
-fi
-echo "test-images: DNS server saw: $(sort -u "$work/dns.log" 2>/dev/null | tr '\n' ';')" >&2
-echo "test-images: TLS server saw: $(sort -u "$work/tls.log" | tr '\n' ';')" >&2
-pass "inside the image: /etc/hosts and DNS lookups, verified TLS with the bundle at /etc/ssl/certs/ca-certificates.crt"
-
-# With the image's own bundle the test CA is unknown: verification refuses.
-rc=0
-run_in_image "$probe_img" -- "https://keystone.test:$port/identity/v3" >"$work/probe-untrusted.out" 2>&1 || rc=$?
-[ "$rc" = 1 ] || fail "the probe trusted a server its bundle does not cover (exit $rc): $(cat "$work/probe-untrusted.out")"
-grep -q 'certificate verify failed' "$work/probe-untrusted.out" \
-  || fail "expected 'certificate verify failed': $(cat "$work/probe-untrusted.out")"
-cat "$work/probe-untrusted.out" >&2
-pass "an unknown CA is refused with the image's bundle (certificate verify failed)"
-
-# 5. caso-extract itself, by host name and TLS (cafile, as sites configure a
-# private Keystone CA), writing to spools owned by the container user.
-mkdir -p "$work/etc-caso" "$work/spool-caso" "$work/spool-apel"
+# Configuration as sites mount it: /etc/caso, /etc/apel, /etc/grid-security.
+etc=$work/etc
+mkdir -p "$etc/caso" "$etc/apel" "$work/spool-caso" "$work/spool-apel"
 chown "$uid:$uid" "$work/spool-caso" "$work/spool-apel"
-cp "$pki/ca.pem" "$work/etc-caso/keystone-ca.pem"
-cp "$work/voms.json" "$work/etc-caso/voms.json"
-cat >"$work/etc-caso/caso.conf" <<EOF
+cp "$pki/ca.pem" "$etc/caso/keystone-ca.pem"
+cp "$work/voms.json" "$etc/caso/voms.json"
+caso_conf() { # KEYSTONE-HOST [extra keystone_auth lines]
+  cat <<EOF
 [DEFAULT]
 site_name = IMAGE-TEST
 service_name = IMAGE-TEST
@@ -294,32 +281,216 @@ mapping_file = /etc/caso/voms.json
 
 [keystone_auth]
 auth_type = password
-auth_url = https://keystone.test:$port/identity/v3
+auth_url = https://$1:$port/identity/v3
 username = admin
 password = secret
 user_domain_name = Default
 project_domain_name = Default
-cafile = /etc/caso/keystone-ca.pem
+${2:-}
 EOF
-chmod -R a+rX "$work/etc-caso"
+}
+sender_cfg() { # AMS-HOST PORT AUTHN-PORT
+  cat <<EOF
+[sender]
+protocol: AMS
+ams_port: $2
+ams_authn_port: $3
+
+[broker]
+host: $1
+
+[certificates]
+certificate: /etc/grid-security/hostcert.pem
+key: /etc/grid-security/hostkey.pem
+capath: /etc/grid-security/certificates
+
+[messaging]
+ams_project: accounting
+destination: eu-egi-cloud-accounting
+path: /var/spool/apel/outgoing/openstack
+path_type: dirq
+
+[logging]
+level: INFO
+console: true
+EOF
+}
+caso_conf keystone.test "cafile = /etc/caso/keystone-ca.pem" >"$etc/caso/hosts.conf"
+caso_conf "$keystone_dns" "cafile = /etc/caso/keystone-ca.pem" >"$etc/caso/dns.conf"
+caso_conf keystone.test >"$etc/caso/system-bundle.conf"
+sender_cfg "$ams_dns" "$ams_port" "$ams_authn" >"$etc/apel/sender.cfg"
+chmod -R a+rX "$etc"
+extract_in_image() { # CONF [caso-extract args...]
+  local conf=$1
+  shift
+  run_in_image "$extract_img" -v "$etc/caso:/etc/caso:ro" \
+    -v "$work/spool-caso:/var/spool/caso" -v "$work/spool-apel:/var/spool/apel" \
+    -- --config-file "/etc/caso/$conf" "$@"
+}
 read -r from to < <(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["period"]["from"], m["period"]["to"])' "$work/manifest.json")
+
+# 4a. caso-extract: Keystone by an /etc/hosts name (a dry run: nothing
+# written), then by a DNS name (records into the spool).
 : >"$work/tls.log"
 rc=0
-run_in_image "$extract_img" \
-  -v "$work/etc-caso/caso.conf:/etc/caso/caso.conf:ro" \
-  -v "$work/etc-caso/voms.json:/etc/caso/voms.json:ro" \
-  -v "$work/etc-caso/keystone-ca.pem:/etc/caso/keystone-ca.pem:ro" \
-  -v "$work/spool-caso:/var/spool/caso" -v "$work/spool-apel:/var/spool/apel" --read-only \
-  -- --config-file /etc/caso/caso.conf --extract-from "$from" --extract-to "$to" \
-  >"$work/extract.out" 2>&1 || rc=$?
-if grep -q 'extraction is not implemented' "$work/extract.out"; then
-  echo "test-images: caso-extract cannot extract yet in this build: its own DNS/TLS run waits for the extract pipeline (the probe above covers the same stack)" >&2
+extract_in_image hosts.conf --dry-run --extract-from "$from" --extract-to "$to" >"$work/extract-hosts.out" 2>&1 || rc=$?
+[ "$rc" = 0 ] || fail "caso-extract in the image against https://keystone.test:$port (exit $rc): $(cat "$work/extract-hosts.out")"
+grep -q '^handshake keystone.test TLSv1' "$work/tls.log" || fail "caso-extract did not come through TLS as keystone.test: $(cat "$work/tls.log")"
+grep -q '^APEL-cloud-message: v0.4' "$work/extract-hosts.out" || fail "the dry run printed no cloud message: $(cat "$work/extract-hosts.out")"
+if grep -q '^keystone.test ' "$work/dns.log" 2>/dev/null; then
+  fail "keystone.test (an --add-host name) was asked of DNS: /etc/hosts should answer it"
+fi
+pass "caso-extract in the image: Keystone as keystone.test (/etc/hosts) over TLS verified with [keystone_auth] cafile"
+rc=0
+extract_in_image dns.conf --extract-from "$from" --extract-to "$to" >"$work/extract-dns.out" 2>&1 || rc=$?
+[ "$rc" = 0 ] || fail "caso-extract in the image against https://$keystone_dns:$port (exit $rc): $(cat "$work/extract-dns.out")"
+grep -q "^handshake $keystone_dns TLSv1" "$work/tls.log" || fail "caso-extract did not come through TLS as $keystone_dns"
+[ "$keystone_dns" = keystone.test ] || grep -q '^keystone.dns.test 1$' "$work/dns.log" ||
+  fail "keystone.dns.test was not asked of the DNS server: $(cat "$work/dns.log")"
+spooled=$(python3 tests/images/apel_count.py spool "$work/spool-apel/outgoing")
+spooled_messages=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["messages"])' "$spooled")
+[ "$spooled_messages" -gt 0 ] || fail "caso-extract wrote nothing to /var/spool/apel/outgoing"
+pass "caso-extract in the image: Keystone as $keystone_dns (DNS), $spooled in /var/spool/apel"
+
+# With the image's own CA bundle the test CA is unknown: verification refuses.
+rc=0
+extract_in_image system-bundle.conf --dry-run --extract-from "$from" --extract-to "$to" >"$work/extract-untrusted.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "caso-extract trusted a server its bundle does not cover (exit $rc): $(cat "$work/extract-untrusted.out")"
+grep -q 'certificate verify failed' "$work/extract-untrusted.out" ||
+  fail "expected 'certificate verify failed': $(cat "$work/extract-untrusted.out")"
+pass "caso-extract in the image: an unknown CA is refused with the image's bundle (certificate verify failed)"
+
+# 4b. ssmsend: the spool caso-extract filled, to the AMS double by name
+# (authx509 with the host certificate, then publish), signatures checked.
+rc=0
+run_in_image "$send_img" -v "$etc/apel/sender.cfg:/etc/apel/sender.cfg:ro" -v "$grid:/etc/grid-security:ro" \
+  -v "$work/spool-apel:/var/spool/apel" -- --config /etc/apel/sender.cfg >"$work/send.out" 2>&1 || rc=$?
+[ "$rc" = 0 ] || fail "ssmsend in the image to https://$ams_dns:$ams_port (exit $rc): $(cat "$work/send.out")"
+[ "$ams_dns" = ams.test ] || grep -q '^ams.dns.test 1$' "$work/dns.log" ||
+  fail "ams.dns.test was not asked of the DNS server: $(cat "$work/dns.log")"
+received=$(python3 tests/images/apel_count.py ams "$ams_admin")
+left=$(python3 tests/images/apel_count.py spool "$work/spool-apel/outgoing")
+python3 - "$spooled" "$received" "$left" <<'EOF' || fail "ssmsend in the image: spooled $spooled, the double got $received, left $left"
+import json, sys
+spooled, got, left = (json.loads(a) for a in sys.argv[1:])
+assert got["all_verified"] and got["duplicates"] == 0, got
+assert got["received"] == spooled["messages"] == got["messages"], (spooled, got)
+assert got["by_type"] == spooled["by_type"], (spooled, got)
+assert left["messages"] == 0, left
+EOF
+pass "ssmsend in the image: AMS as $ams_dns over TLS verified with capath, $received"
+echo "test-images: DNS server saw: $(sort -u "$work/dns.log" 2>/dev/null | tr '\n' ';')" >&2
+echo "test-images: TLS terminator saw: $(sort -u "$work/tls.log" | tr '\n' ';')" >&2
+
+# 5. docker-compose.yml end to end, as a site runs it (daemon mode, named
+# volumes, host network): records extracted in one container reach the AMS
+# double, signature-verified, through the other; `down` then `up` again
+# loses and duplicates nothing.
+if [ ${#compose[@]} = 0 ]; then
+  echo "test-images: no docker compose here: the compose end-to-end run is skipped" >&2
 else
-  cat "$work/extract.out" >&2
-  [ "$rc" = 0 ] || fail "caso-extract in the image against https://keystone.test:$port failed (exit $rc)"
-  grep -q '^handshake keystone.test TLSv1' "$work/tls.log" || fail "caso-extract did not come through TLS as keystone.test"
-  [ -n "$(find "$work/spool-apel" -type f ! -name '*.lck' | head -n1)" ] || fail "caso-extract wrote nothing to /var/spool/apel"
-  pass "caso-extract in the image: Keystone by name over verified TLS, records in /var/spool/apel"
+  start_ams e2e
+  e2e=$work/e2e
+  mkdir -p "$e2e"
+  caso_conf keystone.test "cafile = /etc/caso/keystone-ca.pem" >"$e2e/caso.conf"
+  sender_cfg ams.test "$e2e_port" "$e2e_authn" >"$e2e/sender.cfg"
+  cp "$pki/ca.pem" "$e2e/keystone-ca.pem"
+  chmod -R a+rX "$e2e"
+  # Host network (the doubles listen on 127.0.0.1 only), the names, the
+  # Keystone CA, and ssmsend every 2 s instead of 6 h; caso-extract keeps
+  # the file's 1 h: one run per `up`.
+  cat >"$e2e/override.yml" <<EOF
+services:
+  caso-extract:
+    network_mode: host
+    extra_hosts: ["keystone.test:127.0.0.1"]
+    volumes:
+      - $e2e/keystone-ca.pem:/etc/caso/keystone-ca.pem:ro
+  ssmsend:
+    network_mode: host
+    extra_hosts: ["ams.test:127.0.0.1"]
+    command: ["--config", "/etc/apel/sender.cfg", "--interval", "2s"]
+EOF
+  project=cloud-accounting-e2e-$$
+  dc() {
+    CASO_EXTRACT_IMAGE=$extract_img SSMSEND_IMAGE=$send_img CASO_CONF=$e2e/caso.conf \
+      VOMS_JSON=$work/voms.json SENDER_CFG=$e2e/sender.cfg GRID_SECURITY=$grid \
+      "${compose[@]}" -p "$project" -f docker-compose.yml -f "$e2e/override.yml" "$@"
+  }
+  compose_cleanup() { dc down -v >/dev/null 2>&1 || true; }
+  trap 'compose_cleanup; cleanup' EXIT
+  volume() { docker volume inspect -f '{{.Mountpoint}}' "${project}_$1"; }
+  extracted_records() { # total records= of every finished extraction run in LOG
+    sed -n 's/.*run finished: .* records=\([0-9]*\).*/\1/p' "$1" | awk '{s += $1} END {print s + 0}'
+  }
+  # Waits until caso-extract finished RUNS runs in total and the double holds
+  # every record extracted so far.
+  wait_delivered() { # RUNS
+    local got want runs
+    for _ in $(seq 1 240); do
+      dc logs --no-color caso-extract >"$e2e/extract.now" 2>&1 || true
+      cat "$e2e"/extract.log.* "$e2e/extract.now" >"$e2e/extract.all" 2>/dev/null || true
+      runs=$(grep -c 'run done, sleeping' "$e2e/extract.all" || true)
+      want=$(extracted_records "$e2e/extract.all")
+      got=$(python3 tests/images/apel_count.py ams "$e2e_admin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["records"])')
+      if [ "$runs" -ge "$1" ] && [ "$got" = "$want" ]; then
+        return 0
+      fi
+      sleep 0.5
+    done
+    dc logs --no-color >&2 || true
+    fail "compose: after 120 s, $runs extraction runs and $got of $want records at the AMS double"
+  }
+  lastruns() { (cd "$(volume caso-state)" && for f in lastrun.*; do printf '%s %s\n' "$f" "$(cat "$f")"; done); }
+  spool_left() { python3 tests/images/apel_count.py spool "$(volume apel-spool)/outgoing" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])'; }
+  stop_and_check_exit() { # LOG-SUFFIX: docker-compose stop (SIGTERM), both exit 0
+    local c code
+    dc stop >/dev/null 2>&1 || fail "docker-compose stop"
+    dc logs --no-color caso-extract >"$e2e/extract.log.$1" 2>&1
+    dc logs --no-color ssmsend >"$e2e/send.log.$1" 2>&1
+    for c in $(dc ps -q); do
+      code=$(docker inspect -f '{{.State.ExitCode}} {{.Name}}' "$c")
+      [ "${code%% *}" = 0 ] || fail "compose: ${code#* } exited ${code%% *} on SIGTERM: $(docker logs "$c" 2>&1 | tail -5)"
+    done
+  }
+
+  dc up -d >"$e2e/up.log" 2>&1 || fail "docker-compose up: $(cat "$e2e/up.log")"
+  wait_delivered 1
+  [ "$(spool_left)" = 0 ] || fail "compose: messages left in the apel-spool volume after delivery"
+  lastruns >"$e2e/lastruns.1"
+  [ -s "$e2e/lastruns.1" ] || fail "compose: no lastrun files in the caso-state volume"
+  stop_and_check_exit 1
+  first=$(python3 tests/images/apel_count.py ams "$e2e_admin")
+  pass "docker-compose up: $(extracted_records "$e2e/extract.log.1") records extracted in caso-extract reached the AMS double through ssmsend ($first); SIGTERM: both exit 0"
+
+  # down (containers gone, named volumes kept), up: a new extraction run
+  # from the kept lastruns, every message delivered once.
+  dc down >/dev/null 2>&1 || fail "docker-compose down"
+  [ -n "$(volume caso-state)" ] || fail "compose down lost the caso-state volume"
+  dc up -d >"$e2e/up.log" 2>&1 || fail "docker-compose up (again): $(cat "$e2e/up.log")"
+  wait_delivered 2
+  [ "$(spool_left)" = 0 ] || fail "compose: messages left in the apel-spool volume after the second delivery"
+  lastruns >"$e2e/lastruns.2"
+  stop_and_check_exit 2
+  final=$(python3 tests/images/apel_count.py ams "$e2e_admin")
+  python3 - "$e2e/lastruns.1" "$e2e/lastruns.2" "$final" <<'EOF' || fail "compose down/up: $(cat "$e2e/lastruns.1" "$e2e/lastruns.2") $final"
+import json, sys
+before = dict(l.split(" ", 1) for l in open(sys.argv[1]).read().splitlines())
+after = dict(l.split(" ", 1) for l in open(sys.argv[2]).read().splitlines())
+assert set(after) == set(before), (before, after)
+# cASO's format, "YYYY-MM-DD HH:MM:SS+00:00": compares as text.
+assert all(after[p] > before[p] for p in before), (before, after)
+got = json.loads(sys.argv[3])
+assert got["all_verified"] and got["duplicates"] == 0, got
+assert got["received"] == got["messages"], got
+EOF
+  cat "$e2e"/extract.log.* "$e2e"/send.log.* | grep -E 'ERROR|error:' >&2 && fail "compose: errors in the logs"
+  pass "docker-compose down + up: volumes kept, lastruns advanced, $(extracted_records <(cat "$e2e"/extract.log.*)) records in all reached the double once each ($final)"
+  compose_cleanup
+  trap cleanup EXIT
+  for v in caso-state apel-spool; do
+    if docker volume inspect "${project}_$v" >/dev/null 2>&1; then fail "compose down -v left volume ${project}_$v"; fi
+  done
 fi
 
 echo "test-images: all image checks passed" >&2

@@ -24,10 +24,14 @@ pub fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
 
 /// 2 when any error in the chain is a configuration or usage error, else 1.
 pub fn code_for(e: &anyhow::Error) -> ExitCode {
-    let usage = e.chain().any(|c| {
+    ExitCode::from(if is_usage(e) { USAGE } else { FAILURE })
+}
+
+/// Whether `e` is the operator's to fix (exit 2): no retry can succeed.
+pub fn is_usage(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
         c.is::<UsageError>() || c.is::<crate::config::ConfigError>() || c.is::<clap::Error>()
-    });
-    ExitCode::from(if usage { USAGE } else { FAILURE })
+    })
 }
 
 #[cfg(test)]

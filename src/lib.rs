@@ -5,6 +5,7 @@
 pub mod ams;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod exit;
 pub mod extract;
 pub mod lastrun;

@@ -124,7 +124,8 @@ fn the_configmap_files_load_strictly_in_both_programs() {
         "protocol = AMS",
         "key = /etc/grid-security/hostkey.pem",
         "capath = /etc/grid-security/certificates",
-        "path = /var/spool/apel/outgoing",
+        // The queue caso-extract's output_path fills, not its parent.
+        "path = /var/spool/apel/outgoing/openstack ",
     ] {
         assert!(printed.contains(want), "missing {want:?} in:\n{printed}");
     }

@@ -2,11 +2,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 
 use crate::config::caso::{CasoLogging, CasoSettings, flag};
 use crate::config::{self, FlagValue};
+use crate::daemon::{self, Shutdown};
+use crate::exit;
 use crate::logging::{self, LogFormat, LogHandle, LogSettings};
 
 /// Extract OpenStack usage into APEL accounting records (a cASO 5.2.2
@@ -75,6 +79,10 @@ pub struct CasoCli {
     /// Print the effective settings and where each came from, then exit.
     #[arg(long, global = true)]
     pub print_config: bool,
+    /// Daemon mode (ours): extract now, then again every DURATION (e.g. 1h,
+    /// 30m), with a small random jitter, until SIGTERM. Without it: one run.
+    #[arg(long, value_name = "DURATION", value_parser = daemon::parse_interval)]
+    pub interval: Option<Duration>,
     #[command(subcommand)]
     pub command: Option<CasoCommand>,
 }
@@ -179,14 +187,37 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
         return Ok(());
     }
     match cli.command {
+        Some(CasoCommand::Projects) if cli.interval.is_some() => Err(exit::usage(anyhow!(
+            "--interval is for extraction, not for the projects subcommand"
+        ))),
         Some(CasoCommand::Projects) => projects(&settings),
-        None => extract(settings),
+        None => extract(settings, cli.interval),
     }
 }
 
-/// Extraction with checked settings ([`crate::extract::main`]).
-pub fn extract(settings: CasoSettings) -> anyhow::Result<()> {
-    crate::extract::main(settings)
+/// Extraction with checked settings: one run ([`crate::extract::main_until`])
+/// or, with `interval`, daemon mode ([`daemon::run`]). SIGTERM/SIGINT stop
+/// gracefully in both modes.
+pub fn extract(settings: CasoSettings, interval: Option<Duration>) -> anyhow::Result<()> {
+    if interval.is_some() {
+        // Each run extracts from each project's lastrun up to now; a fixed
+        // period would be extracted again and again.
+        for (set, flag) in [
+            (settings.extract_from.is_some(), "extract_from"),
+            (settings.extract_to.is_some(), "extract_to"),
+        ] {
+            if set {
+                return Err(exit::usage(anyhow!(
+                    "--interval repeats runs from each project's lastrun up to now: unset {flag} (--{})",
+                    flag.replace('_', "-")
+                )));
+            }
+        }
+    }
+    let shutdown = Shutdown::on_signals()?;
+    daemon::run(interval, &shutdown, |stop| {
+        crate::extract::main_until(&settings, stop)
+    })
 }
 
 /// `caso-extract projects` ([`crate::extract::list_projects`]).

@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
 use crate::config::sender::{SenderLogging, SenderSettings};
 use crate::config::{self, ConfigError};
+use crate::daemon::{self, Shutdown};
 use crate::logging::{self, LogFormat, LogHandle, LogSettings};
 
 /// Sign the spooled APEL messages and deliver them to a STOMP broker or the
@@ -41,6 +43,10 @@ pub struct SenderCli {
     /// Print the effective settings and where each came from, then exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Daemon mode (ours): send now, then again every DURATION (e.g. 6h,
+    /// 30m), with a small random jitter, until SIGTERM. Without it: one run.
+    #[arg(long, value_name = "DURATION", value_parser = daemon::parse_interval)]
+    pub interval: Option<Duration>,
 }
 
 /// The `ssmsend` program.
@@ -80,10 +86,15 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    send(SenderSettings::from_effective(&eff)?)
+    send(SenderSettings::from_effective(&eff)?, cli.interval)
 }
 
-/// Sending with checked settings (see [`crate::send`]).
-pub fn send(settings: SenderSettings) -> anyhow::Result<()> {
-    crate::send::run(&settings)
+/// Sending with checked settings: one run ([`crate::send::run_until`]) or,
+/// with `interval`, daemon mode ([`daemon::run`]). SIGTERM/SIGINT stop
+/// gracefully in both modes.
+pub fn send(settings: SenderSettings, interval: Option<Duration>) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals()?;
+    daemon::run(interval, &shutdown, |stop| {
+        crate::send::run_until(&settings, stop)
+    })
 }

@@ -32,6 +32,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::caso::{self, AuthType, CasoSettings, Extractor, KeystoneAuth};
+use crate::daemon::Shutdown;
 use crate::exit;
 use crate::openstack::glance::ImageCache;
 use crate::openstack::keystone::UserNames;
@@ -141,6 +142,9 @@ pub struct Report {
     /// Projects extracted, in order.
     pub projects: Vec<ProjectReport>,
     pub failures: Vec<Failure>,
+    /// Projects not started because a stop was requested (SIGTERM): their
+    /// lastrun is untouched and the next run extracts them.
+    pub not_started: Vec<String>,
     pub requests: RequestCounts,
 }
 
@@ -566,6 +570,19 @@ pub async fn run(
     now: Timestamp,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Report> {
+    run_until(settings, stores, now, out, &Shutdown::new()).await
+}
+
+/// [`run`] that starts no project once `stop` is requested: the projects
+/// already started are finished (records spooled, lastrun written), the
+/// others are listed in [`Report::not_started`].
+pub async fn run_until(
+    settings: &CasoSettings,
+    stores: Stores,
+    now: Timestamp,
+    out: &mut (dyn Write + Send),
+    stop: &Shutdown,
+) -> anyhow::Result<Report> {
     let site_name = settings.site_name()?.to_string();
     let service_name = settings.service_name()?.to_string();
     let max_records = NonZeroUsize::new(settings.ssm.max_size)
@@ -673,17 +690,21 @@ pub async fn run(
         .into_iter()
         .map(|p| {
             let span = tracing::info_span!("project", project = %p.id);
-            let (shared, cfg, lastrun, permits) = (
+            let (shared, cfg, lastrun, permits, stop) = (
                 shared.clone(),
                 cfg.clone(),
                 stores.lastrun.clone(),
                 permits.clone(),
+                stop.clone(),
             );
             let id = p.id.clone();
             let task = tokio::spawn(
                 async move {
                     let _permit = permits.acquire_owned().await;
-                    extract_project(shared, cfg, lastrun, p).await
+                    if stop.is_requested() {
+                        return None;
+                    }
+                    Some(extract_project(shared, cfg, lastrun, p).await)
                 }
                 .instrument(span.clone()),
             );
@@ -693,7 +714,11 @@ pub async fn run(
     // Delivered in project order whatever order they finish in.
     for (id, span, task) in tasks {
         let extracted = match task.await {
-            Ok(x) => x,
+            Ok(Some(x)) => x,
+            Ok(None) => {
+                report.not_started.push(id);
+                continue;
+            }
             Err(e) => {
                 let f = Failure::new(&id, "extraction task", e.to_string());
                 tracing::error!(project = %id, "{f}");
@@ -733,6 +758,13 @@ pub fn summarize(report: &Report) -> anyhow::Result<()> {
         "run finished: {}",
         report.requests
     );
+    if !report.not_started.is_empty() {
+        tracing::warn!(
+            "stopped on request: {} project(s) not started keep their lastrun for the next run: {}",
+            report.not_started.len(),
+            report.not_started.join(", ")
+        );
+    }
     if report.failures.is_empty() {
         return Ok(());
     }
@@ -786,23 +818,67 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `caso-extract`.
 pub fn main(settings: CasoSettings) -> anyhow::Result<()> {
+    main_until(&settings, &Shutdown::new())
+}
+
+/// One `caso-extract` run that stops gracefully when `stop` is requested
+/// ([`run_until`]). Takes and releases the run lock itself, so in daemon
+/// mode a cron run of cASO or of ours can go between two runs.
+pub fn main_until(settings: &CasoSettings, stop: &Shutdown) -> anyhow::Result<()> {
     settings.site_name()?;
-    auth_config(&settings)?;
+    auth_config(settings)?;
+    if stop.is_requested() {
+        return Ok(());
+    }
     // One run at a time, ours or cASO's (a dry run writes nothing: no lock).
     let _lock = if settings.dry_run {
         None
     } else {
-        Some(crate::runlock::RunLock::acquire(
-            &settings.lock_path,
-            settings.lock_timeout,
-        )?)
+        match run_lock(settings, stop)? {
+            Some(lock) => Some(lock),
+            None => return Ok(()),
+        }
     };
-    let stores = open_stores(&settings)?;
+    let stores = open_stores(settings)?;
     let rt = runtime()?;
     let mut stdout = std::io::stdout();
-    let report = rt.block_on(run(&settings, stores, Timestamp::now(), &mut stdout))?;
+    let report = rt.block_on(run_until(
+        settings,
+        stores,
+        Timestamp::now(),
+        &mut stdout,
+        stop,
+    ))?;
     stdout.flush().context("cannot write to stdout")?;
     summarize(&report)
+}
+
+/// The run lock, waiting up to `lock_timeout` for another run to end, in
+/// slices so that a stop request ends the wait (`None`: nothing was done).
+fn run_lock(
+    settings: &CasoSettings,
+    stop: &Shutdown,
+) -> anyhow::Result<Option<crate::runlock::RunLock>> {
+    use crate::runlock::{RunLock, RunLockError};
+    const SLICE: std::time::Duration = std::time::Duration::from_secs(1);
+    let start = std::time::Instant::now();
+    loop {
+        let left = settings.lock_timeout.saturating_sub(start.elapsed());
+        match RunLock::acquire(&settings.lock_path, left.min(SLICE)) {
+            Ok(lock) => return Ok(Some(lock)),
+            Err(RunLockError::Timeout { .. }) if stop.is_requested() => return Ok(None),
+            Err(RunLockError::Timeout { path, holder, .. }) if left <= SLICE => {
+                return Err(RunLockError::Timeout {
+                    path,
+                    holder,
+                    waited: start.elapsed(),
+                }
+                .into());
+            }
+            Err(RunLockError::Timeout { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// One line per project, as `caso-projects` prints them, plus where the VO

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 
 use crate::config::sender::{Cipher, PathType, SenderSettings, Transport};
+use crate::daemon::Shutdown;
 use crate::exit;
 use crate::smime::{self, CertificateSettings, Signer};
 use crate::spool::{Layout, Queue, SpoolError};
@@ -44,6 +45,13 @@ pub const PURGE_MAX_LOCK: Duration = Duration::from_secs(600);
 /// Sends the queue of `settings`. `Err` when anything stayed unsent or was
 /// rejected (exit 1), or for unusable credentials (exit 2).
 pub fn run(settings: &SenderSettings) -> anyhow::Result<()> {
+    run_until(settings, &Shutdown::new())
+}
+
+/// [`run`] that takes no further message once `stop` is requested (SIGTERM):
+/// the messages already taken get their broker's answer and are removed or
+/// kept; the others stay queued for the next run, which is then no failure.
+pub fn run_until(settings: &SenderSettings, stop: &Shutdown) -> anyhow::Result<()> {
     let signer = Signer::from_settings(&certificate_settings(settings))
         .map_err(exit::usage)?
         .with_cipher(cipher(settings.messaging.encryption));
@@ -69,7 +77,15 @@ pub fn run(settings: &SenderSettings) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(send_queue(settings, Arc::new(queue), Arc::new(signer)))
+    if stop.is_requested() {
+        return Ok(());
+    }
+    runtime.block_on(send_queue(
+        settings,
+        Arc::new(queue),
+        Arc::new(signer),
+        stop,
+    ))
 }
 
 fn certificate_settings(settings: &SenderSettings) -> CertificateSettings {
@@ -101,6 +117,7 @@ async fn send_queue(
     settings: &SenderSettings,
     queue: Arc<Queue>,
     signer: Arc<Signer>,
+    stop: &Shutdown,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let q = Arc::clone(&queue);
@@ -116,24 +133,37 @@ async fn send_queue(
         let credentials = signer.credentials();
         let capath = &settings.certificates.capath;
         let destination = &settings.messaging.destination;
-        let sent = match &settings.transport {
-            Transport::Stomp(s) => {
-                let config = stomp::broker_config(s, &settings.timeouts, credentials, capath);
-                stomp::send_all(&config, destination, &spool, ids)
-                    .await
-                    .map_err(|e| match e {
-                        crate::stomp::StompError::TlsSetup(_) => exit::usage(e),
-                        e => e.into(),
-                    })
+        let sent = async {
+            match &settings.transport {
+                Transport::Stomp(s) => {
+                    let config = stomp::broker_config(s, &settings.timeouts, credentials, capath);
+                    stomp::send_all(&config, destination, &spool, ids)
+                        .await
+                        .map_err(|e| match e {
+                            crate::stomp::StompError::TlsSetup(_) => exit::usage(e),
+                            e => e.into(),
+                        })
+                }
+                Transport::Ams(a) => {
+                    let config =
+                        ams::client_config(a, destination, &settings.timeouts, credentials, capath)
+                            .map_err(exit::usage)?;
+                    let client = crate::ams::Client::new(config).map_err(exit::usage)?;
+                    ams::send_all(&client, &spool, ids)
+                        .await
+                        .map_err(Into::into)
+                }
             }
-            Transport::Ams(a) => {
-                let config =
-                    ams::client_config(a, destination, &settings.timeouts, credentials, capath)
-                        .map_err(exit::usage)?;
-                let client = crate::ams::Client::new(config).map_err(exit::usage)?;
-                ams::send_all(&client, &spool, ids)
-                    .await
-                    .map_err(Into::into)
+        };
+        let sent = {
+            let mut sent = std::pin::pin!(sent);
+            tokio::select! {
+                r = &mut sent => r,
+                _ = stop.requested() => {
+                    // No new element is taken; those taken finish.
+                    spool.stop();
+                    sent.await
+                }
             }
         };
         if let Err(e) = sent {
@@ -161,6 +191,15 @@ async fn send_queue(
     );
     if let Some(e) = failure {
         return Err(e.context(summary(&tally)));
+    }
+    if stop.is_requested() && tally.rejected == 0 && tally.not_removed == 0 {
+        if tally.unsent > 0 {
+            tracing::warn!(
+                "stopped on request: {} messages left in the queue for the next run",
+                tally.unsent
+            );
+        }
+        return Ok(());
     }
     if tally.clean() {
         Ok(())

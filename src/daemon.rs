@@ -1,0 +1,286 @@
+//! Cron mode and daemon mode, shared by both programs.
+//!
+//! Cron mode (the default) runs once. Daemon mode (`--interval 1h`) runs,
+//! sleeps the interval give or take a small random jitter (so sites started
+//! together do not hit their cloud or AMS in step), and runs again, forever,
+//! one run at a time.
+//!
+//! In both modes SIGTERM or SIGINT asks the run in progress to stop
+//! gracefully: the work already started (a project, a message) is finished,
+//! nothing new is started, and the program exits 0. A second signal exits at
+//! once (exit 1); the spools are crash-safe, so even that loses nothing.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use tokio_util::sync::CancellationToken;
+
+use crate::exit;
+
+/// The jitter is at most this fraction of the interval...
+const JITTER_FRACTION: f64 = 0.05;
+/// ...and never more than this.
+const JITTER_MAX: Duration = Duration::from_secs(60);
+
+/// Parses `--interval` (humantime: `90s`, `30m`, `1h`, `1h 30m`); zero is
+/// refused since it would loop without pause.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: the interval must be longer than zero"));
+    }
+    Ok(d)
+}
+
+/// The graceful stop request, set by SIGTERM/SIGINT and checked by the
+/// pipelines before they start each project or message.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+}
+
+impl Shutdown {
+    /// A request that only [`Shutdown::request`] sets (for tests and
+    /// library callers).
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+
+    /// Listens for SIGTERM and SIGINT on a thread of its own (the pipelines
+    /// start their own runtimes), from the moment this returns: the first
+    /// signal requests the stop, a second one exits 1 at once.
+    pub fn on_signals() -> anyhow::Result<Shutdown> {
+        let shutdown = Shutdown::new();
+        let token = shutdown.token.clone();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || listen(token, ready_tx))
+            .context("cannot start the signal thread")?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(shutdown),
+            Ok(Err(e)) => Err(anyhow!("cannot listen for SIGTERM/SIGINT: {e}")),
+            Err(_) => Err(anyhow!("the signal thread ended before listening")),
+        }
+    }
+
+    /// Asks the run to stop after the work in progress.
+    pub fn request(&self) {
+        self.token.cancel();
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves once the stop is requested.
+    pub async fn requested(&self) {
+        self.token.cancelled().await
+    }
+
+    /// The token, for code that selects on it.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+fn listen(token: CancellationToken, ready: mpsc::Sender<Result<(), String>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let (mut term, mut int) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = ready.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        let name = |term: bool| if term { "SIGTERM" } else { "SIGINT" };
+        let first = tokio::select! {
+            _ = term.recv() => true,
+            _ = int.recv() => false,
+        };
+        tracing::warn!(
+            "{}: finishing the work in progress, then exiting (send it again to exit at once)",
+            name(first)
+        );
+        token.cancel();
+        let second = tokio::select! {
+            _ = term.recv() => true,
+            _ = int.recv() => false,
+        };
+        tracing::error!("{} again: exiting at once", name(second));
+        std::process::exit(1);
+    });
+}
+
+/// The pause before the next run: `interval` plus or minus a random jitter
+/// of up to 5 % of it, at most 60 s.
+pub fn next_pause(interval: Duration) -> Duration {
+    let max = interval.mul_f64(JITTER_FRACTION).min(JITTER_MAX);
+    let mut bytes = [0u8; 8];
+    // Without randomness the cadence is merely exact.
+    if openssl::rand::rand_bytes(&mut bytes).is_err() {
+        return interval;
+    }
+    // Uniform in [-1, 1].
+    let unit = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+    let offset = max.mul_f64(unit.abs());
+    if unit < 0.0 {
+        interval.saturating_sub(offset)
+    } else {
+        interval + offset
+    }
+}
+
+/// Runs `once` in cron mode (`interval` `None`: its result is the
+/// program's) or daemon mode: again after each pause until `shutdown` is
+/// requested, then `Ok` (exit 0). In daemon mode a failed run is logged and
+/// the next one tried; only a configuration error (exit 2) ends the daemon,
+/// since no later run could succeed.
+pub fn run(
+    interval: Option<Duration>,
+    shutdown: &Shutdown,
+    mut once: impl FnMut(&Shutdown) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let Some(interval) = interval else {
+        return once(shutdown);
+    };
+    tracing::info!(
+        interval = %humantime::format_duration(interval),
+        "daemon mode: one run now, then one per interval; SIGTERM stops after the work in progress"
+    );
+    loop {
+        if let Err(e) = once(shutdown) {
+            if exit::is_usage(&e) {
+                return Err(e);
+            }
+            tracing::error!("run failed, trying again next interval: {e:#}");
+        }
+        if shutdown.is_requested() {
+            tracing::info!("stopped on request");
+            return Ok(());
+        }
+        let pause = next_pause(interval);
+        tracing::info!(
+            next_in = %humantime::format_duration(Duration::from_secs(pause.as_secs())),
+            "run done, sleeping"
+        );
+        if sleep(pause, shutdown)? {
+            tracing::info!("stopped on request");
+            return Ok(());
+        }
+    }
+}
+
+/// Sleeps `pause` or until the stop is requested (then `true`).
+fn sleep(pause: Duration, shutdown: &Shutdown) -> anyhow::Result<bool> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .context("cannot start the timer")?;
+    Ok(rt.block_on(async {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => false,
+            _ = shutdown.requested() => true,
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn intervals_are_humantime_and_positive() {
+        assert_eq!(parse_interval("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_interval("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_interval("2s"), Ok(Duration::from_secs(2)));
+        assert!(
+            parse_interval("0s")
+                .unwrap_err()
+                .contains("longer than zero")
+        );
+        assert!(parse_interval("hourly").is_err());
+        assert!(parse_interval("3600").is_err(), "a unit is required");
+    }
+
+    #[test]
+    fn jitter_is_within_5_percent_and_60_seconds() {
+        let hour = Duration::from_secs(3600);
+        let min = Duration::from_secs(100);
+        let mut seen_below = false;
+        let mut seen_above = false;
+        for _ in 0..200 {
+            let p = next_pause(hour);
+            assert!(p >= hour - Duration::from_secs(60) && p <= hour + Duration::from_secs(60));
+            let p = next_pause(min);
+            assert!(
+                p >= Duration::from_secs(95) && p <= Duration::from_secs(105),
+                "{p:?}"
+            );
+            seen_below |= p < min;
+            seen_above |= p > min;
+        }
+        assert!(seen_below && seen_above, "the jitter goes both ways");
+    }
+
+    #[test]
+    fn cron_mode_runs_once_and_returns_its_result() {
+        let runs = Cell::new(0);
+        let r = run(None, &Shutdown::new(), |_| {
+            runs.set(runs.get() + 1);
+            Err(anyhow!("boom"))
+        });
+        assert_eq!(runs.get(), 1);
+        assert_eq!(r.unwrap_err().to_string(), "boom");
+    }
+
+    #[test]
+    fn daemon_mode_repeats_survives_failures_and_stops_on_request() {
+        let runs = Cell::new(0);
+        let stop = Shutdown::new();
+        let r = run(Some(Duration::from_millis(1)), &stop, |s| {
+            runs.set(runs.get() + 1);
+            if runs.get() == 3 {
+                s.request();
+            }
+            Err(anyhow!("a runtime failure"))
+        });
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(runs.get(), 3);
+    }
+
+    #[test]
+    fn daemon_mode_ends_on_a_configuration_error() {
+        let runs = Cell::new(0);
+        let r = run(Some(Duration::from_millis(1)), &Shutdown::new(), |_| {
+            runs.set(runs.get() + 1);
+            Err(exit::usage(anyhow!("[DEFAULT] site_name is required")))
+        });
+        assert_eq!(runs.get(), 1);
+        assert!(r.unwrap_err().to_string().contains("site_name"));
+    }
+
+    #[test]
+    fn a_requested_stop_ends_the_sleep() {
+        let stop = Shutdown::new();
+        stop.request();
+        assert!(sleep(Duration::from_secs(3600), &stop).unwrap());
+    }
+}
