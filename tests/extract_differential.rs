@@ -500,7 +500,32 @@ fn run_both(work: &Path, sim_args: &[&str]) -> (Value, Value, Value) {
         "caso-extract failed:\n{}",
         text(&out.stderr)
     );
+    // Defect 12: far fewer requests, none per unchanged server.
+    let ours_stats = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(sim.stats());
     drop(sim);
+    let caso_stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(caso_dir.join("stats.json")).unwrap())
+            .unwrap();
+    let total = |s: &Value| s["total"].as_u64().unwrap();
+    assert!(
+        total(&ours_stats) * 3 <= total(&caso_stats),
+        "requests: ours {ours_stats}, cASO {caso_stats}"
+    );
+    assert!(
+        ours_stats["by_endpoint"]
+            .get("compute GET servers/{id}")
+            .is_none(),
+        "{ours_stats}"
+    );
+    assert!(
+        caso_stats["by_endpoint"]["compute GET servers/{id}"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
     (
         manifest,
         spool_records(&caso_dir.join("outgoing")),

@@ -249,3 +249,40 @@ async fn rejected_credentials_cost_one_request() {
     let records = spool_records(&run.dir.path().join("ours/outgoing"));
     assert_eq!(records["messages"], 0);
 }
+
+/// Defect 10 against the simulator's Keystone, which refuses any scope
+/// with an application credential: we ask none and extract.
+#[tokio::test(flavor = "multi_thread")]
+async fn application_credentials_work() {
+    let run = Run::start(&["--app-cred-id", "ac-1", "--app-cred-secret", "ac-secret"]).await;
+    let conf = write_conf(
+        &run.dir.path().join("ours"),
+        &run.sim.auth_url(),
+        &run.dir.path().join("voms.json"),
+        "unused",
+        "application_credential_id = ac-1\napplication_credential_secret = ac-secret",
+    );
+    // The password settings of write_conf give way to the credential.
+    let text_conf = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace(
+            "auth_type = v3password",
+            "auth_type = v3applicationcredential",
+        )
+        .replace("username = admin\n", "")
+        .replace("password = unused\n", "")
+        .replace("user_domain_name = Default\n", "");
+    std::fs::write(&conf, text_conf).unwrap();
+    let to = run.to.to_string();
+    let out = tokio::task::block_in_place(|| run_ours(&conf, &["--extract-to", &to]));
+    let err = text(&out.stderr);
+    println!("{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let stats = run.sim.stats().await;
+    assert_eq!(stats["by_status"].get("401"), None, "{stats}");
+    let records = spool_records(&run.dir.path().join("ours/outgoing"));
+    for p in &run.projects {
+        assert_eq!(run.lastrun(p), Some(run.to.add_seconds(1)), "{p}");
+        assert!(run.records_of(&records, p) > 0, "{p}");
+    }
+}
