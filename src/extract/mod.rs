@@ -28,6 +28,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
+use futures_util::future::join_all;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -123,15 +124,12 @@ impl RunShared {
         let mut ids: Vec<&str> = ids.filter(|id| !id.is_empty()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut names = HashMap::new();
-        for id in ids {
-            if let Some(name) = self.users.name(&self.session, id).await
-                && !name.is_empty()
-            {
-                names.insert(id.to_string(), name);
-            }
-        }
-        names
+        // Looked up together; the cache makes each user one request per run.
+        let found = join_all(ids.iter().map(|id| self.users.name(&self.session, id))).await;
+        ids.into_iter()
+            .zip(found)
+            .filter_map(|(id, name)| Some((id.to_string(), name.filter(|n| !n.is_empty())?)))
+            .collect()
     }
 }
 
@@ -483,15 +481,24 @@ async fn extract_project(
         now: cfg.now,
     };
     let target = &out.project.target;
-    for extractor in &cfg.extractors {
-        let result = match extractor {
-            Extractor::Nova => match nova::fetch(&shared, target, &ctx).await {
-                Ok(data) => nova::build_records(&data, &ctx, &cfg.keys),
-                Err(f) => Err(f),
-            },
-            Extractor::Cinder => cinder::extract(&shared, target, &ctx).await,
-            Extractor::Neutron => neutron::extract(&shared, target, &ctx).await,
-        };
+    // The extractors of a project are independent: their requests overlap
+    // (results are taken in the configured order, so the output and the
+    // failures do not depend on timing).
+    let results = join_all(cfg.extractors.iter().map(|extractor| {
+        let (shared, ctx, keys) = (&*shared, &ctx, &cfg.keys);
+        async move {
+            match extractor {
+                Extractor::Nova => match nova::fetch(shared, target, ctx).await {
+                    Ok(data) => nova::build_records(&data, ctx, keys),
+                    Err(f) => Err(f),
+                },
+                Extractor::Cinder => cinder::extract(shared, target, ctx).await,
+                Extractor::Neutron => neutron::extract(shared, target, ctx).await,
+            }
+        }
+    }))
+    .await;
+    for result in results {
         match result {
             Ok(records) => out.records.extend(records),
             Err(f) => out.failures.push(f),

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use futures_util::future::join_all;
 use uuid::Uuid;
 
 use super::{Failure, RecordContext, RunShared};
@@ -384,12 +385,14 @@ pub async fn fetch(
         let object = object.to_string();
         move |e: OpenStackError| ctx.failure(object, e.to_string())
     };
-    let servers = nova::list_servers(session, target, Some(from))
-        .await
-        .map_err(os("nova servers"))?;
-    let usages = nova::simple_tenant_usage(session, target, from, to)
-        .await
-        .map_err(os("nova usage report"))?;
+    // Independent: both at once (errors taken in this order, whatever
+    // finishes first).
+    let (servers, usages) = tokio::join!(
+        nova::list_servers(session, target, Some(from)),
+        nova::simple_tenant_usage(session, target, from, to)
+    );
+    let servers = servers.map_err(os("nova servers"))?;
+    let usages = usages.map_err(os("nova usage report"))?;
 
     // Servers in the report but not changed since `from`: one listing of
     // the current servers finds them all (cASO read them one by one: part
@@ -431,8 +434,28 @@ pub async fn fetch(
         .collect();
     flavor_ids.sort_unstable();
     flavor_ids.dedup();
-    for id in flavor_ids {
-        match nova::cached_flavor(&shared.flavors, session, &target.scope, id).await {
+    let mut image_ids: Vec<&str> = all_servers().filter_map(|s| s.image.as_deref()).collect();
+    image_ids.sort_unstable();
+    image_ids.dedup();
+    // Every lookup at once (each is one request per run at most, through
+    // the shared caches); results are taken in id order.
+    let (flavor_results, image_results, user_names) = tokio::join!(
+        join_all(flavor_ids.iter().map(|id| nova::cached_flavor(
+            &shared.flavors,
+            session,
+            &target.scope,
+            id
+        ))),
+        join_all(image_ids.iter().map(|id| glance::cached_image(
+            &shared.images,
+            session,
+            &target.scope,
+            id
+        ))),
+        shared.user_names(all_servers().map(|s| s.user_id.as_str()))
+    );
+    for (id, result) in flavor_ids.into_iter().zip(flavor_results) {
+        match result {
             Ok(Some(f)) => {
                 flavors.insert(id.to_string(), f);
             }
@@ -444,11 +467,8 @@ pub async fn fetch(
     }
 
     let mut image_mpuris = HashMap::new();
-    let mut image_ids: Vec<&str> = all_servers().filter_map(|s| s.image.as_deref()).collect();
-    image_ids.sort_unstable();
-    image_ids.dedup();
-    for id in image_ids {
-        match glance::cached_image(&shared.images, session, &target.scope, id).await {
+    for (id, result) in image_ids.into_iter().zip(image_results) {
+        match result {
             Ok(Some(image)) => {
                 if let Some(mpuri) = image.property("vmcatcher_event_ad_mpuri") {
                     image_mpuris.insert(id.to_string(), mpuri.to_string());
@@ -463,9 +483,6 @@ pub async fn fetch(
         }
     }
 
-    let user_names = shared
-        .user_names(all_servers().map(|s| s.user_id.as_str()))
-        .await;
     Ok(NovaData {
         servers,
         usages,
