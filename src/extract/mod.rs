@@ -21,7 +21,7 @@ pub mod neutron;
 pub mod nova;
 pub mod projects;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -29,7 +29,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use futures_util::future::join_all;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::caso::{self, AuthType, CasoSettings, Extractor, KeystoneAuth};
@@ -674,31 +673,27 @@ pub async fn run(
         images: ImageCache::new(),
         users: UserNames::new(admin_scope),
     });
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let tasks: Vec<_> = discovery
-        .projects
-        .into_iter()
-        .map(|p| {
-            let span = tracing::info_span!("project", project = %p.id);
-            let (shared, cfg, lastrun, permits) = (
-                shared.clone(),
-                cfg.clone(),
-                stores.lastrun.clone(),
-                permits.clone(),
-            );
-            let id = p.id.clone();
-            let task = tokio::spawn(
-                async move {
-                    let _permit = permits.acquire_owned().await;
-                    extract_project(shared, cfg, lastrun, p).await
-                }
-                .instrument(span.clone()),
-            );
-            (id, span, task)
-        })
-        .collect();
-    // Delivered in project order whatever order they finish in.
-    for (id, span, task) in tasks {
+    // A window of `concurrency` projects: the oldest is delivered (in
+    // project order, whatever order they finish in) before the next one
+    // starts, so at most that many projects' data are in memory at once.
+    let spawn = |p: ProjectInfo| {
+        let span = tracing::info_span!("project", project = %p.id);
+        let (shared, cfg, lastrun) = (shared.clone(), cfg.clone(), stores.lastrun.clone());
+        let id = p.id.clone();
+        let task = tokio::spawn(extract_project(shared, cfg, lastrun, p).instrument(span.clone()));
+        (id, span, task)
+    };
+    let mut queued = discovery.projects.into_iter();
+    let mut window = VecDeque::with_capacity(concurrency);
+    loop {
+        while window.len() < concurrency
+            && let Some(p) = queued.next()
+        {
+            window.push_back(spawn(p));
+        }
+        let Some((id, span, task)) = window.pop_front() else {
+            break;
+        };
         let extracted = match task.await {
             Ok(x) => x,
             Err(e) => {
