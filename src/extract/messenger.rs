@@ -125,6 +125,37 @@ impl Messenger {
         }
     }
 
+    /// The spool messages of one project's records of the types this
+    /// messenger takes, to be added with other projects' in one
+    /// [`Spool::add_all`] (one sync for all); `None` for the messengers
+    /// that send at once ([`Messenger::push`]).
+    pub fn spool_messages(
+        &self,
+        records: &[Record],
+        max_records: NonZeroUsize,
+    ) -> Option<Result<Vec<Message>, String>> {
+        let Messenger::Ssm { types, .. } = self else {
+            return None;
+        };
+        let selected: Vec<Record> = records
+            .iter()
+            .filter(|r| types.contains(&r.kind()))
+            .cloned()
+            .collect();
+        if selected.is_empty() {
+            return Some(Ok(Vec::new()));
+        }
+        Some(render_messages(&selected, max_records).map_err(|e| e.to_string()))
+    }
+
+    /// The spool of the `ssm` messenger.
+    pub fn spool(&self) -> Option<&Arc<dyn Spool>> {
+        match self {
+            Messenger::Ssm { spool, .. } => Some(spool),
+            _ => None,
+        }
+    }
+
     /// Sends the records of the types this messenger takes; returns how many.
     pub async fn push(
         &self,

@@ -21,14 +21,14 @@ pub mod neutron;
 pub mod nova;
 pub mod projects;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::Write;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use tokio::sync::Semaphore;
+use futures_util::future::join_all;
 use tracing::Instrument;
 
 use crate::config::caso::{self, AuthType, CasoSettings, Extractor, KeystoneAuth};
@@ -124,15 +124,12 @@ impl RunShared {
         let mut ids: Vec<&str> = ids.filter(|id| !id.is_empty()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut names = HashMap::new();
-        for id in ids {
-            if let Some(name) = self.users.name(&self.session, id).await
-                && !name.is_empty()
-            {
-                names.insert(id.to_string(), name);
-            }
-        }
-        names
+        // Looked up together; the cache makes each user one request per run.
+        let found = join_all(ids.iter().map(|id| self.users.name(&self.session, id))).await;
+        ids.into_iter()
+            .zip(found)
+            .filter_map(|(id, name)| Some((id.to_string(), name.filter(|n| !n.is_empty())?)))
+            .collect()
     }
 }
 
@@ -487,15 +484,24 @@ async fn extract_project(
         now: cfg.now,
     };
     let target = &out.project.target;
-    for extractor in &cfg.extractors {
-        let result = match extractor {
-            Extractor::Nova => match nova::fetch(&shared, target, &ctx).await {
-                Ok(data) => nova::build_records(&data, &ctx, &cfg.keys),
-                Err(f) => Err(f),
-            },
-            Extractor::Cinder => cinder::extract(&shared, target, &ctx).await,
-            Extractor::Neutron => neutron::extract(&shared, target, &ctx).await,
-        };
+    // The extractors of a project are independent: their requests overlap
+    // (results are taken in the configured order, so the output and the
+    // failures do not depend on timing).
+    let results = join_all(cfg.extractors.iter().map(|extractor| {
+        let (shared, ctx, keys) = (&*shared, &ctx, &cfg.keys);
+        async move {
+            match extractor {
+                Extractor::Nova => match nova::fetch(shared, target, ctx).await {
+                    Ok(data) => nova::build_records(&data, ctx, keys),
+                    Err(f) => Err(f),
+                },
+                Extractor::Cinder => cinder::extract(shared, target, ctx).await,
+                Extractor::Neutron => neutron::extract(shared, target, ctx).await,
+            }
+        }
+    }))
+    .await;
+    for result in results {
         match result {
             Ok(records) => out.records.extend(records),
             Err(f) => out.failures.push(f),
@@ -513,52 +519,132 @@ fn counts(records: &[Record]) -> Vec<(RecordType, usize)> {
         .collect()
 }
 
-/// Sends one project's records and, when all went well, writes its lastrun.
-async fn deliver(
+/// One project as delivered: its report and failures, for its span's log.
+struct Delivered {
+    report: ProjectReport,
+    failures: Vec<Failure>,
+}
+
+/// Sends the records of a group of extracted projects (in project order)
+/// and writes the lastrun of each that went well. The spool gets every
+/// message of the group in one [`Spool::add_all`], so the file system is
+/// synced once per group, not once per project: when syncing is slow,
+/// the projects that finished meanwhile share the next sync.
+async fn deliver_group(
     cfg: &RunConfig,
     lastrun: &Arc<dyn LastrunStore>,
-    mut x: Extracted,
+    group: Vec<(tracing::Span, Extracted)>,
     out: &mut (dyn Write + Send),
-) -> (ProjectReport, Vec<Failure>) {
-    let id = x.project.id.clone();
-    let mut report = ProjectReport {
-        id: id.clone(),
-        period: x.period,
-        records: counts(&x.records),
-        lastrun: None,
-    };
-    if x.period.is_none() {
-        return (report, x.failures);
-    }
+) -> Vec<(tracing::Span, Delivered)> {
+    let mut done: Vec<(tracing::Span, Delivered, Extracted)> = group
+        .into_iter()
+        .map(|(span, x)| {
+            let d = Delivered {
+                report: ProjectReport {
+                    id: x.project.id.clone(),
+                    period: x.period,
+                    records: counts(&x.records),
+                    lastrun: None,
+                },
+                failures: Vec::new(),
+            };
+            (span, d, x)
+        })
+        .collect();
+    // Projects without a period failed before extracting anything.
+    let active = |x: &Extracted| x.period.is_some();
     if cfg.dry_run {
-        if let Err(e) = messenger::print_messages(out, &x.records, cfg.max_records) {
-            x.failures.push(Failure::new(&id, "dry-run output", e));
+        for (_, _, x) in done.iter_mut().filter(|(_, _, x)| active(x)) {
+            if let Err(e) = messenger::print_messages(out, &x.records, cfg.max_records) {
+                x.failures
+                    .push(Failure::new(&x.project.id, "dry-run output", e));
+            }
         }
-        return (report, x.failures);
-    }
-    for m in &cfg.messengers {
-        match m.push(&x.records, cfg.max_records).await {
-            Ok(n) => tracing::debug!(messenger = %m.describe(), records = n, "pushed"),
-            Err(cause) => x.failures.push(Failure::new(&id, m.describe(), cause)),
+    } else {
+        for m in &cfg.messengers {
+            let mut batch = Vec::new();
+            let mut in_batch = Vec::new();
+            for (i, (span, _, x)) in done.iter_mut().enumerate() {
+                if !active(x) {
+                    continue;
+                }
+                let id = x.project.id.clone();
+                match m.spool_messages(&x.records, cfg.max_records) {
+                    Some(Ok(messages)) => {
+                        if !messages.is_empty() {
+                            in_batch.push(i);
+                            batch.extend(messages);
+                        }
+                    }
+                    Some(Err(cause)) => x.failures.push(Failure::new(&id, m.describe(), cause)),
+                    None => match m
+                        .push(&x.records, cfg.max_records)
+                        .instrument(span.clone())
+                        .await
+                    {
+                        Ok(n) => span.in_scope(
+                            || tracing::debug!(messenger = %m.describe(), records = n, "pushed"),
+                        ),
+                        Err(cause) => x.failures.push(Failure::new(&id, m.describe(), cause)),
+                    },
+                }
+            }
+            let Some(spool) = m.spool().filter(|_| !batch.is_empty()).cloned() else {
+                continue;
+            };
+            let added = tokio::task::spawn_blocking(move || spool.add_all(&batch))
+                .await
+                .map_err(|e| format!("spool task failed: {e}"))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            for i in in_batch {
+                let (span, _, x) = &mut done[i];
+                match &added {
+                    Ok(()) => {
+                        span.in_scope(|| tracing::debug!(messenger = %m.describe(), "spooled"))
+                    }
+                    Err(cause) => {
+                        x.failures
+                            .push(Failure::new(&x.project.id, m.describe(), cause.clone()))
+                    }
+                }
+            }
+        }
+        // cASO's next start: one second after this period's end; only for
+        // the projects whose messages are all durably delivered.
+        let next = cfg.to.add_seconds(1);
+        let writes = done
+            .iter()
+            .filter(|(_, _, x)| active(x) && x.failures.is_empty())
+            .map(|(_, _, x)| {
+                let (store, pid) = (lastrun.clone(), x.project.id.clone());
+                tokio::task::spawn_blocking(move || store.write(&pid, next))
+            });
+        let results = join_all(writes).await;
+        let mut results = results.into_iter();
+        for (_, d, x) in done.iter_mut() {
+            if !(active(x) && x.failures.is_empty()) {
+                continue;
+            }
+            match results.next() {
+                Some(Ok(Ok(()))) => d.report.lastrun = Some(next),
+                Some(Ok(Err(e))) => {
+                    x.failures
+                        .push(Failure::new(&x.project.id, "lastrun file", e.to_string()))
+                }
+                Some(Err(e)) => {
+                    x.failures
+                        .push(Failure::new(&x.project.id, "lastrun file", e.to_string()))
+                }
+                None => {}
+            }
         }
     }
-    if !x.failures.is_empty() {
-        return (report, x.failures);
-    }
-    // cASO's next start: one second after this period's end.
-    let next = cfg.to.add_seconds(1);
-    let store = lastrun.clone();
-    let pid = id.clone();
-    match tokio::task::spawn_blocking(move || store.write(&pid, next)).await {
-        Ok(Ok(())) => report.lastrun = Some(next),
-        Ok(Err(e)) => x
-            .failures
-            .push(Failure::new(&id, "lastrun file", e.to_string())),
-        Err(e) => x
-            .failures
-            .push(Failure::new(&id, "lastrun file", e.to_string())),
-    }
-    (report, x.failures)
+    done.into_iter()
+        .map(|(span, mut d, x)| {
+            d.failures = x.failures;
+            (span, d)
+        })
+        .collect()
 }
 
 /// One extraction run with the given stores, clock and dry-run output.
@@ -684,62 +770,70 @@ pub async fn run_until(
         images: ImageCache::new(),
         users: UserNames::new(admin_scope),
     });
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let tasks: Vec<_> = discovery
-        .projects
-        .into_iter()
-        .map(|p| {
-            let span = tracing::info_span!("project", project = %p.id);
-            let (shared, cfg, lastrun, permits, stop) = (
-                shared.clone(),
-                cfg.clone(),
-                stores.lastrun.clone(),
-                permits.clone(),
-                stop.clone(),
-            );
-            let id = p.id.clone();
-            let task = tokio::spawn(
-                async move {
-                    let _permit = permits.acquire_owned().await;
-                    if stop.is_requested() {
-                        return None;
-                    }
-                    Some(extract_project(shared, cfg, lastrun, p).await)
-                }
-                .instrument(span.clone()),
-            );
-            (id, span, task)
-        })
-        .collect();
-    // Delivered in project order whatever order they finish in.
-    for (id, span, task) in tasks {
-        let extracted = match task.await {
-            Ok(Some(x)) => x,
-            Ok(None) => {
-                report.not_started.push(id);
-                continue;
-            }
-            Err(e) => {
-                let f = Failure::new(&id, "extraction task", e.to_string());
-                tracing::error!(project = %id, "{f}");
-                report.failures.push(f);
-                continue;
-            }
+    // A window of `concurrency` projects: when the oldest is extracted, it
+    // and the ones after it that are done too are delivered together (in
+    // project order, whatever order they finish in) while the next ones
+    // start, so at most `2 x concurrency` projects' data are in memory.
+    let spawn = |p: ProjectInfo| {
+        let span = tracing::info_span!("project", project = %p.id);
+        let (shared, cfg, lastrun) = (shared.clone(), cfg.clone(), stores.lastrun.clone());
+        let id = p.id.clone();
+        let task = tokio::spawn(extract_project(shared, cfg, lastrun, p).instrument(span.clone()));
+        (id, span, task)
+    };
+    let mut queued = discovery.projects.into_iter();
+    let mut window = VecDeque::with_capacity(concurrency);
+    loop {
+        // After a stop request no new project starts; those started finish.
+        while window.len() < concurrency
+            && !stop.is_requested()
+            && let Some(p) = queued.next()
+        {
+            window.push_back(spawn(p));
+        }
+        let Some(first) = window.pop_front() else {
+            break;
         };
-        let (pr, failures) = deliver(&cfg, &stores.lastrun, extracted, out)
-            .instrument(span.clone())
-            .await;
-        span.in_scope(|| {
-            for f in &failures {
-                tracing::error!(project = %f.project, object = %f.object, "{}", f.cause);
+        // The oldest project, and every one after it already finished.
+        let mut group = Vec::new();
+        let mut next = Some(first);
+        while let Some((id, span, task)) = next.take() {
+            match task.await {
+                Ok(x) => group.push((span, x)),
+                Err(e) => {
+                    let f = Failure::new(&id, "extraction task", e.to_string());
+                    tracing::error!(project = %id, "{f}");
+                    report.failures.push(f);
+                }
             }
-            if !failures.is_empty() && !cfg.dry_run {
-                tracing::warn!("lastrun left unchanged: the period is extracted again next run");
+            if window.front().is_some_and(|(_, _, t)| t.is_finished()) {
+                next = window.pop_front();
             }
-        });
-        report.projects.push(pr);
-        report.failures.extend(failures);
+        }
+        // The next projects start while these are delivered.
+        // After a stop request no new project starts; those started finish.
+        while window.len() < concurrency
+            && !stop.is_requested()
+            && let Some(p) = queued.next()
+        {
+            window.push_back(spawn(p));
+        }
+        for (span, d) in deliver_group(&cfg, &stores.lastrun, group, out).await {
+            span.in_scope(|| {
+                for f in &d.failures {
+                    tracing::error!(project = %f.project, object = %f.object, "{}", f.cause);
+                }
+                if !d.failures.is_empty() && !cfg.dry_run {
+                    tracing::warn!(
+                        "lastrun left unchanged: the period is extracted again next run"
+                    );
+                }
+            });
+            report.projects.push(d.report);
+            report.failures.extend(d.failures);
+        }
     }
+    report.not_started.extend(queued.map(|p| p.id));
     report.requests = session.request_counts();
     Ok(report)
 }

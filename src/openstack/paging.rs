@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 
 use reqwest::Url;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::http::Raw;
@@ -83,52 +83,13 @@ pub(crate) async fn collect<T: DeserializeOwned>(
     let mut seen: HashSet<String> = HashSet::new();
     for page_no in 1.. {
         let raw = fetch.fetch(session, c.service, c.scope, &url).await?.ok()?;
-        let page: Value = raw.json(&format!("page {page_no} of {} list", c.what))?;
-        let mut node = &page;
-        let mut missing = false;
-        for key in c.items {
-            match node.get(*key) {
-                Some(v) => node = v,
-                None => {
-                    missing = true;
-                    break;
-                }
-            }
-        }
-        if missing && !c.items_optional {
-            return Err(OpenStackError::Malformed {
-                what: format!("page {page_no} of {} list from {}", c.what, raw.path),
-                detail: format!("no {:?} in it", c.items.join(".")),
-            });
-        }
-        let items: &[Value] = match node {
-            _ if missing => &[],
-            Value::Array(a) => a,
-            Value::Null if c.items_optional => &[],
-            _ => {
-                return Err(OpenStackError::Malformed {
-                    what: format!("page {page_no} of {} list from {}", c.what, raw.path),
-                    detail: format!("{:?} is not a list", c.items.join(".")),
-                });
-            }
+        let page = match read_page::<T>(&raw.body, &c) {
+            Ok(page) => page,
+            Err(e) => return Err(page_error::<T>(&raw, &c, page_no, e)),
         };
-        let count = items.len();
-        for (i, item) in items.iter().enumerate() {
-            let parsed = T::deserialize(item).map_err(|e| {
-                let id = item
-                    .get("id")
-                    .or_else(|| item.get("instance_id"))
-                    .and_then(Value::as_str)
-                    .map(|id| format!(" {id:?}"))
-                    .unwrap_or_else(|| format!(" #{} of page {page_no}", i + 1));
-                OpenStackError::Malformed {
-                    what: format!("{}{id} from {}", c.what, raw.path),
-                    detail: e.to_string(),
-                }
-            })?;
-            out.push(parsed);
-        }
-        let Some(href) = next_href(&page, c.next) else {
+        let count = page.items.len();
+        out.extend(page.items);
+        let Some(href) = page.next.as_ref().and_then(|v| next_href(v, c.next)) else {
             break;
         };
         if count == 0 {
@@ -140,16 +101,188 @@ pub(crate) async fn collect<T: DeserializeOwned>(
     Ok(out)
 }
 
-fn next_href(page: &Value, style: NextLink) -> Option<String> {
+/// One page: its items and the value of the key that names the next page.
+struct Page<T> {
+    items: Vec<T>,
+    next: Option<Value>,
+}
+
+/// Reads a page in one pass straight into `T`s, skipping everything else
+/// (no intermediate `Value` per item: the bulk of a run's CPU time).
+fn read_page<T: DeserializeOwned>(
+    body: &[u8],
+    c: &Collection<'_>,
+) -> std::result::Result<Page<T>, serde_json::Error> {
+    let mut found = None;
+    let mut next = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    Level {
+        path: c.items,
+        next_key: Some(next_key(c.next)),
+        items: &mut found,
+        next: &mut next,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    let items = match found {
+        Some(Some(items)) => items,
+        Some(None) | None if c.items_optional => Vec::new(),
+        _ => {
+            return Err(serde::de::Error::custom(format!(
+                "no {:?} list in it",
+                c.items.join(".")
+            )));
+        }
+    };
+    Ok(Page { items, next })
+}
+
+/// The top-level key holding the next page's link.
+fn next_key(style: NextLink) -> &'static str {
+    match style {
+        NextLink::Links(key) | NextLink::Field(key) => key,
+        NextLink::Keystone => "links",
+    }
+}
+
+/// The error of a page [`read_page`] refused, naming what is wrong: the
+/// page is read again the slow way to name the item (and its id) that does
+/// not parse.
+fn page_error<T: DeserializeOwned>(
+    raw: &Raw,
+    c: &Collection<'_>,
+    page_no: usize,
+    fast: serde_json::Error,
+) -> OpenStackError {
+    let malformed = |what: String, detail: String| OpenStackError::Malformed { what, detail };
+    let list = format!("page {page_no} of {} list from {}", c.what, raw.path);
+    let page: Value = match raw.json(&format!("page {page_no} of {} list", c.what)) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let mut node = &page;
+    for key in c.items {
+        match node.get(*key) {
+            Some(v) => node = v,
+            None if c.items_optional => return malformed(list, fast.to_string()),
+            None => return malformed(list, format!("no {:?} in it", c.items.join("."))),
+        }
+    }
+    let items = match node {
+        Value::Array(a) => a,
+        Value::Null if c.items_optional => return malformed(list, fast.to_string()),
+        _ => return malformed(list, format!("{:?} is not a list", c.items.join("."))),
+    };
+    for (i, item) in items.iter().enumerate() {
+        if let Err(e) = T::deserialize(item) {
+            let id = item
+                .get("id")
+                .or_else(|| item.get("instance_id"))
+                .and_then(Value::as_str)
+                .map(|id| format!(" {id:?}"))
+                .unwrap_or_else(|| format!(" #{} of page {page_no}", i + 1));
+            return malformed(format!("{}{id} from {}", c.what, raw.path), e.to_string());
+        }
+    }
+    malformed(list, fast.to_string())
+}
+
+/// Which key of a page object this is.
+enum Key {
+    Items,
+    Next,
+    Other,
+}
+
+struct KeySeed<'a> {
+    items: &'a str,
+    next: Option<&'a str>,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed<'_> {
+    type Value = Key;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> std::result::Result<Key, E> {
+        Ok(if k == self.items {
+            Key::Items
+        } else if Some(k) == self.next {
+            Key::Next
+        } else {
+            Key::Other
+        })
+    }
+}
+
+/// One object on the way to the item list (`path` left to walk); at the
+/// top level it also keeps the next-link key's value. `null` where an
+/// object is expected counts as no list.
+struct Level<'a, T> {
+    path: &'static [&'static str],
+    next_key: Option<&'static str>,
+    items: &'a mut Option<Option<Vec<T>>>,
+    next: &'a mut Option<Value>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Level<'_, T> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for Level<'_, T> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an object with {:?}", self.path.join("."))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let Some((head, rest)) = self.path.split_first() else {
+            return Err(serde::de::Error::custom("empty item path"));
+        };
+        while let Some(key) = map.next_key_seed(KeySeed {
+            items: head,
+            next: self.next_key,
+        })? {
+            match key {
+                Key::Items if rest.is_empty() => *self.items = Some(map.next_value()?),
+                Key::Items => map.next_value_seed(Level::<T> {
+                    path: rest,
+                    next_key: None,
+                    items: &mut *self.items,
+                    next: &mut *self.next,
+                })?,
+                Key::Next => *self.next = Some(map.next_value()?),
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The next page's link from the value of [`next_key`].
+fn next_href(value: &Value, style: NextLink) -> Option<String> {
     let href = match style {
-        NextLink::Links(key) => page
-            .get(key)?
+        NextLink::Links(_) => value
             .as_array()?
             .iter()
             .find(|l| l.get("rel").and_then(Value::as_str) == Some("next"))?
             .get("href")?,
-        NextLink::Field(key) => page.get(key)?,
-        NextLink::Keystone => page.get("links")?.get("next")?,
+        NextLink::Field(_) => value,
+        NextLink::Keystone => value.get("next")?,
     };
     href.as_str().filter(|s| !s.is_empty()).map(str::to_string)
 }
@@ -225,6 +358,88 @@ mod tests {
         assert_eq!(
             next.as_str(),
             "https://cloud.example/image/v2/images?limit=2&marker=i2"
+        );
+    }
+
+    fn collection(
+        items: &'static [&'static str],
+        optional: bool,
+        next: NextLink,
+    ) -> Collection<'static> {
+        static SCOPE: Scope = Scope::Unscoped;
+        Collection {
+            service: Service::Compute,
+            scope: &SCOPE,
+            url: Url::parse("https://nova.example/v2.1/x").unwrap(),
+            items,
+            items_optional: optional,
+            next,
+            what: "thing",
+        }
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Item {
+        id: String,
+    }
+
+    #[test]
+    fn a_page_is_read_in_one_pass_with_its_next_link() {
+        let c = collection(&["servers"], false, NextLink::Links("servers_links"));
+        let body = br#"{"x": {"servers": 1}, "servers": [{"id": "a", "more": [1, {"y": null}]}, {"id": "b"}],
+            "servers_links": [{"rel": "next", "href": "/s?marker=b"}]}"#;
+        let page = read_page::<Item>(body, &c).unwrap();
+        assert_eq!(
+            page.items,
+            [Item { id: "a".into() }, Item { id: "b".into() }]
+        );
+        assert_eq!(
+            next_href(page.next.as_ref().unwrap(), c.next).as_deref(),
+            Some("/s?marker=b")
+        );
+        assert!(
+            read_page::<Item>(br#"{"servers_links": []}"#, &c).is_err(),
+            "no list"
+        );
+        assert!(
+            read_page::<Item>(br#"{"servers": {}}"#, &c).is_err(),
+            "not a list"
+        );
+        assert!(read_page::<Item>(br#"{"servers": [{"id": 1}]}"#, &c).is_err());
+        assert!(
+            read_page::<Item>(br#"{"servers": []} x"#, &c).is_err(),
+            "trailing data"
+        );
+
+        let c = collection(
+            &["tenant_usage", "server_usages"],
+            true,
+            NextLink::Links("tenant_usage_links"),
+        );
+        let page = read_page::<Item>(
+            br#"{"tenant_usage": {"server_usages": [{"id": "u"}], "total_hours": 1}}"#,
+            &c,
+        )
+        .unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert!(page.next.is_none());
+        for idle in [
+            &br#"{"tenant_usage": {}}"#[..],
+            br#"{"tenant_usage": null}"#,
+            br#"{}"#,
+        ] {
+            assert!(read_page::<Item>(idle, &c).unwrap().items.is_empty());
+        }
+
+        let c = collection(&["projects"], false, NextLink::Keystone);
+        let page = read_page::<Item>(
+            br#"{"projects": [], "links": {"next": "https://k/v3/projects?marker=p"}}"#,
+            &c,
+        )
+        .unwrap();
+        assert_eq!(
+            next_href(page.next.as_ref().unwrap(), c.next).as_deref(),
+            Some("https://k/v3/projects?marker=p")
         );
     }
 }

@@ -132,6 +132,10 @@ struct Cli {
     /// no volume when an admin passes e.g. changes-since).
     #[arg(long)]
     lenient_cinder_filters: bool,
+    /// Largest page of any list (Nova's `[api] max_limit`); small values
+    /// make every list span several pages.
+    #[arg(long, default_value_t = 1000)]
+    max_limit: usize,
     /// Write the voms.json mapping here before serving.
     #[arg(long)]
     write_voms_json: Option<std::path::PathBuf>,
@@ -271,6 +275,7 @@ fn main() {
             faults,
             latency,
             cli.lenient_cinder_filters,
+            cli.max_limit,
         );
         if let Some(path) = &cli.write_manifest
             && let Err(e) = std::fs::write(path, state.manifest())

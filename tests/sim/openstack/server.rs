@@ -55,6 +55,9 @@ pub struct State {
     /// Cinder, admin, unknown filter such as `changes-since`: real Cinder
     /// returns nothing (cASO defect 9); lenient mode ignores the filter.
     pub cinder_lenient: bool,
+    /// Largest page any list returns (Nova's `[api] max_limit`, default
+    /// 1000): small values make every list span several pages.
+    pub max_limit: usize,
     /// Rendered on first use (about a second for the L scenario).
     manifest: OnceLock<Bytes>,
     tokens: RwLock<HashMap<String, Token>>,
@@ -72,6 +75,7 @@ impl State {
         faults: Vec<Fault>,
         latency: Duration,
         cinder_lenient: bool,
+        max_limit: usize,
     ) -> State {
         let views = Views::render(&cloud, &base);
         State {
@@ -82,6 +86,7 @@ impl State {
             faults,
             latency,
             cinder_lenient,
+            max_limit: max_limit.max(1),
             manifest: OnceLock::new(),
             tokens: RwLock::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
@@ -628,9 +633,10 @@ fn paginate(
     Ok(Page { items, next_marker })
 }
 
-fn limit_param(req: &Req, default: usize, max: usize) -> Result<usize, String> {
+fn limit_param(state: &State, req: &Req, default: usize, max: usize) -> Result<usize, String> {
+    let max = max.min(state.max_limit);
     match req.q("limit") {
-        None => Ok(default),
+        None => Ok(default.min(max)),
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => Ok((n as usize).min(max)),
             _ => Err(format!("limit must be a non-negative integer, got {v:?}")),
@@ -1288,7 +1294,7 @@ fn list_servers(
                 && status.as_deref().is_none_or(|st| st == s.status)
         })
         .collect();
-    let limit = match limit_param(req, 1000, 1000) {
+    let limit = match limit_param(state, req, 1000, 1000) {
         Ok(l) => l,
         Err(e) => return nova_error(StatusCode::BAD_REQUEST, &e),
     };
@@ -1367,7 +1373,7 @@ fn list_flavors(state: &State, req: &Req, access: &Access, detail: bool, lf: Lis
         .copied()
         .filter(|&i| want_public.is_none_or(|p| flavors[i].is_public == p))
         .collect();
-    let limit = match limit_param(req, 1000, 1000) {
+    let limit = match limit_param(state, req, 1000, 1000) {
         Ok(l) => l,
         Err(e) => return nova_error(StatusCode::BAD_REQUEST, &e),
     };
@@ -1512,7 +1518,7 @@ fn tenant_usage(
     if mv >= (2, 40) {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let order: Vec<usize> = (0..entries.len()).collect();
-        let limit = match limit_param(req, 1000, 1000) {
+        let limit = match limit_param(state, req, 1000, 1000) {
             Ok(l) => l,
             Err(e) => return nova_error(StatusCode::BAD_REQUEST, &e),
         };
@@ -1571,7 +1577,7 @@ fn image(state: &State, req: &Req, caller: Caller<'_>, rest: &[&str], lf: ListFa
     }
     match (&req.method, rest) {
         (&Method::GET, ["v2", "images"]) => {
-            let limit = match limit_param(req, 25, 1000) {
+            let limit = match limit_param(state, req, 25, 1000) {
                 Ok(l) => l,
                 Err(e) => return error(StatusCode::BAD_REQUEST, &e),
             };
@@ -1768,7 +1774,7 @@ fn list_volumes(
         .copied()
         .filter(|&i| status.is_none_or(|s| s == vols[i].status))
         .collect();
-    let limit = match limit_param(req, 1000, 1000) {
+    let limit = match limit_param(state, req, 1000, 1000) {
         Ok(l) => l,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
@@ -1859,7 +1865,7 @@ fn network(state: &State, req: &Req, caller: Caller<'_>, rest: &[&str], lf: List
                 .collect();
             let limit = match req.q("limit") {
                 None => usize::MAX,
-                Some(_) => match limit_param(req, usize::MAX, 10_000) {
+                Some(_) => match limit_param(state, req, usize::MAX, 10_000) {
                     Ok(l) => l,
                     Err(e) => return error(StatusCode::BAD_REQUEST, &e),
                 },
