@@ -256,8 +256,11 @@ async fn sigterm_mid_extraction_finishes_the_project_in_progress() {
             .unwrap_or_else(|| panic!("{p}: no lastrun after the cron run"));
         match before[p] {
             None => assert_eq!(after[p], want[p], "project {p}"),
+            // Finished before SIGTERM: extracted again if time has moved on
+            // since, skipped as up to date if the cron run started within
+            // moments of the daemon's run; never moved back.
             Some(old) => {
-                assert!(lastrun > old, "project {p}: lastrun did not advance");
+                assert!(lastrun >= old, "project {p}: lastrun moved back");
                 assert!(after[p] >= want[p], "project {p}");
             }
         }
