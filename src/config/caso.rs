@@ -7,45 +7,11 @@ use std::time::Duration;
 
 use super::{
     Choice, ConfigError, Effective, FlagValue, Kind, OptSpec, Origin, Owner, Rename, Schema,
-    Secret, Sources, conf_files_in, ini::Dialect,
+    Secret, Sources, conf_files_in, ini::Dialect, opt, ours,
 };
 use crate::cli::extract::CasoCli;
 pub use crate::record::RecordType;
 use crate::time::Timestamp;
-
-const fn opt(
-    section: &'static str,
-    key: &'static str,
-    kind: Kind,
-    default: Option<&'static str>,
-    help: &'static str,
-) -> OptSpec {
-    OptSpec {
-        section,
-        key,
-        kind,
-        default,
-        owner: Owner::Upstream,
-        help,
-    }
-}
-
-const fn ours(
-    section: &'static str,
-    key: &'static str,
-    kind: Kind,
-    default: Option<&'static str>,
-    help: &'static str,
-) -> OptSpec {
-    OptSpec {
-        section,
-        key,
-        kind,
-        default,
-        owner: Owner::Ours,
-        help,
-    }
-}
 
 /// Accepted so that files written for cASO load, but without effect here.
 const fn ignored(

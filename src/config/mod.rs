@@ -174,6 +174,42 @@ pub(crate) struct OptSpec {
     pub help: &'static str,
 }
 
+/// An option of cASO's or SSM's own.
+pub(crate) const fn opt(
+    section: &'static str,
+    key: &'static str,
+    kind: Kind,
+    default: Option<&'static str>,
+    help: &'static str,
+) -> OptSpec {
+    OptSpec {
+        section,
+        key,
+        kind,
+        default,
+        owner: Owner::Upstream,
+        help,
+    }
+}
+
+/// An option of ours, not in cASO 5.2.2 / SSM 4.0.0.
+pub(crate) const fn ours(
+    section: &'static str,
+    key: &'static str,
+    kind: Kind,
+    default: Option<&'static str>,
+    help: &'static str,
+) -> OptSpec {
+    OptSpec {
+        section,
+        key,
+        kind,
+        default,
+        owner: Owner::Ours,
+        help,
+    }
+}
+
 /// An old option name that still works, with one warning.
 #[derive(Debug)]
 pub(crate) struct Rename {

@@ -6,41 +6,8 @@ use std::time::Duration;
 
 use super::{
     Choice, ConfigError, Effective, Kind, OptSpec, Owner, Schema, Secret, Sources, ini::Dialect,
+    opt, ours,
 };
-
-const fn opt(
-    section: &'static str,
-    key: &'static str,
-    kind: Kind,
-    default: Option<&'static str>,
-    help: &'static str,
-) -> OptSpec {
-    OptSpec {
-        section,
-        key,
-        kind,
-        default,
-        owner: Owner::Upstream,
-        help,
-    }
-}
-
-const fn ours(
-    section: &'static str,
-    key: &'static str,
-    kind: Kind,
-    default: Option<&'static str>,
-    help: &'static str,
-) -> OptSpec {
-    OptSpec {
-        section,
-        key,
-        kind,
-        default,
-        owner: Owner::Ours,
-        help,
-    }
-}
 
 const fn choice(name: &'static str) -> Choice {
     Choice {
