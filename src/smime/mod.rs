@@ -5,11 +5,13 @@
 //! `server_cert` is set, pipes the result through `openssl smime -encrypt
 //! -aes128 SERVER_CERT`, reading both outputs as Python text
 //! (`universal_newlines=True`), which turns every CRLF the CLI writes into LF.
-//! [`Signer::seal`] makes the same calls to libcrypto (`PKCS7_sign` with
-//! `PKCS7_TEXT | PKCS7_DETACHED`, `SMIME_write_PKCS7`, `PKCS7_encrypt`) and
-//! applies the same newline translation, so the receiver (`openssl smime
-//! -verify`, which canonicalises line ends before checking the digest) sees
-//! what it has always seen. The key is loaded once, not once per message.
+//! [`Signer::seal`] produces the same bytes in process (`PKCS7_sign` on the
+//! text canonicalised as `PKCS7_TEXT` does, the `multipart/signed` envelope
+//! of `SMIME_write_PKCS7`, `PKCS7_encrypt`) with the same newline
+//! translation, so the receiver (`openssl smime -verify`, which canonicalises
+//! line ends before checking the digest) sees what it has always seen; unit
+//! tests compare it with libcrypto's own text mode. The key is loaded once,
+//! not once per message.
 
 mod credentials;
 mod dn;
@@ -198,13 +200,13 @@ impl Signer {
     ///
     /// Byte for byte what `PKCS7_sign` + `SMIME_write_PKCS7` with
     /// `PKCS7_TEXT | PKCS7_DETACHED` write (except the random MIME boundary),
-    /// at a fraction of the cost: the text canonicalisation libcrypto does
-    /// line by line through its BIO chain (twice) is done here once
-    /// ([`canonical_text`]), and with `PKCS7_STREAM`, as the CLI uses it, the
-    /// message is digested and signed once, while it is written, instead of
-    /// once when signing and again when writing.
+    /// at a fraction of the cost. libcrypto canonicalises the text line by
+    /// line through a chain of BIOs, twice, and writes the envelope into a
+    /// memory BIO that grows by copy-and-wipe; here the text is canonicalised
+    /// once ([`canonical_text`]) and digested and signed once by `PKCS7_sign`,
+    /// and the envelope around it is written straight into one buffer
+    /// ([`multipart_signed`]), in the form SSM reads (LF line ends).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SealError> {
-        let flags = Pkcs7Flags::BINARY | Pkcs7Flags::DETACHED | Pkcs7Flags::STREAM;
         let err = |source| SealError::Sign {
             cert: self.host.certificate_path().to_path_buf(),
             source,
@@ -215,16 +217,59 @@ impl Signer {
             self.host.private_key(),
             &self.no_extra_certs,
             &canonical,
-            flags,
+            Pkcs7Flags::BINARY | Pkcs7Flags::DETACHED,
         )
         .map_err(err)?;
-        let smime = p7.to_smime(&canonical, flags).map_err(err)?;
-        Ok(universal_newlines(&smime))
+        let der = p7.to_der().map_err(err)?;
+        let boundary = mime_boundary().map_err(err)?;
+        Ok(multipart_signed(&boundary, &canonical, &der))
     }
 }
 
 /// What `PKCS7_TEXT` puts before the content (inside the signature).
 const TEXT_PLAIN_HEADER: &[u8] = b"Content-Type: text/plain\r\n\r\n";
+
+/// The digest `PKCS7_sign` picks for RSA and EC keys (their default digest
+/// in OpenSSL 3), as `SMIME_write_PKCS7` names it in `micalg`.
+const MICALG: &str = "sha-256";
+
+/// `SMIME_write_ASN1`'s boundary: 32 random nibbles as upper-case hex.
+fn mime_boundary() -> Result<String, ErrorStack> {
+    let mut bytes = [0u8; 32];
+    openssl::rand::rand_bytes(&mut bytes)?;
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(b"0123456789ABCDEF"[usize::from(b & 0x0f)]))
+        .collect())
+}
+
+/// `SMIME_write_ASN1` for a detached signature (`mime_eol` "\n", the
+/// old `x-pkcs7` MIME names, as the CLI writes them), read with Python's
+/// universal newlines: the canonical content's CRLFs (and lone CRs) become
+/// LFs, the rest has none. `der` is the signature (`PKCS7` in DER), written
+/// as `B64_write_ASN1` does: 64 characters per line.
+fn multipart_signed(boundary: &str, canonical: &[u8], der: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(canonical.len() + der.len() * 4 / 3 + der.len() / 48 + 512);
+    let head = format!(
+        "MIME-Version: 1.0\nContent-Type: multipart/signed; \
+         protocol=\"application/x-pkcs7-signature\"; micalg=\"{MICALG}\"; \
+         boundary=\"----{boundary}\"\n\nThis is an S/MIME signed message\n\n------{boundary}\n"
+    );
+    out.extend_from_slice(head.as_bytes());
+    push_universal_newlines(&mut out, canonical);
+    let signature_head = format!(
+        "\n------{boundary}\nContent-Type: application/x-pkcs7-signature; name=\"smime.p7s\"\n\
+         Content-Transfer-Encoding: base64\n\
+         Content-Disposition: attachment; filename=\"smime.p7s\"\n\n"
+    );
+    out.extend_from_slice(signature_head.as_bytes());
+    for line in der.chunks(48) {
+        out.extend_from_slice(openssl::base64::encode_block(line).as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(format!("\n------{boundary}--\n\n").as_bytes());
+    out
+}
 
 /// OpenSSL's line buffer in `SMIME_crlf_copy` (`MAX_SMLEN`): `BIO_gets`
 /// returns at most 1023 bytes of a longer line at a time.
@@ -241,10 +286,7 @@ fn canonical_text(text: &[u8], header: &[u8]) -> Vec<u8> {
     let mut rest = text;
     while !rest.is_empty() {
         let max = rest.len().min(MAX_SMLEN - 1);
-        let len = rest[..max]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(max, |i| i + 1);
+        let len = memchr::memchr(b'\n', &rest[..max]).map_or(max, |i| i + 1);
         let (piece, tail) = rest.split_at(len);
         rest = tail;
         let mut end = piece.len();
@@ -281,12 +323,18 @@ fn encrypt(signed: &[u8], recipient: &Recipient, cipher: Cipher) -> Result<Vec<u
 }
 
 /// Python's universal-newlines decoding of the CLI's output: `\r\n` and a
-/// lone `\r` both become `\n`. Copies the runs between CRs whole (the
-/// output holds a CRLF per line of the message).
+/// lone `\r` both become `\n`.
 fn universal_newlines(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
+    push_universal_newlines(&mut out, bytes);
+    out
+}
+
+/// [`universal_newlines`] appended to `out`, copying the runs between CRs
+/// whole.
+fn push_universal_newlines(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut rest = bytes;
-    while let Some(cr) = rest.iter().position(|&b| b == b'\r') {
+    while let Some(cr) = memchr::memchr(b'\r', rest) {
         out.extend_from_slice(&rest[..cr]);
         out.push(b'\n');
         let skip = if rest.get(cr + 1) == Some(&b'\n') {
@@ -297,7 +345,6 @@ fn universal_newlines(bytes: &[u8]) -> Vec<u8> {
         rest = &rest[cr + skip..];
     }
     out.extend_from_slice(rest);
-    out
 }
 
 #[cfg(test)]
@@ -319,14 +366,21 @@ mod tests {
         assert!("des3".parse::<Cipher>().is_err());
     }
 
-    /// A throw-away host certificate and key, loaded as `Credentials`.
+    /// A throw-away host certificate and RSA key, loaded as `Credentials`.
     fn credentials(dir: &std::path::Path) -> Credentials {
-        use openssl::asn1::Asn1Time;
-        use openssl::hash::MessageDigest;
         use openssl::pkey::PKey;
         use openssl::rsa::Rsa;
+        credentials_with(dir, PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap())
+    }
+
+    /// A throw-away self-signed host certificate for `key`.
+    fn credentials_with(
+        dir: &std::path::Path,
+        key: openssl::pkey::PKey<openssl::pkey::Private>,
+    ) -> Credentials {
+        use openssl::asn1::Asn1Time;
+        use openssl::hash::MessageDigest;
         use openssl::x509::{X509, X509NameBuilder};
-        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_text("CN", "host.example.org").unwrap();
         let name = name.build();
@@ -433,19 +487,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let signer = Signer::new(credentials(dir.path()), None, Cipher::default()).unwrap();
         for input in tricky_inputs() {
-            // Two signatures are identical when made in the same second
-            // (signingTime is signed); retry across a second boundary.
-            let same = (0..3).any(|_| {
-                let ours = fixed_boundary(&signer.sign(&input).unwrap());
-                let reference = fixed_boundary(&reference_sign(signer.credentials(), &input));
-                ours == reference
-            });
-            assert!(
-                same,
-                "differs for {:?}",
-                String::from_utf8_lossy(&input[..input.len().min(80)])
-            );
+            assert_signs_like_libcrypto(&signer, &input);
         }
+    }
+
+    /// EC host keys (P-256, P-384) get the same envelope, `micalg` included.
+    #[test]
+    fn sign_is_byte_identical_to_libcrypto_for_ec_keys() {
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::nid::Nid;
+        use openssl::pkey::PKey;
+        for curve in [Nid::X9_62_PRIME256V1, Nid::SECP384R1] {
+            let dir = tempfile::tempdir().unwrap();
+            let group = EcGroup::from_curve_name(curve).unwrap();
+            let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+            let signer =
+                Signer::new(credentials_with(dir.path(), key), None, Cipher::default()).unwrap();
+            // ECDSA signatures are randomised: compare all but the signature.
+            let input = b"APEL-cloud-message: v0.4\nVMUUID: x\n%%\n";
+            let ours = fixed_boundary(&signer.sign(input).unwrap());
+            let reference = fixed_boundary(&reference_sign(signer.credentials(), input));
+            let envelope = |s: &[u8]| {
+                let text = String::from_utf8(s.to_vec()).unwrap();
+                let cut = text.find("filename=\"smime.p7s\"").unwrap();
+                (
+                    text[..cut].to_string(),
+                    text.ends_with("\n------BOUNDARY--\n\n"),
+                )
+            };
+            assert_eq!(envelope(&ours), envelope(&reference), "{curve:?}");
+        }
+    }
+
+    fn assert_signs_like_libcrypto(signer: &Signer, input: &[u8]) {
+        // Two signatures are identical when made in the same second
+        // (signingTime is signed); retry across a second boundary.
+        let same = (0..3).any(|_| {
+            let ours = fixed_boundary(&signer.sign(input).unwrap());
+            let reference = fixed_boundary(&reference_sign(signer.credentials(), input));
+            ours == reference
+        });
+        assert!(
+            same,
+            "differs for {:?}",
+            String::from_utf8_lossy(&input[..input.len().min(80)])
+        );
     }
 
     #[test]
