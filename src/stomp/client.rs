@@ -154,7 +154,7 @@ pub async fn connect(config: &BrokerConfig) -> Result<Connection, StompError> {
 async fn connect_one(
     config: &BrokerConfig,
     broker: &BrokerAddress,
-    connector: Option<&openssl::ssl::SslConnector>,
+    connector: Option<&tls::Connector>,
 ) -> Result<Connection, StompError> {
     let tcp = TcpStream::connect((broker.host.as_str(), broker.port))
         .await

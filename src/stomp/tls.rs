@@ -3,8 +3,12 @@
 use std::path::Path;
 use std::pin::Pin;
 
-use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{
+    Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions, SslVerifyMode,
+    SslVersion,
+};
 use openssl::x509::store::{X509Lookup, X509StoreBuilder};
+use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509, X509VerifyResult};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
@@ -24,11 +28,25 @@ fn utf8_path(path: &Path) -> Result<&str, StompError> {
         .ok_or_else(|| StompError::TlsSetup(format!("unusable path {}", path.display())))
 }
 
-/// Builds the context once per [`crate::stomp::connect`] call; every broker
-/// tried shares it.
-pub(crate) fn connector(tls: &TlsSettings) -> Result<SslConnector, StompError> {
+/// The client side of TLS: one context per [`crate::stomp::connect`] call,
+/// shared by every broker tried.
+pub(crate) struct Connector(SslContext);
+
+/// Builds the context: `SslConnector`'s settings, but trusting only what
+/// was configured. (`SslConnector::builder` first loads the system's whole
+/// CA bundle, some 50 ms per run, only for it to be replaced.)
+pub(crate) fn connector(tls: &TlsSettings) -> Result<Connector, StompError> {
     let mut builder =
-        SslConnector::builder(SslMethod::tls_client()).map_err(setup_err("TLS context"))?;
+        SslContextBuilder::new(SslMethod::tls_client()).map_err(setup_err("TLS context"))?;
+    let mut options = SslOptions::ALL | SslOptions::NO_COMPRESSION;
+    options.remove(SslOptions::DONT_INSERT_EMPTY_FRAGMENTS);
+    builder.set_options(options);
+    builder.set_mode(
+        SslMode::AUTO_RETRY | SslMode::ACCEPT_MOVING_WRITE_BUFFER | SslMode::ENABLE_PARTIAL_WRITE,
+    );
+    builder
+        .set_cipher_list("DEFAULT:!aNULL:!eNULL:!MD5:!3DES:!DES:!RC4:!IDEA:!SEED:!aDSS:!SRP:!PSK")
+        .map_err(setup_err("cipher list"))?;
     builder
         .set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(setup_err("minimum TLS version"))?;
@@ -51,8 +69,7 @@ pub(crate) fn connector(tls: &TlsSettings) -> Result<SslConnector, StompError> {
             .map_err(setup_err("client certificate and key do not match"))?;
     }
 
-    // Trust only what was configured: a verify store replaces the defaults
-    // SslConnector::builder loaded.
+    // Trust only what was configured.
     let mut store = X509StoreBuilder::new().map_err(setup_err("CA store"))?;
     let custom = match &tls.trust {
         TrustAnchors::CaPath(dir) => {
@@ -102,13 +119,43 @@ pub(crate) fn connector(tls: &TlsSettings) -> Result<SslConnector, StompError> {
         builder
             .set_verify_cert_store(store.build())
             .map_err(setup_err("CA store"))?;
+    } else {
+        builder
+            .set_default_verify_paths()
+            .map_err(setup_err("system CA store"))?;
     }
-    Ok(builder.build())
+    Ok(Connector(builder.build()))
+}
+
+impl Connector {
+    /// A connection to `host`: SNI for a name, and with `verify_hostname`
+    /// the certificate must name it (a DNS name, or the IP address given),
+    /// as `SslConnector::configure().into_ssl(host)` sets it up.
+    fn ssl_for(
+        &self,
+        host: &str,
+        verify_hostname: bool,
+    ) -> Result<Ssl, openssl::error::ErrorStack> {
+        let mut ssl = Ssl::new(&self.0)?;
+        let ip = host.parse::<std::net::IpAddr>().ok();
+        if ip.is_none() {
+            ssl.set_hostname(host)?;
+        }
+        if verify_hostname {
+            let param = ssl.param_mut();
+            param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+            match ip {
+                Some(ip) => param.set_ip(ip)?,
+                None => param.set_host(host)?,
+            }
+        }
+        Ok(ssl)
+    }
 }
 
 /// TLS handshake over an established TCP connection.
 pub(crate) async fn handshake(
-    connector: &SslConnector,
+    connector: &Connector,
     tls: &TlsSettings,
     broker: &BrokerAddress,
     tcp: TcpStream,
@@ -118,10 +165,7 @@ pub(crate) async fn handshake(
         detail,
     };
     let ssl = connector
-        .configure()
-        .map_err(|e| fail(e.to_string()))?
-        .verify_hostname(tls.verify_hostname)
-        .into_ssl(&broker.host)
+        .ssl_for(&broker.host, tls.verify_hostname)
         .map_err(|e| fail(e.to_string()))?;
     let mut stream = SslStream::new(ssl, tcp).map_err(|e| fail(e.to_string()))?;
     if let Err(e) = Pin::new(&mut stream).connect().await {
