@@ -107,9 +107,13 @@ fn cipher(c: Cipher) -> smime::Cipher {
     }
 }
 
-/// How many messages are sealed ahead of the sender: one per core, which is
-/// also how many are signed at once.
-fn read_ahead() -> usize {
+/// How many messages are locked and sealed ahead of the transport at most
+/// (about 110 kB each): enough to cover a STOMP window's worth of receipts
+/// or AMS's requests in flight arriving at once.
+const READ_AHEAD: usize = 64;
+
+/// How many messages are signed at once: one per core (signing is all CPU).
+fn sealers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
@@ -128,8 +132,13 @@ async fn send_queue(
     let tally = if found == 0 {
         Tally::default()
     } else {
-        let spool = Spool::new(Arc::clone(&queue), Arc::clone(&signer), read_ahead())
-            .context("cannot start the queue thread")?;
+        let spool = Spool::new(
+            Arc::clone(&queue),
+            Arc::clone(&signer),
+            READ_AHEAD,
+            sealers(),
+        )
+        .context("cannot start the queue thread")?;
         let credentials = signer.credentials();
         let capath = &settings.certificates.capath;
         let destination = &settings.messaging.destination;

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, Stream, StreamExt};
+use tokio::sync::Semaphore;
 
 use crate::smime::Signer;
 use crate::spool::{ElementId, Queue};
@@ -115,13 +117,19 @@ pub struct Spool {
     stop: Arc<AtomicBool>,
     /// Messages locked and sealed ahead of the sender at most.
     read_ahead: usize,
+    /// Messages being read and sealed at once (one per core: signing is
+    /// CPU-bound).
+    sealing: Arc<Semaphore>,
 }
 
 impl Spool {
+    /// A spool that keeps up to `read_ahead` messages sealed ahead of the
+    /// sender, sealing at most `sealers` at a time.
     pub fn new(
         queue: Arc<Queue>,
         signer: Arc<Signer>,
         read_ahead: usize,
+        sealers: usize,
     ) -> std::io::Result<Spool> {
         let (settle, rx) = mpsc::channel();
         let q = Arc::clone(&queue);
@@ -135,6 +143,7 @@ impl Spool {
             settler,
             stop: Arc::new(AtomicBool::new(false)),
             read_ahead: read_ahead.max(1),
+            sealing: Arc::new(Semaphore::new(sealers.max(1))),
         })
     }
 
@@ -149,53 +158,87 @@ impl Spool {
     }
 
     /// Every element of `ids` that this process locked and sealed, in queue
-    /// order, with at most `read_ahead` of them prepared at a time (signing
-    /// runs on that many blocking threads). Elements locked elsewhere, and
-    /// those rejected, never come out.
+    /// order. A task of its own takes the elements (up to `read_ahead` ahead
+    /// of the consumer of the stream, at most `sealers` being sealed at a time
+    /// on blocking threads), so signing goes on while the transport waits for
+    /// the broker, and sending while a message is signed. Elements locked
+    /// elsewhere, and those rejected, never come out; once [`Spool::stop`]
+    /// was called, nothing more does (what was sealed ahead is unlocked).
+    /// The stream must be read to its end: every element it took is settled
+    /// only then.
     pub fn sealed(&self, ids: Vec<ElementId>) -> impl Stream<Item = Sealed> + use<> {
         let stop = Arc::clone(&self.stop);
-        let stop_source = Arc::clone(&self.stop);
+        let stop_taking = Arc::clone(&self.stop);
         let queue = Arc::clone(&self.queue);
         let signer = Arc::clone(&self.signer);
         let settle = self.settle.clone();
-        stream::iter(ids)
-            .take_while(move |_| std::future::ready(!stop_source.load(Ordering::Acquire)))
-            .map(move |id| {
+        let settle_dropped = self.settle.clone();
+        let sealing = Arc::clone(&self.sealing);
+        let (jobs, pending) = tokio::sync::mpsc::channel(self.read_ahead);
+        tokio::spawn(async move {
+            for id in ids {
+                if stop_taking.load(Ordering::Acquire) {
+                    break;
+                }
+                // FIFO: elements are taken in queue order.
+                let Ok(permit) = Arc::clone(&sealing).acquire_owned().await else {
+                    break;
+                };
                 let (queue, signer) = (Arc::clone(&queue), Arc::clone(&signer));
-                tokio::task::spawn_blocking(move || prepare(&queue, &signer, id))
-            })
-            .buffered(self.read_ahead)
-            .filter_map(move |joined| {
-                let outcome = match joined {
-                    Ok(p) => p,
-                    Err(e) => Prepared::Fatal(None, format!("message preparation failed: {e}")),
-                };
-                let ready = match outcome {
-                    Prepared::Ready(m) => Some(m),
-                    Prepared::Skipped => {
-                        let _ = settle.send(Settle::Skipped);
-                        None
+                let job = tokio::task::spawn_blocking(move || {
+                    let prepared = prepare(&queue, &signer, id);
+                    drop(permit);
+                    prepared
+                });
+                if let Err(unread) = jobs.send(job).await {
+                    // Nobody reads the stream any more: this one is not sent.
+                    if let Ok(prepared) = unread.0.await {
+                        let _ = settle_dropped.send(prepared.unsent());
                     }
-                    Prepared::Reject(id, reason) => {
-                        let _ = settle.send(Settle::Reject(id, reason));
-                        None
-                    }
-                    Prepared::Unsent => {
-                        let _ = settle.send(Settle::Unsent);
-                        None
-                    }
-                    Prepared::Fatal(id, why) => {
-                        tracing::error!("{why}; stopping");
-                        stop.store(true, Ordering::Release);
-                        let _ = settle.send(match id {
-                            Some(id) => Settle::Unlock(id),
-                            None => Settle::Unsent,
-                        });
-                        None
-                    }
-                };
-                std::future::ready(ready)
-            })
+                    break;
+                }
+            }
+        });
+        stream::unfold(pending, |mut pending| async move {
+            let job = pending.recv().await?;
+            Some((job.await, pending))
+        })
+        .filter_map(move |joined| {
+            let outcome = match joined {
+                Ok(p) => p,
+                Err(e) => Prepared::Fatal(None, format!("message preparation failed: {e}")),
+            };
+            let ready = match outcome {
+                // Stopped: what was sealed ahead is not sent after all.
+                Prepared::Ready(m) if stop.load(Ordering::Acquire) => {
+                    let _ = settle.send(Settle::Unlock(m.id));
+                    None
+                }
+                Prepared::Ready(m) => Some(m),
+                Prepared::Skipped => {
+                    let _ = settle.send(Settle::Skipped);
+                    None
+                }
+                Prepared::Reject(id, reason) => {
+                    let _ = settle.send(Settle::Reject(id, reason));
+                    None
+                }
+                Prepared::Unsent => {
+                    let _ = settle.send(Settle::Unsent);
+                    None
+                }
+                Prepared::Fatal(id, why) => {
+                    tracing::error!("{why}; stopping");
+                    stop.store(true, Ordering::Release);
+                    let _ = settle.send(match id {
+                        Some(id) => Settle::Unlock(id),
+                        None => Settle::Unsent,
+                    });
+                    None
+                }
+            };
+            std::future::ready(ready)
+        })
     }
 
     /// Delivered: remove it from the queue.
@@ -241,6 +284,19 @@ enum Prepared {
     Fatal(Option<ElementId>, String),
 }
 
+impl Prepared {
+    /// What becomes of it when it is not sent after all.
+    fn unsent(self) -> Settle {
+        match self {
+            Prepared::Ready(m) => Settle::Unlock(m.id),
+            Prepared::Skipped => Settle::Skipped,
+            Prepared::Reject(id, reason) => Settle::Reject(id, reason),
+            Prepared::Unsent | Prepared::Fatal(None, _) => Settle::Unsent,
+            Prepared::Fatal(Some(id), _) => Settle::Unlock(id),
+        }
+    }
+}
+
 /// Lock, read, check, seal one element (blocking).
 fn prepare(queue: &Queue, signer: &Signer, id: ElementId) -> Prepared {
     let span = tracing::info_span!("msg", msg = %id);
@@ -269,20 +325,35 @@ fn prepare(queue: &Queue, signer: &Signer, id: ElementId) -> Prepared {
     }
 }
 
-/// The settling thread: applies every decision and counts them. Removals
-/// that queue up while one is being made durable are made durable together
-/// (one directory fsync for all of them instead of one each).
+/// Removals made durable together at most, and how long the first of them
+/// waits for others: confirmations arrive one by one, and one directory
+/// fsync for a few dozen costs what one for each would.
+const REMOVAL_BATCH: usize = 64;
+const REMOVAL_LINGER: Duration = Duration::from_millis(20);
+
+/// The settling thread: applies every decision and counts them. Removals are
+/// made durable in batches (see [`REMOVAL_BATCH`]).
 fn settle_all(queue: &Queue, rx: mpsc::Receiver<Settle>) -> Tally {
     let mut tally = Tally::default();
     let mut removals: Vec<ElementId> = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
+        let mut deadline: Option<Instant> = None;
         while let Some(action) = next {
             match action {
                 Settle::Remove(id) => removals.push(id),
                 other => settle_one(queue, other, &mut tally),
             }
-            next = rx.try_recv().ok();
+            if removals.len() >= REMOVAL_BATCH {
+                break;
+            }
+            next = if removals.is_empty() {
+                rx.try_recv().ok()
+            } else {
+                let due = *deadline.get_or_insert_with(|| Instant::now() + REMOVAL_LINGER);
+                rx.recv_timeout(due.saturating_duration_since(Instant::now()))
+                    .ok()
+            };
         }
         if !removals.is_empty() {
             let results = queue.remove_all(&removals);
