@@ -222,7 +222,7 @@ impl Signer {
         .map_err(err)?;
         let der = p7.to_der().map_err(err)?;
         let boundary = mime_boundary().map_err(err)?;
-        Ok(multipart_signed(&boundary, &canonical, &der))
+        Ok(multipart_signed(&boundary, message, &canonical, &der))
     }
 }
 
@@ -246,9 +246,10 @@ fn mime_boundary() -> Result<String, ErrorStack> {
 /// `SMIME_write_ASN1` for a detached signature (`mime_eol` "\n", the
 /// old `x-pkcs7` MIME names, as the CLI writes them), read with Python's
 /// universal newlines: the canonical content's CRLFs (and lone CRs) become
-/// LFs, the rest has none. `der` is the signature (`PKCS7` in DER), written
+/// LFs, the rest has none. `canonical` is `message` as [`canonical_text`]
+/// made it. `der` is the signature (`PKCS7` in DER), written
 /// as `B64_write_ASN1` does: 64 characters per line.
-fn multipart_signed(boundary: &str, canonical: &[u8], der: &[u8]) -> Vec<u8> {
+fn multipart_signed(boundary: &str, message: &[u8], canonical: &[u8], der: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(canonical.len() + der.len() * 4 / 3 + der.len() / 48 + 512);
     let head = format!(
         "MIME-Version: 1.0\nContent-Type: multipart/signed; \
@@ -256,7 +257,14 @@ fn multipart_signed(boundary: &str, canonical: &[u8], der: &[u8]) -> Vec<u8> {
          boundary=\"----{boundary}\"\n\nThis is an S/MIME signed message\n\n------{boundary}\n"
     );
     out.extend_from_slice(head.as_bytes());
-    push_universal_newlines(&mut out, canonical);
+    if memchr::memchr(b'\r', message).is_none() {
+        // Without CRs, canonicalising then reading back with universal
+        // newlines gives the message itself (APEL messages are LF text).
+        out.extend_from_slice(b"Content-Type: text/plain\n\n");
+        out.extend_from_slice(message);
+    } else {
+        push_universal_newlines(&mut out, canonical);
+    }
     let signature_head = format!(
         "\n------{boundary}\nContent-Type: application/x-pkcs7-signature; name=\"smime.p7s\"\n\
          Content-Transfer-Encoding: base64\n\
