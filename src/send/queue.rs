@@ -208,36 +208,19 @@ impl Spool {
                 Ok(p) => p,
                 Err(e) => Prepared::Fatal(None, format!("message preparation failed: {e}")),
             };
-            let ready = match outcome {
-                // Stopped: what was sealed ahead is not sent after all.
-                Prepared::Ready(m) if stop.load(Ordering::Acquire) => {
-                    let _ = settle.send(Settle::Unlock(m.id));
-                    None
+            // Once stopped, what was sealed ahead is not sent after all.
+            let outcome = match outcome {
+                Prepared::Ready(m) if !stop.load(Ordering::Acquire) => {
+                    return std::future::ready(Some(m));
                 }
-                Prepared::Ready(m) => Some(m),
-                Prepared::Skipped => {
-                    let _ = settle.send(Settle::Skipped);
-                    None
-                }
-                Prepared::Reject(id, reason) => {
-                    let _ = settle.send(Settle::Reject(id, reason));
-                    None
-                }
-                Prepared::Unsent => {
-                    let _ = settle.send(Settle::Unsent);
-                    None
-                }
-                Prepared::Fatal(id, why) => {
-                    tracing::error!("{why}; stopping");
-                    stop.store(true, Ordering::Release);
-                    let _ = settle.send(match id {
-                        Some(id) => Settle::Unlock(id),
-                        None => Settle::Unsent,
-                    });
-                    None
-                }
+                other => other,
             };
-            std::future::ready(ready)
+            if let Prepared::Fatal(_, why) = &outcome {
+                tracing::error!("{why}; stopping");
+                stop.store(true, Ordering::Release);
+            }
+            let _ = settle.send(outcome.unsent());
+            std::future::ready(None)
         })
     }
 
@@ -285,7 +268,8 @@ enum Prepared {
 }
 
 impl Prepared {
-    /// What becomes of it when it is not sent after all.
+    /// What becomes of an element that is not sent (or not sent after all):
+    /// a sealed one is unlocked, the others settled as prepared.
     fn unsent(self) -> Settle {
         match self {
             Prepared::Ready(m) => Settle::Unlock(m.id),
