@@ -71,6 +71,36 @@ impl RecordContext {
     }
 }
 
+/// What the record builders' unit tests share: one project of site `SITE`,
+/// VO `vo.example`, extracting November 2026.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{Period, RecordContext};
+    use crate::time::Timestamp;
+
+    pub const FROM: &str = "2026-11-01T00:00:00Z";
+    pub const TO: &str = "2026-11-30T00:00:00Z";
+
+    pub fn t(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap()
+    }
+
+    /// The context of project `p1`, measured at `now`.
+    pub fn ctx_at(now: &str) -> RecordContext {
+        RecordContext {
+            site_name: "SITE".into(),
+            service_name: "svc".into(),
+            project_id: "p1".into(),
+            vo: "vo.example".into(),
+            period: Period {
+                from: t(FROM),
+                to: t(TO),
+            },
+            now: t(now),
+        }
+    }
+}
+
 /// One thing that went wrong with one project.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {

@@ -78,26 +78,11 @@ pub async fn extract(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::Period;
-    use crate::time::Timestamp;
+    use crate::extract::fixtures::{ctx_at, t};
     use serde_json::json;
 
-    fn t(s: &str) -> Timestamp {
-        Timestamp::parse(s).unwrap()
-    }
-
     fn ctx() -> RecordContext {
-        RecordContext {
-            site_name: "SITE".into(),
-            service_name: "svc".into(),
-            project_id: "p1".into(),
-            vo: "vo.example".into(),
-            period: Period {
-                from: t("2026-11-01T00:00:00Z"),
-                to: t("2026-11-30T00:00:00Z"),
-            },
-            now: t("2026-12-02T00:00:00Z"),
-        }
+        ctx_at("2026-12-02T00:00:00Z")
     }
 
     fn fip(addr: &str, project: &str, created: &str) -> FloatingIp {

@@ -497,29 +497,12 @@ pub async fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::Period;
+    use crate::extract::fixtures::{TO, ctx_at, t};
     use crate::openstack::nova::EmbeddedFlavor;
     use serde_json::json;
 
-    fn t(s: &str) -> Timestamp {
-        Timestamp::parse(s).unwrap()
-    }
-
-    const FROM: &str = "2026-11-01T00:00:00Z";
-    const TO: &str = "2026-11-30T00:00:00Z";
-
     fn ctx() -> RecordContext {
-        RecordContext {
-            site_name: "SITE".into(),
-            service_name: "svc".into(),
-            project_id: "p1".into(),
-            vo: "vo.example".into(),
-            period: Period {
-                from: t(FROM),
-                to: t(TO),
-            },
-            now: t("2026-11-30T00:00:05Z"),
-        }
+        ctx_at("2026-11-30T00:00:05Z")
     }
 
     fn uuid(n: u8) -> String {
