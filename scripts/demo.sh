@@ -87,23 +87,15 @@ http_get() { # PORT PATH
 
 bold "A throw-away grid PKI in $work/pki (openssl CLI)"
 pki=$work/pki
-mkdir -p "$pki/certificates"
 host_dn="/C=XX/O=Cloud Accounting Demo/CN=cloud.demo.example"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/C=XX/O=Cloud Accounting Demo/CN=Demo CA" \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-  -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
-issue() { # NAME SUBJECT EXTENSIONS
-  openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$pki/$1.key" -out "$pki/$1.csr" 2>/dev/null
-  printf '%b' "$3" >"$pki/$1.ext"
-  openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 2 -extfile "$pki/$1.ext" -out "$pki/$1.pem" 2>/dev/null
-  chmod 0600 "$pki/$1.key"
-}
-issue hostcert "$host_dn" 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth,emailProtection\n'
-issue server "/C=XX/O=Cloud Accounting Demo/CN=localhost" \
-  'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n'
-# The capath layout of /etc/grid-security/certificates: <subject hash>.0.
-cp "$pki/ca.pem" "$pki/certificates/$(openssl x509 -hash -noout -in "$pki/ca.pem").0"
+# shellcheck source=scripts/lib/pki.sh
+. scripts/lib/pki.sh
+pki_ca "$pki" ca "/C=XX/O=Cloud Accounting Demo/CN=Demo CA" 2
+pki_issue "$pki" hostcert "$host_dn" ca 2 \
+  'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth,emailProtection'
+pki_issue "$pki" server "/C=XX/O=Cloud Accounting Demo/CN=localhost" ca 2 \
+  'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1'
+pki_capath "$pki" ca
 say "CA 'Demo CA'; host certificate $host_dn (signs the messages, authenticates to AMS)"
 
 bold "Starting the OpenStack simulator and the AMS double on 127.0.0.1"

@@ -17,6 +17,8 @@ data=$base/data
 pidfile=$base/activemq.pid
 envfile=$base/env
 store_password=activemq-test
+# shellcheck source=scripts/lib/pki.sh
+. scripts/lib/pki.sh
 amq_home=/usr/share/activemq
 
 log() { echo "setup-activemq: $*" >&2; }
@@ -71,39 +73,24 @@ pki_valid() {
   for f in ca.pem broker.pem client.pem; do
     openssl x509 -in "$pki/$f" -noout -checkend 86400 >/dev/null || return 1
   done
-}
-
-# issue NAME SUBJECT CA EXTENSIONS: key + certificate signed by CA
-issue() {
-  local name=$1 subject=$2 ca=$3 ext=$4
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/$name.key" \
-    -subj "$subject" -out "$pki/$name.csr" 2>/dev/null
-  printf '%s\n' "$ext" >"$pki/$name.ext"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.pem" -CAkey "$pki/$ca.key" \
-    -CAcreateserial -days 30 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.pem" 2>/dev/null
-  rm -f "$pki/$name.csr" "$pki/$name.ext"
+  [ -n "$(ls -A "$pki/certificates" 2>/dev/null)" ] || return 1 # the capath
 }
 
 pki_changed=false
 if ! pki_valid; then
   log "generating the test PKI in $pki"
   rm -rf "$pki"
-  mkdir -p "$pki/capath"
   for ca in ca other-ca; do
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -sha256 \
-      -keyout "$pki/$ca.key" -out "$pki/$ca.pem" \
-      -subj "/DC=org/DC=example/CN=cloud-accounting test $ca" \
-      -addext "basicConstraints=critical,CA:true" \
-      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    pki_ca "$pki" "$ca" "/DC=org/DC=example/CN=cloud-accounting test $ca" 30
   done
-  issue broker "/DC=org/DC=example/CN=localhost" ca \
+  pki_issue "$pki" broker "/DC=org/DC=example/CN=localhost" ca 30 \
     "subjectAltName=IP:127.0.0.1,DNS:localhost
 extendedKeyUsage=serverAuth
 basicConstraints=CA:false"
-  issue client "/DC=org/DC=example/CN=client.example.org" ca \
+  pki_issue "$pki" client "/DC=org/DC=example/CN=client.example.org" ca 30 \
     "extendedKeyUsage=clientAuth,serverAuth
 basicConstraints=CA:false"
-  issue rogue-client "/DC=org/DC=example/CN=rogue.example.org" other-ca \
+  pki_issue "$pki" rogue-client "/DC=org/DC=example/CN=rogue.example.org" other-ca 30 \
     "extendedKeyUsage=clientAuth
 basicConstraints=CA:false"
   # The broker's key store (key + chain) and trust store (only our test CA).
@@ -112,8 +99,7 @@ basicConstraints=CA:false"
   keytool -importcert -noprompt -alias test-ca -file "$pki/ca.pem" \
     -keystore "$pki/truststore.p12" -storetype PKCS12 -storepass "$store_password" >/dev/null 2>&1
   # A hashed CA directory, like /etc/grid-security/certificates.
-  cp "$pki/ca.pem" "$pki/capath/test-ca.pem"
-  openssl rehash "$pki/capath"
+  pki_capath "$pki" ca
   pki_changed=true
 fi
 
@@ -199,7 +185,7 @@ ACTIVEMQ_STOMP_PORT=$stomp_port
 ACTIVEMQ_STOMP_SSL_PORT=$ssl_port
 ACTIVEMQ_PKI_DIR=$pki
 ACTIVEMQ_CA_CERT=$pki/ca.pem
-ACTIVEMQ_CAPATH=$pki/capath
+ACTIVEMQ_CAPATH=$pki/certificates
 ACTIVEMQ_CLIENT_CERT=$pki/client.pem
 ACTIVEMQ_CLIENT_KEY=$pki/client.key
 ACTIVEMQ_OTHER_CA_CERT=$pki/other-ca.pem

@@ -177,22 +177,15 @@ unset CASO_EXTRACT_IMAGE SSMSEND_IMAGE TAG CASO_CONF VOMS_JSON CASO_SPOOL APEL_S
 # A test grid PKI: CA (also as a capath), a server certificate for every name
 # the containers use, the host certificate that signs and authenticates.
 pki=$work/pki
-mkdir -p "$pki/certificates"
 host_dn="/C=XX/O=Cloud Accounting Image Test/CN=host.image.test"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=image-test-ca \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-  -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
-issue() { # NAME SUBJECT EXTENSIONS
-  openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$pki/$1.key" -out "$pki/$1.csr" 2>/dev/null
-  printf '%b' "$3" >"$pki/$1.ext"
-  openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 2 -extfile "$pki/$1.ext" -out "$pki/$1.pem" 2>/dev/null
-}
-issue server /CN=keystone.test \
-  'subjectAltName=DNS:localhost,DNS:keystone.test,DNS:keystone.dns.test,DNS:ams.test,DNS:ams.dns.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'
-issue host "$host_dn" \
-  'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth,emailProtection\n'
-cp "$pki/ca.pem" "$pki/certificates/$(openssl x509 -hash -noout -in "$pki/ca.pem").0"
+# shellcheck source=scripts/lib/pki.sh
+. scripts/lib/pki.sh
+pki_ca "$pki" ca /CN=image-test-ca 2
+pki_issue "$pki" server /CN=keystone.test ca 2 \
+  'subjectAltName=DNS:localhost,DNS:keystone.test,DNS:keystone.dns.test,DNS:ams.test,DNS:ams.dns.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
+pki_issue "$pki" host "$host_dn" ca 2 \
+  'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth,emailProtection'
+pki_capath "$pki" ca
 # /etc/grid-security as a site has it, the key readable only by the
 # container user (scripts/ssm-send.sh asks for the same).
 grid=$work/grid-security
