@@ -5,6 +5,9 @@
 
 #[path = "common/ams.rs"]
 mod ams_common;
+mod common;
+#[path = "common/send.rs"]
+mod send;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -84,48 +87,22 @@ async fn assert_delivered_intact(
         .iter()
         .map(|(id, c, s)| (id.as_str(), (c, s)))
         .collect();
-    let work = tempfile::tempdir().unwrap();
     for m in double.messages().await {
         let id = m["empaid"].as_str().unwrap();
         let (content, signed) = by_id[id];
-        let seq = m["seq"].as_u64().unwrap();
-        let data = double.data(seq).await;
+        let data = double.data(m["seq"].as_u64().unwrap()).await;
         assert!(
             data == *signed,
             "{id}: stored data differs from what was sent"
         );
         assert_eq!(m["signer_dn"], HOST_DN, "{id}: {m}");
         // The real receiver's check, with the real openssl CLI.
-        let file = work.path().join(format!("{seq}.smime"));
-        let signer = work.path().join(format!("{seq}.signer.pem"));
-        std::fs::write(&file, &data).unwrap();
-        let out = std::process::Command::new("openssl")
-            .args(["smime", "-verify", "-text", "-CAfile"])
-            .arg(double.ca_path())
-            .arg("-in")
-            .arg(&file)
-            .arg("-signer")
-            .arg(&signer)
-            .output()
-            .expect("run the openssl CLI");
+        let verified = send::openssl_verify(&data, pki.grid.capath());
         assert!(
-            out.status.success(),
-            "{id}: openssl smime -verify: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // S/MIME signs the canonical form (CRLF line ends), which `-verify` prints; the APEL
-        // receiver splits lines, so the original LF text is what it loads.
-        let verified = String::from_utf8(out.stdout).unwrap().replace("\r\n", "\n");
-        assert!(
-            verified.as_bytes() == content.as_slice(),
+            verified.content == *content,
             "{id}: verified content differs from the original"
         );
-        let signer = openssl::x509::X509::from_pem(&std::fs::read(&signer).unwrap()).unwrap();
-        assert_eq!(
-            signer.subject_name().to_der().unwrap(),
-            pki.host.cert.subject_name().to_der().unwrap(),
-            "{id}: signer is not the host certificate"
-        );
+        assert_eq!(verified.signer_dn, HOST_DN, "{id}: signer is not the host");
     }
 }
 
@@ -486,7 +463,7 @@ async fn authx509_without_client_certificate_is_refused() {
         .use_native_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(
-            reqwest::Certificate::from_der(&pki.ca.cert.to_der().unwrap()).unwrap(),
+            reqwest::Certificate::from_der(&pki.ca().cert.to_der().unwrap()).unwrap(),
         )
         .build()
         .unwrap();
@@ -584,10 +561,10 @@ async fn hashed_ca_directory_is_trusted() {
     let pki = AmsTestPki::generate();
     let double = AmsDouble::start(&pki, &[]);
     let capath = tempfile::tempdir().unwrap();
-    let hash = pki.ca.cert.subject_name_hash();
+    let hash = pki.ca().cert.subject_name_hash();
     std::fs::write(
         capath.path().join(format!("{hash:08x}.0")),
-        pki.ca.cert.to_pem().unwrap(),
+        pki.ca().cert.to_pem().unwrap(),
     )
     .unwrap();
     // What an IGTF capath also holds, none of it certificates.

@@ -3,6 +3,7 @@
 
 #[path = "common/ams.rs"]
 mod ams_common;
+mod common;
 
 use std::time::Instant;
 

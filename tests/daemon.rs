@@ -7,6 +7,7 @@ mod harness;
 
 #[path = "common/ams.rs"]
 mod ams_common;
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -308,37 +309,26 @@ async fn sigterm_while_sleeping_exits_0_and_fixed_periods_are_refused() {
     assert!(log.contains("unset extract_from (--extract-from)"), "{log}");
 }
 
-/// A sender site: host certificate, capath with the test CA, a dirq spool
+/// A sender site: the PKI's host certificate and capath, a dirq spool
 /// of `n` messages and a sender.cfg for `double`.
 fn sender_site(pki: &AmsTestPki, double: &AmsDouble, n: usize) -> (tempfile::TempDir, Queue) {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::Builder::new().prefix("sender").tempdir().unwrap();
     let p = |f: &str| dir.path().join(f);
-    std::fs::write(p("hostcert.pem"), pki.host.cert.to_pem().unwrap()).unwrap();
-    std::fs::write(
-        p("hostkey.pem"),
-        pki.host.key.private_key_to_pem_pkcs8().unwrap(),
-    )
-    .unwrap();
-    std::fs::set_permissions(p("hostkey.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::create_dir(p("certificates")).unwrap();
-    let hash = pki.ca.cert.subject_name_hash();
-    std::fs::write(
-        p("certificates").join(format!("{hash:08x}.0")),
-        pki.ca.cert.to_pem().unwrap(),
-    )
-    .unwrap();
     let d = dir.path().display();
     std::fs::write(
         p("sender.cfg"),
         format!(
             "[sender]\nprotocol: AMS\nams_port: {}\nams_authn_port: {}\nams_concurrency: 2\n\
              [broker]\nhost: 127.0.0.1\n\
-             [certificates]\ncertificate: {d}/hostcert.pem\nkey: {d}/hostkey.pem\ncapath: {d}/certificates\n\
+             [certificates]\ncertificate: {}\nkey: {}\ncapath: {}\n\
              [messaging]\nams_project: accounting\ndestination: eu-egi-cloud-accounting\n\
              path: {d}/outgoing\npath_type: dirq\n\
              [logging]\nlevel: INFO\nconsole: true\n",
-            double.ams_port, double.authn_port
+            double.ams_port,
+            double.authn_port,
+            pki.host.cert_path.display(),
+            pki.host.key_path.display(),
+            pki.grid.capath().display(),
         ),
     )
     .unwrap();

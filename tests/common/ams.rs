@@ -1,7 +1,7 @@
-//! Test support for the AMS client: a minimal test PKI and the `ams-double` child process.
+//! Test support for the AMS client: the test PKI it uses and the `ams-double` child process.
 //!
-//! Included with `#[path = "common/ams.rs"] mod ams_common;` so it needs no `common/mod.rs`.
-//! The PKI part (`AmsTestPki`) is a stop-gap until `tests/common/pki.rs` is merged.
+//! Included with `#[path = "common/ams.rs"] mod ams_common;` beside `mod common;` (its PKI is
+//! `common::pki`).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -9,175 +9,49 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::hash::MessageDigest;
 use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
 use openssl::stack::Stack;
-use openssl::x509::extension::{
-    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-};
-use openssl::x509::{X509, X509Name, X509NameBuilder};
 
+use crate::common::pki::{CertSpec, Identity, Pki};
 use cloud_accounting::ams::{AmsConfig, ClientIdentity, RetryPolicy, ServerTrust, Token};
 
-pub const HOST_DN: &str = "/C=XX/O=Cloud Accounting Tests/CN=cloud.example.org";
+pub use crate::common::pki::HOST_DN;
 pub const TOKEN: &str = "test-ams-token-0123456789";
 
-/// A key and the certificate the test CA issued for it.
-pub struct Issued {
-    pub cert: X509,
-    pub key: PKey<Private>,
-}
-
-/// CA, AMS server certificate (127.0.0.1 / localhost), host certificate (client + signer),
-/// and a second host certificate from another CA (for refusals).
+/// The grid PKI of `common::pki` (CA, host certificate that signs and authenticates, server
+/// certificate for 127.0.0.1 / localhost), and a second host certificate from another CA (for
+/// refusals).
 pub struct AmsTestPki {
-    pub ca: Issued,
-    pub server: Issued,
-    pub host: Issued,
-    pub other_host: Issued,
-}
-
-fn name(parts: &[(&str, &str)]) -> X509Name {
-    let mut b = X509NameBuilder::new().unwrap();
-    for (k, v) in parts {
-        b.append_entry_by_text(k, v).unwrap();
-    }
-    b.build()
-}
-
-fn key() -> PKey<Private> {
-    PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
-}
-
-fn serial() -> openssl::asn1::Asn1Integer {
-    let mut bn = BigNum::new().unwrap();
-    bn.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
-    bn.to_asn1_integer().unwrap()
-}
-
-fn ca(cn: &str) -> Issued {
-    let key = key();
-    let n = name(&[("C", "XX"), ("O", "Cloud Accounting Tests"), ("CN", cn)]);
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&serial()).unwrap();
-    b.set_subject_name(&n).unwrap();
-    b.set_issuer_name(&n).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-        .unwrap();
-    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    Issued {
-        cert: b.build(),
-        key,
-    }
-}
-
-fn issue(ca: &Issued, subject: &[(&str, &str)], server: bool) -> Issued {
-    let key = key();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&serial()).unwrap();
-    b.set_subject_name(&name(subject)).unwrap();
-    b.set_issuer_name(ca.cert.subject_name()).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-        .unwrap();
-    b.append_extension(BasicConstraints::new().build().unwrap())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .key_encipherment()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    if server {
-        b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
-            .unwrap();
-        let ctx = b.x509v3_context(Some(&ca.cert), None);
-        let san = SubjectAlternativeName::new()
-            .dns("localhost")
-            .ip("127.0.0.1")
-            .build(&ctx)
-            .unwrap();
-        b.append_extension(san).unwrap();
-    } else {
-        // A grid host certificate signs S/MIME and authenticates TLS clients.
-        b.append_extension(
-            ExtendedKeyUsage::new()
-                .client_auth()
-                .email_protection()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-    }
-    b.sign(&ca.key, MessageDigest::sha256()).unwrap();
-    Issued {
-        cert: b.build(),
-        key,
-    }
+    pub grid: Pki,
+    pub host: Identity,
+    pub server: Identity,
+    pub other_host: Identity,
+    /// Keeps the other CA's directory alive.
+    _other: Pki,
 }
 
 impl AmsTestPki {
     pub fn generate() -> AmsTestPki {
-        let ca_ = ca("Test CA");
-        let server = issue(
-            &ca_,
-            &[
-                ("C", "XX"),
-                ("O", "Cloud Accounting Tests"),
-                ("CN", "localhost"),
-            ],
-            true,
-        );
-        let host = issue(
-            &ca_,
-            &[
-                ("C", "XX"),
-                ("O", "Cloud Accounting Tests"),
-                ("CN", "cloud.example.org"),
-            ],
-            false,
-        );
-        let other_ca = ca("Other CA");
-        let other_host = issue(
-            &other_ca,
-            &[
-                ("C", "XX"),
-                ("O", "Elsewhere"),
-                ("CN", "intruder.example.org"),
-            ],
-            false,
-        );
+        let grid = Pki::new();
+        let (host, server) = (grid.host(), grid.server());
+        let other = Pki::with_ca("Other CA");
+        let intruder = [
+            ("C", "XX"),
+            ("O", "Elsewhere"),
+            ("CN", "intruder.example.org"),
+        ];
+        let other_host = other.issue("intruder", &CertSpec::new(&intruder));
         AmsTestPki {
-            ca: ca_,
-            server,
+            grid,
             host,
+            server,
             other_host,
+            _other: other,
         }
+    }
+
+    pub fn ca(&self) -> &Identity {
+        self.grid.ca()
     }
 
     pub fn host_identity(&self) -> ClientIdentity {
@@ -194,17 +68,6 @@ impl AmsTestPki {
         let certs = Stack::new().unwrap();
         let p7 = Pkcs7::sign(&self.host.cert, &self.host.key, &certs, content, flags).unwrap();
         p7.to_smime(content, flags).unwrap()
-    }
-
-    /// Writes `ca.pem`, `server.pem`, `server.key` into `dir`.
-    pub fn write(&self, dir: &Path) {
-        std::fs::write(dir.join("ca.pem"), self.ca.cert.to_pem().unwrap()).unwrap();
-        std::fs::write(dir.join("server.pem"), self.server.cert.to_pem().unwrap()).unwrap();
-        std::fs::write(
-            dir.join("server.key"),
-            self.server.key.private_key_to_pem_pkcs8().unwrap(),
-        )
-        .unwrap();
     }
 }
 
@@ -254,11 +117,14 @@ impl AmsDouble {
     /// Starts the double with the PKI's CA and server certificate, the valid token [`TOKEN`],
     /// signature checking against the CA with [`HOST_DN`] allowed, and `extra` arguments.
     pub fn start(pki: &AmsTestPki, extra: &[&str]) -> AmsDouble {
-        let dir = tempfile::tempdir().unwrap();
-        pki.write(dir.path());
-        let p = |f: &str| dir.path().join(f);
-        let (ca, cert, key) = (p("ca.pem"), p("server.pem"), p("server.key"));
-        AmsDouble::start_with(dir, &ca, &cert, &key, HOST_DN, extra)
+        AmsDouble::start_with(
+            tempfile::tempdir().unwrap(),
+            pki.grid.ca_file(),
+            &pki.server.cert_path,
+            &pki.server.key_path,
+            HOST_DN,
+            extra,
+        )
     }
 
     /// Starts the double with PEM files of any test PKI (e.g. `common::pki`): `ca` issued the
@@ -319,7 +185,7 @@ impl AmsDouble {
         cfg.identity = Some(pki.host_identity());
         cfg.trust = ServerTrust {
             system_roots: false,
-            extra_roots: vec![pki.ca.cert.clone()],
+            extra_roots: vec![pki.ca().cert.clone()],
             verify: true,
         };
         cfg.retry = RetryPolicy {
