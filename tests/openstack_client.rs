@@ -2,6 +2,7 @@
 //! reference: auth methods, scopes, catalog, token reuse and renewal,
 //! retries, paging, errors and per-run caches.
 
+mod common;
 #[path = "openstack_client/mock.rs"]
 mod mock;
 
@@ -720,34 +721,12 @@ fn secrets_never_show_in_debug() {
 
 #[test]
 fn tls_files_are_loaded_and_checked() {
-    use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
-    let dir = tempfile::tempdir().unwrap();
-    let rsa = Rsa::generate(2048).unwrap();
-    // PKCS#1 ("BEGIN RSA PRIVATE KEY"), as sites often have it.
-    let key_pem = rsa.private_key_to_pem().unwrap();
-    let key = PKey::from_rsa(rsa).unwrap();
-    let mut name = x509::X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "caso-test").unwrap();
-    let name = name.build();
-    let mut b = x509::X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-        .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    let cert_pem = b.build().to_pem().unwrap();
-    let (cert, keyfile, garbage) = (
-        dir.path().join("cert.pem"),
-        dir.path().join("key.pem"),
-        dir.path().join("garbage.pem"),
-    );
-    std::fs::write(&cert, &cert_pem).unwrap();
-    std::fs::write(&keyfile, &key_pem).unwrap();
+    // The host key file is PKCS#1 ("BEGIN RSA PRIVATE KEY"), as sites often have it.
+    let pki = common::pki::Pki::new();
+    let host = pki.host();
+    let garbage = pki.dir().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let (cert, keyfile) = (host.cert_path, host.key_path);
 
     let mut cfg = AuthConfig::new(
         "https://keystone.example:5000",
@@ -757,7 +736,7 @@ fn tls_files_are_loaded_and_checked() {
         },
         Scope::Unscoped,
     );
-    cfg.tls.cafile = Some(cert.clone());
+    cfg.tls.cafile = Some(pki.ca_file().to_path_buf());
     cfg.tls.client_cert = Some(cloud_accounting::openstack::ClientCert {
         certfile: cert.clone(),
         keyfile: keyfile.clone(),
