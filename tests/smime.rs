@@ -551,16 +551,24 @@ fn unreadable_or_garbage_files_are_named() {
 }
 
 #[test]
-fn warns_when_the_key_is_readable_by_others() {
+fn warns_when_the_key_is_open_to_others() {
     use std::os::unix::fs::PermissionsExt;
     let pki = Pki::new();
     let host = pki.host();
     let logs = capture_logs(|| Credentials::load(&host.cert_path, &host.key_path).unwrap());
-    assert!(!logs.contains("readable by group or others"), "{logs}");
+    assert!(!logs.contains("WARN"), "{logs}");
     std::fs::set_permissions(&host.key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let logs = capture_logs(|| Credentials::load(&host.cert_path, &host.key_path).unwrap());
     assert!(logs.contains("WARN") && logs.contains("mode 644"), "{logs}");
+    assert!(logs.contains("open to other users"), "{logs}");
     assert!(!logs.contains("PRIVATE KEY"));
+    // Group access is a warning unless root owns the key (a Kubernetes
+    // secret mounted with fsGroup and mode 0440).
+    std::fs::set_permissions(&host.key_path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let root_owned = std::os::unix::fs::MetadataExt::uid(&host.key_path.metadata().unwrap()) == 0;
+    let logs = capture_logs(|| Credentials::load(&host.cert_path, &host.key_path).unwrap());
+    assert_eq!(logs.contains("open to its group"), !root_owned, "{logs}");
+    assert_eq!(logs.contains("WARN"), !root_owned, "{logs}");
 }
 
 #[test]

@@ -121,7 +121,8 @@ impl fmt::Debug for Credentials {
 impl Credentials {
     /// Loads `certificate` and `key` (PEM) and applies SSM's start-up checks:
     /// they match, and the certificate does not expire within 24 hours.
-    /// Warns when the key file is readable by group or others.
+    /// Warns when the key file is open to others, or to its group without
+    /// being root's.
     pub fn load(certificate: &Path, key: &Path) -> Result<Credentials, CredentialError> {
         let cert = read_certificate(certificate, CertRole::Host)?;
         let pkey = read_private_key(key)?;
@@ -444,17 +445,44 @@ fn is_same_identity(cert: &X509, host: &Credentials) -> bool {
             .is_ok_and(|k| k.public_eq(host.private_key()))
 }
 
-/// SSM never checked this; a world-readable host key is worth a warning.
+/// SSM never checked this; an exposed host key is worth a warning.
 fn warn_if_exposed(key: &Path) {
-    if let Ok(meta) = fs::metadata(key) {
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                "key {} is readable by group or others (mode {:o}); use chmod 600",
-                key.display(),
-                mode & 0o777
-            );
-        }
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::metadata(key) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    match key_exposure(mode, meta.uid()) {
+        Some(KeyExposure::Others) => tracing::warn!(
+            "key {} is open to other users (mode {mode:o}); use chmod 600",
+            key.display()
+        ),
+        Some(KeyExposure::Group) => tracing::warn!(
+            "key {} is open to its group (mode {mode:o}) and not owned by root; use chmod 600",
+            key.display()
+        ),
+        None => {}
+    }
+}
+
+/// Who, besides its owner, may use a host key file that deserves a warning.
+#[derive(Debug, PartialEq, Eq)]
+enum KeyExposure {
+    Others,
+    Group,
+}
+
+/// Others may never have the host key. Its group may when root owns the file
+/// (PostgreSQL's rule for its server key): a deliberate grant, as a Kubernetes
+/// secret mounted with `fsGroup` and mode 0440 is, and the only way a
+/// non-root container user reads a root-owned key.
+fn key_exposure(mode: u32, owner_uid: u32) -> Option<KeyExposure> {
+    if mode & 0o007 != 0 {
+        Some(KeyExposure::Others)
+    } else if mode & 0o070 != 0 && owner_uid != 0 {
+        Some(KeyExposure::Group)
+    } else {
+        None
     }
 }
 
@@ -468,6 +496,26 @@ fn openssl_err(path: &Path, source: ErrorStack) -> CredentialError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_exposure_follows_the_owner() {
+        use KeyExposure::{Group, Others};
+        let cases = [
+            (0o600, 1000, None),
+            (0o400, 0, None),
+            (0o640, 1000, Some(Group)),
+            (0o660, 65532, Some(Group)),
+            // A Kubernetes secret with fsGroup: root's file, group-readable.
+            (0o440, 0, None),
+            (0o640, 0, None),
+            (0o644, 0, Some(Others)),
+            (0o604, 1000, Some(Others)),
+            (0o601, 1000, Some(Others)),
+        ];
+        for (mode, uid, want) in cases {
+            assert_eq!(key_exposure(mode, uid), want, "mode {mode:o} uid {uid}");
+        }
+    }
 
     #[test]
     fn hashed_names() {
