@@ -14,7 +14,7 @@ use std::time::Duration;
 use ams_common::AmsDouble;
 use cloud_accounting::spool::Layout;
 use common::pki::{HOST_DN, Identity, Pki};
-use send::{SenderCfg, message, openssl_verify};
+use send::{SenderCfg, Spooled, message, openssl_verify};
 
 /// A test PKI, an AMS double trusting it, and a queue of messages.
 struct Setup {
@@ -41,10 +41,12 @@ impl Setup {
             HOST_DN,
             double_args,
         );
-        let dir = tempfile::tempdir().unwrap();
-        let queue = dir.path().join("outgoing");
-        let names = send::fill(&queue, Layout::Dirq, &bodies);
-        let queued = names.iter().cloned().zip(bodies).collect();
+        let Spooled {
+            dir,
+            queue,
+            names,
+            queued,
+        } = Spooled::dirq(bodies);
         Setup {
             pki,
             host,

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use activemq::{Broker, Received, Subscriber, unique_queue};
 use cloud_accounting::spool::Layout;
 use common::pki::{HOST_DN, Pki};
-use send::{SenderCfg, message, openssl_verify};
+use send::{SenderCfg, Spooled, message, openssl_verify};
 use stomp_proxy::{Proxy, Rule};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -73,8 +73,6 @@ fn ids(received: &[Received]) -> Vec<String> {
 async fn ssl_delivers_every_message_signed_by_the_host_and_intact() {
     let broker = Broker::get();
     let dest = unique_queue("send-ssl");
-    let dir = tempfile::tempdir().unwrap();
-    let queue = dir.path().join("outgoing");
     let mut bodies: Vec<Vec<u8>> = (0..24).map(|i| message(i, 200 + i * 2_500)).collect();
     // A 300 kB message and one with lines longer than OpenSSL's 1023-byte
     // line buffer.
@@ -83,24 +81,23 @@ async fn ssl_delivers_every_message_signed_by_the_host_and_intact() {
     long.extend(vec![b'L'; 2500]);
     long.extend(b"\nend\n");
     bodies.push(long);
-    let names = send::fill(&queue, Layout::Dirq, &bodies);
-    let queued: BTreeMap<String, Vec<u8>> = names.iter().cloned().zip(bodies).collect();
+    let s = Spooled::dirq(bodies);
 
     let mut sub = Subscriber::subscribe(&broker, &dest).await;
-    let cfg = ssl_cfg(&broker, &dest, &queue, Layout::Dirq).write(&dir.path().join("sender.cfg"));
+    let cfg = ssl_cfg(&broker, &dest, &s.queue, Layout::Dirq).write(&s.path("sender.cfg"));
     let outcome = run(cfg).await;
     assert_eq!(outcome.code, 0, "{}", outcome.log);
-    let received = sub.collect_exactly(queued.len(), WAIT, QUIET).await;
+    let received = sub.collect_exactly(s.queued.len(), WAIT, QUIET).await;
     // Sent in queue order, each once.
-    assert_eq!(ids(&received), names);
+    assert_eq!(ids(&received), s.names);
     assert_intact(
         &received,
-        &queued,
+        &s.queued,
         &broker.capath,
         &send::cli_subject(&broker.client_cert),
     );
-    assert!(send::remaining(&queue, Layout::Dirq).is_empty());
-    assert!(send::locks(&queue).is_empty());
+    assert!(send::remaining(&s.queue, Layout::Dirq).is_empty());
+    assert!(send::locks(&s.queue).is_empty());
     assert!(
         outcome.log.contains("Sent 26 of 26 messages"),
         "{}",
@@ -112,23 +109,19 @@ async fn ssl_delivers_every_message_signed_by_the_host_and_intact() {
 async fn encrypted_messages_decrypt_with_the_server_key_then_verify() {
     let broker = Broker::get();
     let dest = unique_queue("send-encrypted");
-    let dir = tempfile::tempdir().unwrap();
-    let queue = dir.path().join("outgoing");
-    let bodies: Vec<Vec<u8>> = (0..6).map(|i| message(i, 5_000 + i * 9_000)).collect();
-    let names = send::fill(&queue, Layout::Dirq, &bodies);
-    let queued: BTreeMap<String, Vec<u8>> = names.iter().cloned().zip(bodies).collect();
+    let s = Spooled::dirq((0..6).map(|i| message(i, 5_000 + i * 9_000)).collect());
     // The broker's certificate stands in for the APEL server's.
     let pki_dir = broker.ca_cert.parent().unwrap();
     let (server_cert, server_key) = (pki_dir.join("broker.pem"), pki_dir.join("broker.key"));
 
     let mut sub = Subscriber::subscribe(&broker, &dest).await;
-    let cfg = ssl_cfg(&broker, &dest, &queue, Layout::Dirq)
+    let cfg = ssl_cfg(&broker, &dest, &s.queue, Layout::Dirq)
         .set("certificates", "server_cert", server_cert.display())
         .set("messaging", "encryption", "aes256")
-        .write(&dir.path().join("sender.cfg"));
+        .write(&s.path("sender.cfg"));
     let outcome = run(cfg).await;
     assert_eq!(outcome.code, 0, "{}", outcome.log);
-    let received = sub.collect_exactly(queued.len(), WAIT, QUIET).await;
+    let received = sub.collect_exactly(s.queued.len(), WAIT, QUIET).await;
     let host_dn = send::cli_subject(&broker.client_cert);
     for r in &received {
         let text = String::from_utf8_lossy(&r.body);
@@ -140,7 +133,7 @@ async fn encrypted_messages_decrypt_with_the_server_key_then_verify() {
         let v = openssl_verify(&signed, &broker.capath);
         assert_eq!(v.signer_dn, host_dn);
         let id = r.empa_id.as_deref().unwrap();
-        assert!(v.content == queued[id], "{id}: content differs");
+        assert!(v.content == s.queued[id], "{id}: content differs");
     }
 }
 
@@ -151,10 +144,7 @@ async fn encrypted_messages_decrypt_with_the_server_key_then_verify() {
 async fn broker_lost_mid_run_keeps_the_unconfirmed_queued() {
     let broker = Broker::get();
     let dest = unique_queue("send-cut");
-    let dir = tempfile::tempdir().unwrap();
-    let queue = dir.path().join("outgoing");
-    let bodies: Vec<Vec<u8>> = (0..60).map(|i| message(i, 3_000)).collect();
-    let names = send::fill(&queue, Layout::Dirq, &bodies);
+    let s = Spooled::dirq((0..60).map(|i| message(i, 3_000)).collect());
     let pki = Pki::new();
     let host = pki.host();
 
@@ -162,31 +152,31 @@ async fn broker_lost_mid_run_keeps_the_unconfirmed_queued() {
     let proxy = Proxy::start(broker.stomp_port, Rule::CutAfterReceipts(10)).await;
     let cfg = SenderCfg::stomp(proxy.port, false, &dest)
         .credentials(&host.cert_path, &host.key_path, pki.capath())
-        .queue(&queue, Layout::Dirq)
+        .queue(&s.queue, Layout::Dirq)
         .set("sender", "window", 8);
-    let first = run(cfg.write(&dir.path().join("cut.cfg"))).await;
+    let first = run(cfg.write(&s.path("cut.cfg"))).await;
     assert_eq!(first.code, 1, "{}", first.log);
-    let left = send::remaining(&queue, Layout::Dirq);
+    let left = send::remaining(&s.queue, Layout::Dirq);
     assert_eq!(left.len(), 50, "{}", first.log);
-    assert!(send::locks(&queue).is_empty(), "every lock released");
+    assert!(send::locks(&s.queue).is_empty(), "every lock released");
     let got_first = sub.collect_until_quiet(QUIET).await;
     let first_ids = ids(&got_first);
     let distinct: BTreeSet<&String> = first_ids.iter().collect();
     assert_eq!(distinct.len(), first_ids.len(), "sent twice in one run");
     // Removed = confirmed, so certainly received.
-    let removed: BTreeSet<&String> = names.iter().filter(|n| !left.contains(n)).collect();
+    let removed: BTreeSet<&String> = s.names.iter().filter(|n| !left.contains(n)).collect();
     assert!(removed.is_subset(&distinct));
     assert!(first.log.contains("50 left in the queue"), "{}", first.log);
 
     let direct = cfg
         .set("broker", "port", broker.stomp_port)
-        .write(&dir.path().join("direct.cfg"));
+        .write(&s.path("direct.cfg"));
     let second = run(direct).await;
     assert_eq!(second.code, 0, "{}", second.log);
-    assert!(send::remaining(&queue, Layout::Dirq).is_empty());
+    assert!(send::remaining(&s.queue, Layout::Dirq).is_empty());
     let got_second = sub.collect_until_quiet(QUIET).await;
     let all: BTreeSet<String> = first_ids.into_iter().chain(ids(&got_second)).collect();
-    assert_eq!(all, names.iter().cloned().collect(), "nothing lost");
+    assert_eq!(all, s.names.iter().cloned().collect(), "nothing lost");
     let second_ids = ids(&got_second);
     let distinct2: BTreeSet<&String> = second_ids.iter().collect();
     assert_eq!(distinct2.len(), second_ids.len(), "sent twice in one run");
@@ -203,14 +193,12 @@ async fn bad_credentials_exit_2_and_send_nothing() {
         ("wrong key", pki.mismatched_key()),
     ] {
         let dest = unique_queue("send-badcred");
-        let dir = tempfile::tempdir().unwrap();
-        let queue = dir.path().join("outgoing");
-        let names = send::fill(&queue, Layout::Dirq, &[message(1, 500), message(2, 500)]);
+        let s = Spooled::dirq(vec![message(1, 500), message(2, 500)]);
         let mut sub = Subscriber::subscribe(&broker, &dest).await;
         let cfg = SenderCfg::stomp(broker.stomp_port, false, &dest)
             .credentials(&id.cert_path, &id.key_path, pki.capath())
-            .queue(&queue, Layout::Dirq)
-            .write(&dir.path().join("sender.cfg"));
+            .queue(&s.queue, Layout::Dirq)
+            .write(&s.path("sender.cfg"));
         let outcome = run(cfg).await;
         assert_eq!(outcome.code, 2, "{label}: {}", outcome.log);
         let why = if label == "expired" {
@@ -219,8 +207,8 @@ async fn bad_credentials_exit_2_and_send_nothing() {
             "do not match"
         };
         assert!(outcome.log.contains(why), "{label}: {}", outcome.log);
-        assert_eq!(send::remaining(&queue, Layout::Dirq), names, "{label}");
-        assert!(send::locks(&queue).is_empty(), "{label}");
+        assert_eq!(send::remaining(&s.queue, Layout::Dirq), s.names, "{label}");
+        assert!(send::locks(&s.queue).is_empty(), "{label}");
         assert!(sub.collect_until_quiet(QUIET).await.is_empty(), "{label}");
     }
 }
@@ -399,15 +387,12 @@ async fn directory_layout_is_sent_in_mtime_order() {
 async fn two_senders_on_one_queue_send_each_message_once() {
     let broker = Broker::get();
     let dest = unique_queue("send-two");
-    let dir = tempfile::tempdir().unwrap();
-    let queue = dir.path().join("outgoing");
-    let bodies: Vec<Vec<u8>> = (0..300).map(|i| message(i, 2_000)).collect();
-    let names = send::fill(&queue, Layout::Dirq, &bodies);
+    let s = Spooled::dirq((0..300).map(|i| message(i, 2_000)).collect());
 
     let mut sub = Subscriber::subscribe(&broker, &dest).await;
-    let cfg = ssl_cfg(&broker, &dest, &queue, Layout::Dirq)
+    let cfg = ssl_cfg(&broker, &dest, &s.queue, Layout::Dirq)
         .set("sender", "window", 4)
-        .write(&dir.path().join("sender.cfg"));
+        .write(&s.path("sender.cfg"));
     let spawn = || {
         send::command(&cfg)
             .stderr(std::process::Stdio::piped())
@@ -426,8 +411,8 @@ async fn two_senders_on_one_queue_send_each_message_once() {
     let received = sub.collect_exactly(300, WAIT, QUIET).await;
     let got: BTreeSet<String> = ids(&received).into_iter().collect();
     assert_eq!(got.len(), 300, "a message was sent twice");
-    assert_eq!(got, names.into_iter().collect());
-    assert!(send::remaining(&queue, Layout::Dirq).is_empty());
+    assert_eq!(got, s.names.iter().cloned().collect());
+    assert!(send::remaining(&s.queue, Layout::Dirq).is_empty());
 }
 
 /// No broker listening: nothing is locked or sent, exit 1, the queue is
@@ -437,15 +422,13 @@ async fn unreachable_broker_exit_1_and_queue_intact() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let dir = tempfile::tempdir().unwrap();
-    let queue = dir.path().join("outgoing");
-    let names = send::fill(&queue, Layout::Dirq, &[message(1, 500), message(2, 500)]);
+    let s = Spooled::dirq(vec![message(1, 500), message(2, 500)]);
     let pki = Pki::new();
     let host = pki.host();
     let cfg = SenderCfg::stomp(port, false, "/queue/nowhere")
         .credentials(&host.cert_path, &host.key_path, pki.capath())
-        .queue(&queue, Layout::Dirq)
-        .write(&dir.path().join("sender.cfg"));
+        .queue(&s.queue, Layout::Dirq)
+        .write(&s.path("sender.cfg"));
     let outcome = run(cfg).await;
     assert_eq!(outcome.code, 1, "{}", outcome.log);
     assert!(
@@ -453,6 +436,6 @@ async fn unreachable_broker_exit_1_and_queue_intact() {
         "{}",
         outcome.log
     );
-    assert_eq!(send::remaining(&queue, Layout::Dirq), names);
-    assert!(send::locks(&queue).is_empty());
+    assert_eq!(send::remaining(&s.queue, Layout::Dirq), s.names);
+    assert!(send::locks(&s.queue).is_empty());
 }

@@ -164,6 +164,37 @@ pub fn message(i: usize, size: usize) -> Vec<u8> {
     m.into_bytes()
 }
 
+/// Messages in a new dirq queue, `outgoing` in a temporary directory of its
+/// own (sender.cfg files go beside it).
+pub struct Spooled {
+    pub dir: tempfile::TempDir,
+    pub queue: PathBuf,
+    /// Element ids, in send order.
+    pub names: Vec<String>,
+    /// Each element's content, by id.
+    pub queued: BTreeMap<String, Vec<u8>>,
+}
+
+impl Spooled {
+    pub fn dirq(bodies: Vec<Vec<u8>>) -> Spooled {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("outgoing");
+        let names = fill(&queue, Layout::Dirq, &bodies);
+        let queued = names.iter().cloned().zip(bodies).collect();
+        Spooled {
+            dir,
+            queue,
+            names,
+            queued,
+        }
+    }
+
+    /// `name` beside the queue.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
 /// Adds `bodies` to a new queue at `root`; returns their ids in send order.
 pub fn fill(root: &Path, layout: Layout, bodies: &[Vec<u8>]) -> Vec<String> {
     let q = Queue::create(root, layout).unwrap();
