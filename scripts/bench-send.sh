@@ -135,3 +135,17 @@ row "ActiveMQ STOMP+SSL, cold broker" "$work/warmup.time" "$(cat "$work/warmup.b
 row "AMS double" "$work/ams.time" "-" ">= 500 msg/s, < 30 MB"
 echo "reference, APEL ssmsend 4.0.0: 45 msg/s to ActiveMQ (plain STOMP), 16 msg/s to an AMS double, 48 MB peak RSS"
 echo "ActiveMQ consumer: $(received "$work/stomp.consumer") (warm-up: $(received "$work/warmup.consumer")); AMS double: $stats"
+
+# A rate from a run that lost, duplicated or mis-signed anything means nothing.
+complete=true
+for name in warmup stomp; do
+  grep -qx "received=$messages distinct=$messages" "$work/$name.consumer" || complete=false
+done
+case $stats in
+  "$messages stored, 0 duplicates, signatures verified: True") ;;
+  *) complete=false ;;
+esac
+if ! $complete; then
+  echo "bench-send: FAILED: not every message arrived exactly once with a verified signature (see above)" >&2
+  exit 1
+fi
