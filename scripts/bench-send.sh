@@ -146,6 +146,6 @@ case $stats in
   *) complete=false ;;
 esac
 if ! $complete; then
-  echo "bench-send: FAILED: not every message arrived exactly once with a verified signature (see above)" >&2
+  echo "bench-send: FAILED: a message was lost or duplicated, or the AMS double found a bad signature (see above)" >&2
   exit 1
 fi
