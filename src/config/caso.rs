@@ -273,6 +273,85 @@ pub enum Interface {
     Admin,
 }
 
+// Each enum above from the canonical names of its option's table
+// (MESSENGERS, EXTRACTORS, AUTH_TYPES, INTERFACES): aliases are already
+// resolved, and a name without a variant is a bug in the table.
+impl std::str::FromStr for Messenger {
+    type Err = ();
+    fn from_str(name: &str) -> Result<Self, ()> {
+        match name {
+            "ssm" => Ok(Messenger::Ssm),
+            "noop" => Ok(Messenger::Noop),
+            "logstash" => Ok(Messenger::Logstash),
+            _ => Err(()),
+        }
+    }
+}
+
+impl std::str::FromStr for Extractor {
+    type Err = ();
+    fn from_str(name: &str) -> Result<Self, ()> {
+        match name {
+            "nova" => Ok(Extractor::Nova),
+            "cinder" => Ok(Extractor::Cinder),
+            "neutron" => Ok(Extractor::Neutron),
+            _ => Err(()),
+        }
+    }
+}
+
+impl std::str::FromStr for AuthType {
+    type Err = ();
+    fn from_str(name: &str) -> Result<Self, ()> {
+        match name {
+            "password" => Ok(AuthType::Password),
+            "applicationcredential" => Ok(AuthType::ApplicationCredential),
+            "oidcaccesstoken" => Ok(AuthType::OidcAccessToken),
+            _ => Err(()),
+        }
+    }
+}
+
+impl std::str::FromStr for Interface {
+    type Err = ();
+    fn from_str(name: &str) -> Result<Self, ()> {
+        match name {
+            "public" => Ok(Interface::Public),
+            "internal" => Ok(Interface::Internal),
+            "admin" => Ok(Interface::Admin),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A canonical choice name as its enum (see above).
+fn typed<T: std::str::FromStr>(
+    e: &Effective,
+    section: &str,
+    key: &str,
+    name: &str,
+) -> Result<T, ConfigError> {
+    name.parse().map_err(|_| {
+        e.invalid(
+            section,
+            key,
+            format!("internal: {name:?} has no meaning here"),
+        )
+    })
+}
+
+/// A list option's canonical choice names as their enums.
+fn typed_list<T: std::str::FromStr>(
+    e: &Effective,
+    section: &str,
+    key: &str,
+) -> Result<Vec<T>, ConfigError> {
+    e.choices(section, key)?
+        .into_iter()
+        .map(|name| typed(e, section, key, name))
+        .collect()
+}
+
 /// `[keystone_auth]`: how to authenticate to Keystone. All optional fields
 /// default to unset; which ones are needed depends on `auth_type`.
 #[derive(Clone, Debug)]
@@ -443,13 +522,12 @@ fn required(e: &Effective, section: &str, key: &str) -> Result<String, ConfigErr
 }
 
 fn record_types(e: &Effective, section: &str) -> Result<Vec<RecordType>, ConfigError> {
-    let names = e.choices(section, "record_types")?;
-    if names.is_empty() && e.list(section, "record_types").is_empty() {
+    let types: Vec<RecordType> = typed_list(e, section, "record_types")?;
+    if types.is_empty() && e.list(section, "record_types").is_empty() {
         // cASO: an empty list means every record type.
         return Ok(RecordType::ALL.to_vec());
     }
-    // `choices` has already refused anything that is not a record type name.
-    Ok(names.into_iter().filter_map(|n| n.parse().ok()).collect())
+    Ok(types)
 }
 
 impl CasoLogging {
@@ -472,16 +550,7 @@ impl CasoLogging {
 impl CasoSettings {
     /// Types every option of the effective configuration.
     pub fn from_effective(e: &Effective) -> Result<Self, ConfigError> {
-        let messengers: Vec<Messenger> = e
-            .choices(D, "messengers")?
-            .into_iter()
-            .filter_map(|n| match n {
-                "ssm" => Some(Messenger::Ssm),
-                "noop" => Some(Messenger::Noop),
-                "logstash" => Some(Messenger::Logstash),
-                _ => None,
-            })
-            .collect();
+        let messengers: Vec<Messenger> = typed_list(e, D, "messengers")?;
         if messengers.is_empty() {
             return Err(ConfigError::Missing {
                 section: D.into(),
@@ -489,16 +558,7 @@ impl CasoSettings {
                 purpose: "(at least one of ssm, noop, logstash)".into(),
             });
         }
-        let extractors: Vec<Extractor> = e
-            .choices(D, "extractor")?
-            .into_iter()
-            .filter_map(|n| match n {
-                "nova" => Some(Extractor::Nova),
-                "cinder" => Some(Extractor::Cinder),
-                "neutron" => Some(Extractor::Neutron),
-                _ => None,
-            })
-            .collect();
+        let extractors: Vec<Extractor> = typed_list(e, D, "extractor")?;
         if extractors.is_empty() {
             return Err(ConfigError::Missing {
                 section: D.into(),
@@ -506,15 +566,13 @@ impl CasoSettings {
                 purpose: "(at least one of nova, cinder, neutron)".into(),
             });
         }
-        let auth_type = e.choice(KA, "auth_type")?.map(|n| match n {
-            "applicationcredential" => AuthType::ApplicationCredential,
-            "oidcaccesstoken" => AuthType::OidcAccessToken,
-            _ => AuthType::Password,
-        });
+        let auth_type = e
+            .choice(KA, "auth_type")?
+            .map(|n| typed(e, KA, "auth_type", n))
+            .transpose()?;
         let interface = match e.choice(KA, "interface")? {
-            Some("internal") => Interface::Internal,
-            Some("admin") => Interface::Admin,
-            _ => Interface::Public,
+            Some(n) => typed(e, KA, "interface", n)?,
+            None => Interface::Public,
         };
         let int = |s: &str, k: &str, default: i64| -> Result<i64, ConfigError> {
             Ok(e.int(s, k)?.unwrap_or(default))
@@ -731,6 +789,22 @@ mod tests {
     use super::*;
     use clap::Parser;
     use std::io::Write;
+
+    #[test]
+    fn every_supported_choice_has_a_variant() {
+        fn without<T: std::str::FromStr>(table: &[Choice]) -> Vec<&'static str> {
+            table
+                .iter()
+                .filter(|c| c.supported && c.name.parse::<T>().is_err())
+                .map(|c| c.name)
+                .collect()
+        }
+        assert_eq!(without::<Messenger>(MESSENGERS), Vec::<&str>::new());
+        assert_eq!(without::<Extractor>(EXTRACTORS), Vec::<&str>::new());
+        assert_eq!(without::<RecordType>(RECORD_TYPES), Vec::<&str>::new());
+        assert_eq!(without::<AuthType>(AUTH_TYPES), Vec::<&str>::new());
+        assert_eq!(without::<Interface>(INTERFACES), Vec::<&str>::new());
+    }
 
     fn cli(args: &[&str]) -> CasoCli {
         let mut v = vec!["caso-extract"];
