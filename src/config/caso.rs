@@ -10,6 +10,7 @@ use super::{
     Secret, Sources, conf_files_in, ini::Dialect, opt, ours,
 };
 use crate::cli::extract::CasoCli;
+pub use crate::openstack::Interface;
 pub use crate::record::RecordType;
 use crate::time::Timestamp;
 
@@ -265,16 +266,9 @@ pub enum AuthType {
     OidcAccessToken,
 }
 
-/// Keystone catalog interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Interface {
-    Public,
-    Internal,
-    Admin,
-}
-
 // Each enum above from the canonical names of its option's table
-// (MESSENGERS, EXTRACTORS, AUTH_TYPES, INTERFACES): aliases are already
+// (MESSENGERS, EXTRACTORS, AUTH_TYPES; INTERFACES is the catalog's own
+// `openstack::Interface`, RECORD_TYPES the record module's): aliases are already
 // resolved, and a name without a variant is a bug in the table.
 impl std::str::FromStr for Messenger {
     type Err = ();
@@ -307,18 +301,6 @@ impl std::str::FromStr for AuthType {
             "password" => Ok(AuthType::Password),
             "applicationcredential" => Ok(AuthType::ApplicationCredential),
             "oidcaccesstoken" => Ok(AuthType::OidcAccessToken),
-            _ => Err(()),
-        }
-    }
-}
-
-impl std::str::FromStr for Interface {
-    type Err = ();
-    fn from_str(name: &str) -> Result<Self, ()> {
-        match name {
-            "public" => Ok(Interface::Public),
-            "internal" => Ok(Interface::Internal),
-            "admin" => Ok(Interface::Admin),
             _ => Err(()),
         }
     }

@@ -372,11 +372,7 @@ pub fn auth_config(settings: &CasoSettings) -> anyhow::Result<AuthConfig> {
     };
     let mut cfg = AuthConfig::new(auth_url, method, scope);
     cfg.system_scope = system_scope;
-    cfg.interface = match ka.interface {
-        caso::Interface::Public => openstack::Interface::Public,
-        caso::Interface::Internal => openstack::Interface::Internal,
-        caso::Interface::Admin => openstack::Interface::Admin,
-    };
+    cfg.interface = ka.interface;
     cfg.region_name = settings.region_name.clone();
     cfg.tls = TlsConfig {
         cafile: ka.cafile.clone(),
