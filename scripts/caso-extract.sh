@@ -10,6 +10,8 @@
 #   CASO_EXTRACT_IMAGE  image name (default cloud-accounting/caso-extract)
 #   TAG                 image tag (default latest)
 #   CASO_CONF, VOMS_JSON, CASO_SPOOL, APEL_SPOOL   host paths (appliance defaults)
+#   DOCKER_RUN_OPTS     extra `docker run` options, split on white space (e.g.
+#                       "--network accounting --dns 192.0.2.53 -v /etc/hosts:/etc/hosts:ro")
 #   CLOUD_ACCOUNTING_NO_OWNER_CHECK=1   skip the spool ownership check (for
 #                       sites that grant uid 65532 access another way, e.g. ACLs)
 #
@@ -43,9 +45,14 @@ if [ "${CLOUD_ACCOUNTING_NO_OWNER_CHECK:-0}" != 1 ]; then
   done
 fi
 
-exec docker run --rm --read-only --user "$user" --cap-drop ALL --security-opt no-new-privileges \
+# --pull never: the image must have been built or loaded here. A name such as
+# cloud-accounting/... on Docker Hub could belong to anyone, and the container
+# gets the site's configuration (and, for ssmsend, the host key).
+read -r -a site_opts <<<"${DOCKER_RUN_OPTS:-}"
+exec docker run --pull never --rm --read-only --user "$user" --cap-drop ALL --security-opt no-new-privileges \
   -v "$voms_json:/etc/caso/voms.json:ro" \
   -v "$caso_conf:/etc/caso/caso.conf:ro" \
   -v "$caso_spool:/var/spool/caso" \
   -v "$apel_spool:/var/spool/apel" \
+  "${site_opts[@]}" \
   "$image:$tag" --config-file /etc/caso/caso.conf "$@"

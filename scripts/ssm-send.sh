@@ -11,6 +11,8 @@
 #   SSMSEND_IMAGE   image name (default cloud-accounting/ssmsend)
 #   TAG             image tag (default latest)
 #   SENDER_CFG, GRID_SECURITY, APEL_SPOOL   host paths (appliance defaults)
+#   DOCKER_RUN_OPTS extra `docker run` options, split on white space (e.g.
+#                   "--network accounting --dns 192.0.2.53 -v /etc/hosts:/etc/hosts:ro")
 #   CLOUD_ACCOUNTING_NO_OWNER_CHECK=1   skip the ownership and key checks (for
 #                   sites that grant uid 65532 access another way, e.g. ACLs)
 #
@@ -64,8 +66,13 @@ if [ "${CLOUD_ACCOUNTING_NO_OWNER_CHECK:-0}" != 1 ]; then
   fi
 fi
 
-exec docker run --rm --read-only --user "$user" --cap-drop ALL --security-opt no-new-privileges \
+# --pull never: the image must have been built or loaded here. A name such as
+# cloud-accounting/... on Docker Hub could belong to anyone, and the container
+# gets the site's configuration (and, for ssmsend, the host key).
+read -r -a site_opts <<<"${DOCKER_RUN_OPTS:-}"
+exec docker run --pull never --rm --read-only --user "$user" --cap-drop ALL --security-opt no-new-privileges \
   -v "$grid_security:/etc/grid-security:ro" \
   -v "$sender_cfg:/etc/apel/sender.cfg:ro" \
   -v "$apel_spool:/var/spool/apel" \
+  "${site_opts[@]}" \
   "$image:$tag" --config /etc/apel/sender.cfg "$@"

@@ -7,8 +7,9 @@
 #      layers but the binary, the CA bundle and the empty spool mount points
 #      (owned by that user, which new named volumes inherit), answers --version.
 #   3b. The wrapper scripts and docker-compose.yml run the images with the
-#      appliance's mounts, and the wrappers refuse root-owned spools and an
-#      unreadable host key, naming the fix.
+#      appliance's mounts (compose: the host's spools), take DOCKER_RUN_OPTS,
+#      never pull an image that is not here, and the wrappers refuse
+#      root-owned spools and an unreadable host key, naming the fix.
 #   4. Inside the images (FROM scratch: no libc, no NSS modules), the programs
 #      themselves resolve names through /etc/hosts (--add-host) and through DNS
 #      (a loopback DNS server) and complete verified TLS handshakes:
@@ -18,8 +19,9 @@
 #      verified, every spooled record delivered once.
 #   5. docker-compose.yml end to end in daemon mode (host network): records
 #      extracted in one container reach the AMS double, signature-verified,
-#      through the other; SIGTERM (compose stop) exits 0; `down` then `up`
-#      keeps the volumes, advances every lastrun, loses and duplicates nothing.
+#      through the other, starting from the Python-era lastrun files already
+#      in the host's /var/spool/caso; SIGTERM (compose stop) exits 0; `down`
+#      then `up` advances every lastrun, loses and duplicates nothing.
 # Nothing is pulled (--pull never everywhere) and containers talk only to
 # 127.0.0.0/8: their resolv.conf names a loopback DNS server.
 set -euo pipefail
@@ -100,7 +102,8 @@ EOF
 check_image "$extract_img" caso-extract apel caso
 check_image "$send_img" ssmsend apel
 
-# A fresh named volume (docker-compose.yml) takes the mount point's owner.
+# A fresh named volume (for sites that mount one instead of the host's
+# spool) takes the mount point's owner.
 vol=cloud-accounting-test-$$
 docker run --pull never --rm --network none -v "$vol:/var/spool/apel" "$send_img" --version >/dev/null
 owner=$(stat -c %u:%g "$(docker volume inspect -f '{{.Mountpoint}}' "$vol")")
@@ -144,7 +147,25 @@ expect_refusal "hostkey.pem is not readable by uid 65532" scripts/ssm-send.sh --
 chown "$uid" "$host/grid-security/hostkey.pem"
 scripts/ssm-send.sh --print-config >"$work/wrapper.out" 2>&1 || fail "ssm-send.sh --print-config: $(cat "$work/wrapper.out")"
 grep -q '^protocol = AMS .*/etc/apel/sender.cfg:' "$work/wrapper.out" || fail "ssm-send.sh did not read sender.cfg: $(cat "$work/wrapper.out")"
-pass "the wrapper scripts mount what the appliance's did, refuse root-owned spools and an unreadable host key"
+# DOCKER_RUN_OPTS reaches docker run (a label is harmless and visible).
+DOCKER_RUN_OPTS="--label cloud-accounting.test=$$ --network none" scripts/caso-extract.sh --version >"$work/wrapper.out" 2>&1 ||
+  fail "caso-extract.sh with DOCKER_RUN_OPTS: $(cat "$work/wrapper.out")"
+DOCKER_RUN_OPTS="--network none" scripts/ssm-send.sh --version >"$work/wrapper.out" 2>&1 ||
+  fail "ssm-send.sh with DOCKER_RUN_OPTS: $(cat "$work/wrapper.out")"
+rc=0
+DOCKER_RUN_OPTS="--network host --no-such-option" scripts/caso-extract.sh --version >"$work/wrapper.out" 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q 'no-such-option' "$work/wrapper.out" ||
+  fail "caso-extract.sh did not pass DOCKER_RUN_OPTS on to docker run: $(cat "$work/wrapper.out")"
+# A tag that is not here is an error, never a pull from a public registry.
+for wrapper in scripts/caso-extract.sh scripts/ssm-send.sh; do
+  rc=0
+  TAG=absent-$$ "$wrapper" --version >"$work/wrapper.out" 2>&1 || rc=$?
+  [ "$rc" != 0 ] || fail "$wrapper ran an image tagged absent-$$"
+  if grep -qiE 'unable to find image|pulling' "$work/wrapper.out"; then
+    fail "$wrapper tried to pull an image: $(cat "$work/wrapper.out")"
+  fi
+done
+pass "the wrapper scripts mount what the appliance's did, pass DOCKER_RUN_OPTS on, never pull, refuse root-owned spools and an unreadable host key"
 
 compose=()
 if docker compose version >/dev/null 2>&1; then
@@ -156,7 +177,6 @@ if [ ${#compose[@]} = 0 ]; then
   echo "test-images: no docker compose here: docker-compose.yml is checked only statically (tests/deploy_manifests.rs)" >&2
 else
   project=cloud-accounting-test-$$
-  export CASO_EXTRACT_IMAGE=$extract_img SSMSEND_IMAGE=$send_img
   rc=0
   {
     "${compose[@]}" -p "$project" run --rm -T caso-extract --config-file /etc/caso/caso.conf --print-config &&
@@ -168,6 +188,19 @@ else
     fail "the compose services did not read their mounted configuration: $(cat "$work/compose.out")"
   fi
   pass "docker-compose.yml: both services start read-only as $uid with their configuration mounted"
+  # A tag that is not here: docker-compose builds it from the Dockerfile
+  # (here the offline stage) and never pulls it.
+  rc=0
+  TAG=absent-$$ IMAGE_BUILD_TARGET=offline "${compose[@]}" -p "$project" run --rm -T ssmsend --version \
+    >"$work/compose.out" 2>&1 || rc=$?
+  "${compose[@]}" -p "$project" down >/dev/null 2>&1 || true
+  docker rmi "${SSMSEND_IMAGE}:absent-$$" "${CASO_EXTRACT_IMAGE}:absent-$$" >/dev/null 2>&1 || true
+  if grep -qiE 'pulling|unable to find image|pull access' "$work/compose.out"; then
+    fail "docker-compose tried to pull an image: $(cat "$work/compose.out")"
+  fi
+  [ "$rc" = 0 ] && grep -q "^ssmsend $version" "$work/compose.out" ||
+    fail "docker-compose with a missing tag did not build and run it (exit $rc): $(cat "$work/compose.out")"
+  pass "docker-compose.yml: a missing image is built, never pulled"
 fi
 unset CASO_EXTRACT_IMAGE SSMSEND_IMAGE TAG CASO_CONF VOMS_JSON CASO_SPOOL APEL_SPOOL SENDER_CFG GRID_SECURITY
 
@@ -375,9 +408,10 @@ pass "ssmsend in the image: AMS as $ams_dns over TLS verified with capath, $rece
 echo "test-images: DNS server saw: $(sort -u "$work/dns.log" 2>/dev/null | tr '\n' ';')" >&2
 echo "test-images: TLS terminator saw: $(sort -u "$work/tls.log" | tr '\n' ';')" >&2
 
-# 5. docker-compose.yml end to end, as a site runs it (daemon mode, named
-# volumes, host network): records extracted in one container reach the AMS
-# double, signature-verified, through the other; `down` then `up` again
+# 5. docker-compose.yml end to end, as a migrated site runs it (daemon mode,
+# the host's spools, host network): the lastrun files the Python cASO left in
+# /var/spool/caso are honoured; records extracted in one container reach the
+# AMS double, signature-verified, through the other; `down` then `up` again
 # loses and duplicates nothing.
 if [ ${#compose[@]} = 0 ]; then
   echo "test-images: no docker compose here: the compose end-to-end run is skipped" >&2
@@ -389,6 +423,22 @@ else
   sender_cfg ams.test "$e2e_port" "$e2e_authn" >"$e2e/sender.cfg"
   cp "$pki/ca.pem" "$e2e/keystone-ca.pem"
   chmod -R a+rX "$e2e"
+  # The host's spools as a Python-era appliance leaves them (chowned once to
+  # the container user): one lastrun per project, in cASO's format, at the
+  # start of the simulator's period (a project that is not extracted keeps
+  # its file as it is).
+  mkdir -p "$e2e/spool/caso" "$e2e/spool/apel"
+  python3 - "$work/manifest.json" "$e2e/spool/caso" <<'EOF'
+import datetime, json, sys
+m = json.load(open(sys.argv[1]))
+start = datetime.datetime.fromisoformat(m["period"]["from"].replace("Z", "+00:00"))
+for p in m["projects"]:
+    with open(f"{sys.argv[2]}/lastrun.{p['id']}", "w") as f:
+        f.write(str(start.astimezone(datetime.timezone.utc)))
+EOF
+  chown -R "$uid:$uid" "$e2e/spool"
+  (cd "$e2e/spool/caso" && for f in lastrun.*; do printf '%s %s\n' "$f" "$(cat "$f")"; done) >"$e2e/lastruns.0"
+  [ -s "$e2e/lastruns.0" ] || fail "compose: no lastrun files seeded"
   # Host network (the doubles listen on 127.0.0.1 only), the names, the
   # Keystone CA, and ssmsend every 2 s instead of 6 h; caso-extract keeps
   # the file's 1 h: one run per `up`.
@@ -406,13 +456,13 @@ services:
 EOF
   project=cloud-accounting-e2e-$$
   dc() {
-    CASO_EXTRACT_IMAGE=$extract_img SSMSEND_IMAGE=$send_img CASO_CONF=$e2e/caso.conf \
+    CASO_EXTRACT_IMAGE=${extract_img%:*} SSMSEND_IMAGE=${send_img%:*} TAG=test CASO_CONF=$e2e/caso.conf \
       VOMS_JSON=$work/voms.json SENDER_CFG=$e2e/sender.cfg GRID_SECURITY=$grid \
+      CASO_SPOOL=$e2e/spool/caso APEL_SPOOL=$e2e/spool/apel \
       "${compose[@]}" -p "$project" -f docker-compose.yml -f "$e2e/override.yml" "$@"
   }
   compose_cleanup() { dc down -v >/dev/null 2>&1 || true; }
   trap 'compose_cleanup; cleanup' EXIT
-  volume() { docker volume inspect -f '{{.Mountpoint}}' "${project}_$1"; }
   extracted_records() { # total records= of every finished extraction run in LOG
     sed -n 's/.*run finished: .* records=\([0-9]*\).*/\1/p' "$1" | awk '{s += $1} END {print s + 0}'
   }
@@ -434,8 +484,8 @@ EOF
     dc logs --no-color >&2 || true
     fail "compose: after 120 s, $runs extraction runs and $got of $want records at the AMS double"
   }
-  lastruns() { (cd "$(volume caso-state)" && for f in lastrun.*; do printf '%s %s\n' "$f" "$(cat "$f")"; done); }
-  spool_left() { python3 tests/images/apel_count.py spool "$(volume apel-spool)/outgoing" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])'; }
+  lastruns() { (cd "$e2e/spool/caso" && for f in lastrun.*; do printf '%s %s\n' "$f" "$(cat "$f")"; done); }
+  spool_left() { python3 tests/images/apel_count.py spool "$e2e/spool/apel/outgoing" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])'; }
   stop_and_check_exit() { # LOG-SUFFIX: docker-compose stop (SIGTERM), both exit 0
     local c code
     dc stop >/dev/null 2>&1 || fail "docker-compose stop"
@@ -449,41 +499,52 @@ EOF
 
   dc up -d >"$e2e/up.log" 2>&1 || fail "docker-compose up: $(cat "$e2e/up.log")"
   wait_delivered 1
-  [ "$(spool_left)" = 0 ] || fail "compose: messages left in the apel-spool volume after delivery"
+  [ "$(spool_left)" = 0 ] || fail "compose: messages left in the host's /var/spool/apel after delivery"
   lastruns >"$e2e/lastruns.1"
-  [ -s "$e2e/lastruns.1" ] || fail "compose: no lastrun files in the caso-state volume"
   stop_and_check_exit 1
-  first=$(python3 tests/images/apel_count.py ams "$e2e_admin")
-  pass "docker-compose up: $(extracted_records "$e2e/extract.log.1") records extracted in caso-extract reached the AMS double through ssmsend ($first); SIGTERM: both exit 0"
-
-  # down (containers gone, named volumes kept), up: a new extraction run
-  # from the kept lastruns, every message delivered once.
-  dc down >/dev/null 2>&1 || fail "docker-compose down"
-  [ -n "$(volume caso-state)" ] || fail "compose down lost the caso-state volume"
-  dc up -d >"$e2e/up.log" 2>&1 || fail "docker-compose up (again): $(cat "$e2e/up.log")"
-  wait_delivered 2
-  [ "$(spool_left)" = 0 ] || fail "compose: messages left in the apel-spool volume after the second delivery"
-  lastruns >"$e2e/lastruns.2"
-  stop_and_check_exit 2
-  final=$(python3 tests/images/apel_count.py ams "$e2e_admin")
-  python3 - "$e2e/lastruns.1" "$e2e/lastruns.2" "$final" <<'EOF' || fail "compose down/up: $(cat "$e2e/lastruns.1" "$e2e/lastruns.2") $final"
-import json, sys
+  if grep -q 'no lastrun file' "$e2e/extract.log.1"; then
+    fail "compose: caso-extract did not find the host's lastrun files: $(grep 'no lastrun file' "$e2e/extract.log.1" | head -3)"
+  fi
+  python3 - "$e2e/lastruns.0" "$e2e/lastruns.1" <<'EOF' || fail "compose: the Python-era lastruns were not honoured: $(cat "$e2e/lastruns.0" "$e2e/lastruns.1")"
+import sys
 before = dict(l.split(" ", 1) for l in open(sys.argv[1]).read().splitlines())
 after = dict(l.split(" ", 1) for l in open(sys.argv[2]).read().splitlines())
 assert set(after) == set(before), (before, after)
-# cASO's format, "YYYY-MM-DD HH:MM:SS+00:00": compares as text.
-assert all(after[p] > before[p] for p in before), (before, after)
-got = json.loads(sys.argv[3])
+# Extracted from the Python-era lastrun (no "no lastrun file" above), up to now.
+advanced = [p for p in before if after[p] > before[p]]
+assert advanced and all(after[p] == before[p] for p in before if p not in advanced), (before, after)
+EOF
+  pass "docker-compose up: the Python-era lastrun files in the host's /var/spool/caso were honoured ($(wc -l <"$e2e/lastruns.0") there, every extracted project's advanced from it)"
+  first=$(python3 tests/images/apel_count.py ams "$e2e_admin")
+  pass "docker-compose up: $(extracted_records "$e2e/extract.log.1") records extracted in caso-extract reached the AMS double through ssmsend ($first); SIGTERM: both exit 0"
+
+  # down (containers gone, the host's spools stay), up: a new extraction run
+  # from the kept lastruns, every message delivered once.
+  dc down >/dev/null 2>&1 || fail "docker-compose down"
+  dc up -d >"$e2e/up.log" 2>&1 || fail "docker-compose up (again): $(cat "$e2e/up.log")"
+  wait_delivered 2
+  [ "$(spool_left)" = 0 ] || fail "compose: messages left in the host's /var/spool/apel after the second delivery"
+  lastruns >"$e2e/lastruns.2"
+  stop_and_check_exit 2
+  final=$(python3 tests/images/apel_count.py ams "$e2e_admin")
+  python3 - "$e2e/lastruns.0" "$e2e/lastruns.1" "$e2e/lastruns.2" "$final" <<'EOF' || fail "compose down/up: $(cat "$e2e/lastruns.1" "$e2e/lastruns.2") $final"
+import json, sys
+seeded = dict(l.split(" ", 1) for l in open(sys.argv[1]).read().splitlines())
+before = dict(l.split(" ", 1) for l in open(sys.argv[2]).read().splitlines())
+after = dict(l.split(" ", 1) for l in open(sys.argv[3]).read().splitlines())
+assert set(after) == set(before), (before, after)
+# cASO's format, "YYYY-MM-DD HH:MM:SS+00:00": compares as text. Projects
+# that are not extracted keep their seeded file.
+extracted = [p for p in before if before[p] != seeded[p]]
+assert extracted and all(after[p] > before[p] for p in extracted), (before, after)
+got = json.loads(sys.argv[4])
 assert got["all_verified"] and got["duplicates"] == 0, got
 assert got["received"] == got["messages"], got
 EOF
   cat "$e2e"/extract.log.* "$e2e"/send.log.* | grep -E 'ERROR|error:' >&2 && fail "compose: errors in the logs"
-  pass "docker-compose down + up: volumes kept, lastruns advanced, $(extracted_records <(cat "$e2e"/extract.log.*)) records in all reached the double once each ($final)"
+  pass "docker-compose down + up: the host's spools kept, lastruns advanced, $(extracted_records <(cat "$e2e"/extract.log.*)) records in all reached the double once each ($final)"
   compose_cleanup
   trap cleanup EXIT
-  for v in caso-state apel-spool; do
-    if docker volume inspect "${project}_$v" >/dev/null 2>&1; then fail "compose down -v left volume ${project}_$v"; fi
-  done
 fi
 
 echo "test-images: all image checks passed" >&2
