@@ -130,3 +130,80 @@ fn the_configmap_files_load_strictly_in_both_programs() {
         assert!(printed.contains(want), "missing {want:?} in:\n{printed}");
     }
 }
+
+/// check-jsonschema on FILE against the bundled GitHub workflow schema.
+fn check_workflow(file: &Path) -> std::process::Output {
+    let tool = root().join(".venv/bin/check-jsonschema");
+    assert!(
+        tool.exists(),
+        "{} is missing: run scripts/setup-python.sh",
+        tool.display()
+    );
+    Command::new(tool)
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .arg(file)
+        .output()
+        .expect("run check-jsonschema")
+}
+
+/// The release workflow cannot run here (no public CI): it is checked against
+/// GitHub's workflow schema offline, and the check is shown to refuse a
+/// broken copy, so a pass means something.
+#[test]
+fn the_release_workflow_passes_the_github_workflow_schema() {
+    let workflow = root().join(".github/workflows/release.yml");
+    let out = check_workflow(&workflow);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    for want in [
+        "tags: [\"v*\"]",
+        "STATIC_TARGET=musl scripts/build-static.sh",
+        "--target offline",
+        "has NOT run",
+    ] {
+        assert!(text.contains(want), "release.yml lacks {want:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("release.yml");
+    std::fs::write(&broken, text.replace("runs-on:", "runs_on:")).unwrap();
+    assert!(
+        !check_workflow(&broken).status.success(),
+        "check-jsonschema accepted a workflow with no runs-on"
+    );
+}
+
+/// Our own examples use the current spellings: a site that starts from them
+/// gets no deprecation warning on every run.
+#[test]
+fn the_example_configuration_files_load_without_a_warning() {
+    let examples = root().join("examples");
+    for (program, args) in [
+        (
+            env!("CARGO_BIN_EXE_caso-extract"),
+            ["--config-file", "caso.conf", "--print-config"],
+        ),
+        (
+            env!("CARGO_BIN_EXE_ssmsend"),
+            ["--config", "sender.cfg", "--print-config"],
+        ),
+    ] {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(&examples)
+            .output()
+            .expect("run program");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{program} {args:?}: {stderr}");
+        for word in ["WARN", "deprecated"] {
+            assert!(
+                !stderr.contains(word),
+                "{program} {args:?} warned on our own example:\n{stderr}"
+            );
+        }
+    }
+}
