@@ -119,9 +119,10 @@ fn scripted_broker(script: Broker, tls: Option<&Identity>) -> (u16, Received, Ar
     let received: Received = Arc::default();
     let connections: Arc<Mutex<usize>> = Arc::default();
     let acceptor = tls.map(|id| {
-        let mut b =
-            openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls_server())
-                .unwrap();
+        let mut b = openssl::ssl::SslAcceptor::mozilla_intermediate_v5(
+            openssl::ssl::SslMethod::tls_server(),
+        )
+        .unwrap();
         b.set_certificate(&id.cert).unwrap();
         b.set_private_key(&id.key).unwrap();
         b.build()
@@ -340,10 +341,7 @@ fn broker_that_never_sends_receipt() {
     let (status, took) = terminate(&mut child);
     let log = site.log();
     assert_stopped(status, took, &log);
-    assert!(
-        log.contains("messages without a receipt are kept"),
-        "{log}"
-    );
+    assert!(log.contains("messages without a receipt are kept"), "{log}");
     site.assert_nothing_lost(&received.lock().unwrap());
     assert_no_secret(&log, &[]);
 }
@@ -359,7 +357,13 @@ fn a_second_sigterm_exits_at_once() {
     let site = SenderSite::new(2);
     let mut child = site.ssmsend(stomp_cfg(&pki, &host, port, false), &[]);
     wait_for("the SENDs", || {
-        received.lock().unwrap().windows(5).filter(|w| w == b"SEND\n").count() == 2
+        received
+            .lock()
+            .unwrap()
+            .windows(5)
+            .filter(|w| w == b"SEND\n")
+            .count()
+            == 2
     });
     sigterm(&child);
     std::thread::sleep(Duration::from_millis(200));
@@ -375,13 +379,14 @@ fn a_second_sigterm_exits_at_once() {
 
 /// An AMS sender site for `ams_port`/`authn_port`.
 fn ams_cfg(pki: &AmsTestPki, ams_port: u16, authn_port: u16) -> SenderCfg {
-    SenderCfg::ams(ams_port, authn_port, "accounting", "eu-egi-cloud-accounting")
-        .credentials(
-            &pki.host.cert_path,
-            &pki.host.key_path,
-            pki.grid.capath(),
-        )
-        .set("sender", "ams_concurrency", 2)
+    SenderCfg::ams(
+        ams_port,
+        authn_port,
+        "accounting",
+        "eu-egi-cloud-accounting",
+    )
+    .credentials(&pki.host.cert_path, &pki.host.key_path, pki.grid.capath())
+    .set("sender", "ams_concurrency", 2)
 }
 
 /// The AMS double holds every publish for a minute: the publishes in flight
@@ -397,10 +402,7 @@ async fn ams_that_never_answers_a_publish() {
     let (status, took) = terminate(&mut child);
     let log = site.log();
     assert_stopped(status, took, &log);
-    assert!(
-        log.contains("messages without an answer are kept"),
-        "{log}"
-    );
+    assert!(log.contains("messages without an answer are kept"), "{log}");
     assert_eq!(double.stats().await["messages"], 0);
     site.assert_nothing_lost(&[]);
     assert_no_secret(&log, &[TOKEN]);
@@ -583,7 +585,11 @@ async fn nova_list_that_stalls_for_one_project() {
     let stalled = &projects[1];
     let fault = format!("stall=120s:path=/compute/v2.1/servers/detail:project={stalled}");
     let sim = sim(&["--projects", "2", "--fault", &fault]);
-    assert_eq!(accounted_projects(&sim).await, projects, "a deterministic model");
+    assert_eq!(
+        accounted_projects(&sim).await,
+        projects,
+        "a deterministic model"
+    );
     let site = ExtractSite::new(&sim, "").await;
     let mut child = site.extract(&[]);
     let start = Instant::now();
@@ -655,13 +661,22 @@ async fn run_lock_wait_ends_on_sigterm() {
              f=open(sys.argv[1],'a'); fcntl.lockf(f, fcntl.LOCK_EX|fcntl.LOCK_NB)\n\
              print('held', flush=True); time.sleep(120)",
         )
-        .arg(site.path("state").join(cloud_accounting::runlock::LOCK_NAME))
+        .arg(
+            site.path("state")
+                .join(cloud_accounting::runlock::LOCK_NAME),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut holder = KillOnDrop(holder);
     let mut line = [0u8; 5];
-    holder.0.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    holder
+        .0
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut line)
+        .unwrap();
     assert_eq!(&line, b"held\n");
     let mut child = site.extract(&[]);
     tokio::time::sleep(Duration::from_millis(1500)).await;

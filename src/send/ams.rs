@@ -68,15 +68,19 @@ pub async fn send_all(
     // Handed to the client and not yet answered: kept if the grace runs out.
     let unanswered: Mutex<HashSet<ElementId>> = Mutex::default();
     let pending = || unanswered.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut outgoing = std::pin::pin!(spool.sealed(ids).map(|m| {
-        pending().insert(m.id.clone());
-        Outgoing {
-            msg_id: m.id.as_str().to_owned(),
-            key: m.id,
-            body: m.body,
-        }
-    })
-    .fuse());
+    let mut outgoing = std::pin::pin!(
+        spool
+            .sealed(ids)
+            .map(|m| {
+                pending().insert(m.id.clone());
+                Outgoing {
+                    msg_id: m.id.as_str().to_owned(),
+                    key: m.id,
+                    body: m.body,
+                }
+            })
+            .fuse()
+    );
     let mut failure = None;
     {
         let mut results = std::pin::pin!(client.publish_all(outgoing.as_mut()));

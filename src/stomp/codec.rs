@@ -861,8 +861,14 @@ message:temp-queue\\c//ID\\cnope\n\norg.apache.activemq.DestinationDoesNotExistE
             for item in items {
                 if let Inbound::Frame(f) = item {
                     let size: usize = f.body.len()
-                        + f.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
-                    assert!(size <= max_frame, "a frame of {size} bytes over {max_frame}");
+                        + f.headers
+                            .iter()
+                            .map(|(n, v)| n.len() + v.len())
+                            .sum::<usize>();
+                    assert!(
+                        size <= max_frame,
+                        "a frame of {size} bytes over {max_frame}"
+                    );
                 }
             }
         }
