@@ -60,6 +60,7 @@ fn terminate(child: &mut Child) -> (ExitStatus, Duration) {
 
 /// The graceful stop every case expects: exit 0 within [`BOUND`].
 fn assert_stopped(status: ExitStatus, took: Duration, log: &str) {
+    eprintln!("ended {took:?} after SIGTERM");
     assert!(took < BOUND, "took {took:?} after SIGTERM:\n{log}");
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(
