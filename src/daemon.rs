@@ -6,12 +6,16 @@
 //! one run at a time.
 //!
 //! In both modes SIGTERM or SIGINT asks the run in progress to stop
-//! gracefully: the work already started (a project, a message) is finished,
-//! nothing new is started, and the program exits 0. A second signal exits at
-//! once (exit 1); the spools are crash-safe, so even that loses nothing.
+//! gracefully: nothing new is started, waits that nothing depends on yet
+//! (connecting, logging in, the run lock, the sleep between runs) end at
+//! once, and the work already started (a project's requests, messages sent
+//! and awaiting their receipt) gets [`STOP_GRACE`] to finish before it is
+//! abandoned (kept for the next run); then the program exits 0. A second
+//! signal exits at once (exit 1); the spools are crash-safe, so even that
+//! loses nothing.
 
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use tokio_util::sync::CancellationToken;
@@ -33,11 +37,31 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// How long the work in progress may still take after a stop request:
+/// a receipt or publish answer for a message already sent, the requests of a
+/// project being extracted. Short, so that a stop takes "a second or two"
+/// whatever the peers do; what is unfinished then is kept for the next run.
+pub const STOP_GRACE: Duration = Duration::from_millis(1500);
+
 /// The graceful stop request, set by SIGTERM/SIGINT and checked by the
-/// pipelines before they start each project or message.
-#[derive(Clone, Debug, Default)]
+/// pipelines before they start each project or message; every wait selects
+/// on [`Shutdown::requested`] or [`Shutdown::grace_over`].
+#[derive(Clone, Debug)]
 pub struct Shutdown {
     token: CancellationToken,
+    /// When the stop was requested (set once, before the token fires).
+    at: Arc<OnceLock<Instant>>,
+    grace: Duration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Shutdown {
+        Shutdown {
+            token: CancellationToken::new(),
+            at: Arc::default(),
+            grace: STOP_GRACE,
+        }
+    }
 }
 
 impl Shutdown {
@@ -47,16 +71,24 @@ impl Shutdown {
         Shutdown::default()
     }
 
+    /// The same with another grace than [`STOP_GRACE`] (for tests).
+    pub fn with_grace(grace: Duration) -> Shutdown {
+        Shutdown {
+            grace,
+            ..Shutdown::default()
+        }
+    }
+
     /// Listens for SIGTERM and SIGINT on a thread of its own (the pipelines
     /// start their own runtimes), from the moment this returns: the first
     /// signal requests the stop, a second one exits 1 at once.
     pub fn on_signals() -> anyhow::Result<Shutdown> {
         let shutdown = Shutdown::new();
-        let token = shutdown.token.clone();
+        let requester = shutdown.clone();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         std::thread::Builder::new()
             .name("signals".into())
-            .spawn(move || listen(token, ready_tx))
+            .spawn(move || listen(requester, ready_tx))
             .context("cannot start the signal thread")?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(shutdown),
@@ -67,6 +99,7 @@ impl Shutdown {
 
     /// Asks the run to stop after the work in progress.
     pub fn request(&self) {
+        self.at.get_or_init(Instant::now);
         self.token.cancel();
     }
 
@@ -79,13 +112,21 @@ impl Shutdown {
         self.token.cancelled().await
     }
 
+    /// Resolves [`STOP_GRACE`] after the stop was requested: the moment the
+    /// work in progress is abandoned. Every call shares that one deadline.
+    pub async fn grace_over(&self) {
+        self.requested().await;
+        let at = *self.at.get_or_init(Instant::now);
+        tokio::time::sleep_until((at + self.grace).into()).await
+    }
+
     /// The token, for code that selects on it.
     pub fn token(&self) -> &CancellationToken {
         &self.token
     }
 }
 
-fn listen(token: CancellationToken, ready: mpsc::Sender<Result<(), String>>) {
+fn listen(shutdown: Shutdown, ready: mpsc::Sender<Result<(), String>>) {
     use tokio::signal::unix::{SignalKind, signal};
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -118,7 +159,7 @@ fn listen(token: CancellationToken, ready: mpsc::Sender<Result<(), String>>) {
             "{}: finishing the work in progress, then exiting (send it again to exit at once)",
             name(first)
         );
-        token.cancel();
+        shutdown.request();
         let second = tokio::select! {
             _ = term.recv() => true,
             _ = int.recv() => false,
@@ -275,6 +316,24 @@ mod tests {
         });
         assert_eq!(runs.get(), 1);
         assert!(r.unwrap_err().to_string().contains("site_name"));
+    }
+
+    #[tokio::test]
+    async fn the_grace_is_one_deadline_from_the_request() {
+        let stop = Shutdown::with_grace(Duration::from_millis(200));
+        let early = tokio::time::timeout(Duration::from_millis(300), stop.grace_over()).await;
+        assert!(early.is_err(), "no grace runs out before a request");
+        stop.request();
+        let start = Instant::now();
+        stop.grace_over().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A later call does not start a new grace.
+        stop.grace_over().await;
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_millis(400),
+            "{took:?}"
+        );
     }
 
     #[test]

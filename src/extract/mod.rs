@@ -172,6 +172,9 @@ pub struct Report {
     /// Projects not started because a stop was requested (SIGTERM): their
     /// lastrun is untouched and the next run extracts them.
     pub not_started: Vec<String>,
+    /// Projects started but stopped mid-way (the stop request's grace ran
+    /// out): nothing of theirs was spooled, their lastrun is untouched.
+    pub stopped: Vec<String>,
     pub requests: RequestCounts,
 }
 
@@ -215,6 +218,9 @@ struct Extracted {
     period: Option<Period>,
     records: Vec<Record>,
     failures: Vec<Failure>,
+    /// Stopped mid-way (a stop request's grace ran out): nothing of it is
+    /// delivered, its lastrun stays.
+    stopped: bool,
 }
 
 fn usage_err(msg: String) -> anyhow::Error {
@@ -481,11 +487,13 @@ async fn extract_project(
     cfg: Arc<RunConfig>,
     lastrun: Arc<dyn LastrunStore>,
     project: ProjectInfo,
+    stop: Shutdown,
 ) -> Extracted {
     let mut out = Extracted {
         period: None,
         records: Vec::new(),
         failures: Vec::new(),
+        stopped: false,
         project,
     };
     let id = out.project.id.clone();
@@ -523,7 +531,7 @@ async fn extract_project(
     // The extractors of a project are independent: their requests overlap
     // (results are taken in the configured order, so the output and the
     // failures do not depend on timing).
-    let results = join_all(cfg.extractors.iter().map(|extractor| {
+    let extracting = join_all(cfg.extractors.iter().map(|extractor| {
         let (shared, ctx, keys) = (&*shared, &ctx, &cfg.keys);
         async move {
             match extractor {
@@ -535,8 +543,17 @@ async fn extract_project(
                 Extractor::Neutron => neutron::extract(shared, target, ctx).await,
             }
         }
-    }))
-    .await;
+    }));
+    // After a stop request the project gets the grace to finish; then its
+    // requests and backoff sleeps are dropped (nothing is written yet).
+    let results = tokio::select! {
+        r = extracting => r,
+        _ = stop.grace_over() => {
+            tracing::warn!("stopped on request before the project was extracted: nothing written, lastrun kept");
+            out.stopped = true;
+            return out;
+        }
+    };
     for result in results {
         match result {
             Ok(records) => out.records.extend(records),
@@ -559,6 +576,7 @@ fn counts(records: &[Record]) -> Vec<(RecordType, usize)> {
 struct Delivered {
     report: ProjectReport,
     failures: Vec<Failure>,
+    stopped: bool,
 }
 
 /// Sends the records of a group of extracted projects (in project order)
@@ -583,12 +601,14 @@ async fn deliver_group(
                     lastrun: None,
                 },
                 failures: Vec::new(),
+                stopped: x.stopped,
             };
             (span, d, x)
         })
         .collect();
-    // Projects without a period failed before extracting anything.
-    let active = |x: &Extracted| x.period.is_some();
+    // Projects without a period failed before extracting anything; stopped
+    // ones deliver nothing.
+    let active = |x: &Extracted| x.period.is_some() && !x.stopped;
     if cfg.dry_run {
         for (_, _, x) in done.iter_mut().filter(|(_, _, x)| active(x)) {
             if let Err(e) = messenger::print_messages(out, &x.records, cfg.max_records) {
@@ -696,8 +716,11 @@ pub async fn run(
 }
 
 /// [`run`] that starts no project once `stop` is requested: the projects
-/// already started are finished (records spooled, lastrun written), the
-/// others are listed in [`Report::not_started`].
+/// already started get the grace ([`crate::daemon::STOP_GRACE`]) to finish
+/// (records spooled, lastrun written) and are dropped after it, before
+/// anything of theirs is written ([`Report::stopped`]); the others are
+/// listed in [`Report::not_started`]. Delivery (spool, then lastrun) is
+/// never interrupted.
 pub async fn run_until(
     settings: &CasoSettings,
     stores: Stores,
@@ -760,21 +783,36 @@ pub async fn run_until(
         messengers,
     });
 
-    log_in(&session).await?;
-    let (admin_scope, tagged) =
-        projects::admin_scope_and_tagged(&session, &settings.caso_tag).await;
     let concurrency = settings.concurrency.max(1);
-    let discovery = projects::discover(
-        &session,
-        &DiscoveryRules {
-            entries: settings.projects.clone(),
-            tag: settings.caso_tag.clone(),
-            vo: vo_rules(settings),
-            concurrency,
-        },
-        tagged,
-    )
-    .await;
+    // Logging in and finding the projects start nothing: a stop ends them
+    // at once.
+    let found = async {
+        log_in(&session).await?;
+        let (admin_scope, tagged) =
+            projects::admin_scope_and_tagged(&session, &settings.caso_tag).await;
+        let discovery = projects::discover(
+            &session,
+            &DiscoveryRules {
+                entries: settings.projects.clone(),
+                tag: settings.caso_tag.clone(),
+                vo: vo_rules(settings),
+                concurrency,
+            },
+            tagged,
+        )
+        .await;
+        anyhow::Ok((admin_scope, discovery))
+    };
+    let (admin_scope, discovery) = tokio::select! {
+        found = found => found?,
+        _ = stop.requested() => {
+            tracing::warn!("stopped on request before any project was started");
+            return Ok(Report {
+                requests: session.request_counts(),
+                ..Report::default()
+            });
+        }
+    };
     let mut report = Report {
         failures: discovery.failures,
         ..Report::default()
@@ -814,7 +852,9 @@ pub async fn run_until(
         let span = tracing::info_span!("project", project = %p.id);
         let (shared, cfg, lastrun) = (shared.clone(), cfg.clone(), stores.lastrun.clone());
         let id = p.id.clone();
-        let task = tokio::spawn(extract_project(shared, cfg, lastrun, p).instrument(span.clone()));
+        let task = tokio::spawn(
+            extract_project(shared, cfg, lastrun, p, stop.clone()).instrument(span.clone()),
+        );
         (id, span, task)
     };
     let mut queued = discovery.projects.into_iter();
@@ -865,7 +905,11 @@ pub async fn run_until(
                     );
                 }
             });
-            report.projects.push(d.report);
+            if d.stopped {
+                report.stopped.push(d.report.id);
+            } else {
+                report.projects.push(d.report);
+            }
             report.failures.extend(d.failures);
         }
     }
@@ -888,11 +932,18 @@ pub fn summarize(report: &Report) -> anyhow::Result<()> {
         "run finished: {}",
         report.requests
     );
-    if !report.not_started.is_empty() {
+    if !report.not_started.is_empty() || !report.stopped.is_empty() {
+        let ids: Vec<&str> = report
+            .stopped
+            .iter()
+            .chain(&report.not_started)
+            .map(String::as_str)
+            .collect();
         tracing::warn!(
-            "stopped on request: {} project(s) not started keep their lastrun for the next run: {}",
-            report.not_started.len(),
-            report.not_started.join(", ")
+            "stopped on request: {} project(s) not started or not finished ({} stopped mid-way) keep their lastrun for the next run: {}",
+            ids.len(),
+            report.stopped.len(),
+            ids.join(", ")
         );
     }
     if report.failures.is_empty() {
@@ -990,7 +1041,8 @@ fn run_lock(
     stop: &Shutdown,
 ) -> anyhow::Result<Option<crate::runlock::RunLock>> {
     use crate::runlock::{RunLock, RunLockError};
-    const SLICE: std::time::Duration = std::time::Duration::from_secs(1);
+    // The wait is sliced so that a stop request ends it within a slice.
+    const SLICE: std::time::Duration = std::time::Duration::from_millis(250);
     let start = std::time::Instant::now();
     loop {
         let left = settings.lock_timeout.saturating_sub(start.elapsed());

@@ -1,14 +1,17 @@
 //! Delivery to the ARGO Messaging Service: publish each sealed message with
 //! its element name as `empaid`, remove it once AMS gave it an id.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use futures_util::StreamExt;
 
 use super::queue::Spool;
 use crate::ams::{self, AmsConfig, AmsError, Client, Outgoing, ServerTrust, Token};
 use crate::config::sender::{Ams, Timeouts};
+use crate::daemon::Shutdown;
 use crate::smime::{CredentialError, Credentials, ca_certificates_from_dir};
 use crate::spool::ElementId;
 
@@ -43,34 +46,81 @@ pub fn client_config(
 
 /// Publishes every element of `ids`; `Err` is the first failure that stopped
 /// the run (the elements not published are back in the queue by then, or
-/// will be once the spool is finished).
-pub async fn send_all(client: &Client, spool: &Spool, ids: Vec<ElementId>) -> Result<(), AmsError> {
+/// will be once the spool is finished). Once `stop` is requested nothing
+/// more is published, the token request ends at once, and the publishes in
+/// flight get until [`Shutdown::grace_over`] for AMS's answer; those without
+/// one are kept. A stop is no failure: `Ok`.
+pub async fn send_all(
+    client: &Client,
+    spool: &Spool,
+    ids: Vec<ElementId>,
+    stop: &Shutdown,
+) -> Result<(), AmsError> {
     // The token first: refused credentials lock nothing.
-    client.token().await?;
+    tokio::select! {
+        t = client.token() => t?,
+        _ = stop.requested() => {
+            tracing::info!("stopped on request while fetching the AMS token");
+            return Ok(());
+        }
+    };
     tracing::info!("Will publish to {}", client.publish_url());
-    let outgoing = spool.sealed(ids).map(|m| Outgoing {
-        msg_id: m.id.as_str().to_owned(),
-        key: m.id,
-        body: m.body,
-    });
-    let mut results = std::pin::pin!(client.publish_all(outgoing));
+    // Handed to the client and not yet answered: kept if the grace runs out.
+    let unanswered: Mutex<HashSet<ElementId>> = Mutex::default();
+    let pending = || unanswered.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut outgoing = std::pin::pin!(
+        spool
+            .sealed(ids)
+            .map(|m| {
+                pending().insert(m.id.clone());
+                Outgoing {
+                    msg_id: m.id.as_str().to_owned(),
+                    key: m.id,
+                    body: m.body,
+                }
+            })
+            .fuse()
+    );
     let mut failure = None;
-    while let Some((id, result)) = results.next().await {
-        let _span = tracing::info_span!("msg", msg = %id).entered();
-        match result {
-            Ok(argo_id) => {
-                tracing::info!("Sent {id}, Argo ID: {argo_id}");
-                spool.delivered(id);
-            }
-            Err(e) if e.is_message_specific() => spool.reject(id, e.to_string()),
-            Err(AmsError::NotAttempted { .. }) => spool.keep(id),
-            Err(e) => {
-                tracing::error!("not published, kept for the next run: {e}");
-                spool.keep(id);
-                spool.stop();
-                failure.get_or_insert(e);
+    {
+        let mut results = std::pin::pin!(client.publish_all(outgoing.as_mut()));
+        let mut grace = std::pin::pin!(stop.grace_over());
+        loop {
+            let next = tokio::select! {
+                r = results.next() => r,
+                _ = &mut grace => {
+                    tracing::warn!(
+                        unanswered = pending().len(),
+                        "stopped waiting for AMS: messages without an answer are kept"
+                    );
+                    break;
+                }
+            };
+            let Some((id, result)) = next else { break };
+            pending().remove(&id);
+            let _span = tracing::info_span!("msg", msg = %id).entered();
+            match result {
+                Ok(argo_id) => {
+                    tracing::info!("Sent {id}, Argo ID: {argo_id}");
+                    spool.delivered(id);
+                }
+                Err(e) if e.is_message_specific() => spool.reject(id, e.to_string()),
+                Err(AmsError::NotAttempted { .. }) => spool.keep(id),
+                Err(e) => {
+                    tracing::error!("not published, kept for the next run: {e}");
+                    spool.keep(id);
+                    spool.stop();
+                    failure.get_or_insert(e);
+                }
             }
         }
+    }
+    // The stream must be read to its end (after a stop it only unlocks
+    // what was sealed ahead); what went out unanswered is kept.
+    spool.stop();
+    while outgoing.next().await.is_some() {}
+    for id in pending().drain() {
+        spool.keep(id);
     }
     failure.map_or(Ok(()), Err)
 }

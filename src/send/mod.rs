@@ -49,8 +49,9 @@ pub fn run(settings: &SenderSettings) -> anyhow::Result<()> {
 }
 
 /// [`run`] that takes no further message once `stop` is requested (SIGTERM):
-/// the messages already taken get their broker's answer and are removed or
-/// kept; the others stay queued for the next run, which is then no failure.
+/// the messages already sent get their broker's answer within the grace
+/// ([`crate::daemon::STOP_GRACE`]) and are removed, or kept when none came;
+/// the others stay queued for the next run, which is then no failure.
 pub fn run_until(settings: &SenderSettings, stop: &Shutdown) -> anyhow::Result<()> {
     let signer = Signer::from_settings(&certificate_settings(settings))
         .map_err(exit::usage)?
@@ -146,7 +147,7 @@ async fn send_queue(
             match &settings.transport {
                 Transport::Stomp(s) => {
                     let config = stomp::broker_config(s, &settings.timeouts, credentials, capath);
-                    stomp::send_all(&config, destination, &spool, ids)
+                    stomp::send_all(&config, destination, &spool, ids, stop)
                         .await
                         .map_err(|e| match e {
                             crate::stomp::StompError::TlsSetup(_) => exit::usage(e),
@@ -158,7 +159,7 @@ async fn send_queue(
                         ams::client_config(a, destination, &settings.timeouts, credentials, capath)
                             .map_err(exit::usage)?;
                     let client = crate::ams::Client::new(config).map_err(exit::usage)?;
-                    ams::send_all(&client, &spool, ids)
+                    ams::send_all(&client, &spool, ids, stop)
                         .await
                         .map_err(Into::into)
                 }
@@ -169,7 +170,8 @@ async fn send_queue(
             tokio::select! {
                 r = &mut sent => r,
                 _ = stop.requested() => {
-                    // No new element is taken; those taken finish.
+                    // No new element is taken; those sent get the grace
+                    // (the transports end their waits themselves).
                     spool.stop();
                     sent.await
                 }

@@ -9,6 +9,7 @@ use tracing::Instrument;
 
 use super::queue::Spool;
 use crate::config::sender::{Stomp, Timeouts};
+use crate::daemon::Shutdown;
 use crate::smime::Credentials;
 use crate::spool::ElementId;
 use crate::stomp::{
@@ -52,25 +53,39 @@ pub fn broker_config(
 
 /// Sends every element of `ids`; `Err` is why the run stopped early (the
 /// elements not delivered are back in the queue by then, or will be once the
-/// spool is finished).
+/// spool is finished). Once `stop` is requested nothing more is sent, the
+/// connection attempt ends at once, and the messages already sent get until
+/// [`Shutdown::grace_over`] for their receipt; those without one are kept.
+/// A stop is no failure: `Ok`.
 pub async fn send_all(
     config: &BrokerConfig,
     destination: &str,
     spool: &Spool,
     ids: Vec<ElementId>,
+    stop: &Shutdown,
 ) -> Result<(), StompError> {
     // Signing starts while the connection is made (TCP, TLS, CONNECTED:
     // about 0.1 s against a local ActiveMQ); if no broker takes it, what was
     // taken goes back to the queue untouched.
     let mut sealed = std::pin::pin!(spool.sealed(ids));
-    let mut conn = match stomp::connect(config).await {
-        Ok(conn) => conn,
-        Err(e) => {
+    let connected = tokio::select! {
+        c = stomp::connect(config) => Some(c),
+        _ = stop.requested() => None,
+    };
+    let mut conn = match connected {
+        Some(Ok(conn)) => conn,
+        unusable => {
             spool.stop();
             while let Some(msg) = sealed.next().await {
                 spool.keep(msg.id);
             }
-            return Err(e);
+            return match unusable {
+                Some(Err(e)) => Err(e),
+                _ => {
+                    tracing::info!("stopped on request while connecting to the broker");
+                    Ok(())
+                }
+            };
         }
     };
     tracing::info!(
@@ -81,24 +96,33 @@ pub async fn send_all(
     let mut in_flight: HashMap<String, ElementId> = HashMap::new();
     let mut failure: Option<StompError> = None;
     while let Some(msg) = sealed.next().await {
-        if failure.is_some() {
+        if failure.is_some() || stop.is_requested() {
+            spool.stop();
             spool.keep(msg.id);
             continue;
         }
         let key = msg.id.as_str().to_owned();
         let span = tracing::info_span!("msg", msg = %msg.id);
-        match conn
-            .send(destination, &key, msg.body)
-            .instrument(span)
-            .await
-        {
-            Ok(()) => {
+        // `send` waits only for a window slot, and is cancel-safe: a stop
+        // while waiting sends nothing.
+        let sending = conn.send(destination, &key, msg.body).instrument(span);
+        let sent = tokio::select! {
+            r = sending => Some(r),
+            _ = stop.requested() => None,
+        };
+        match sent {
+            Some(Ok(())) => {
                 in_flight.insert(key, msg.id);
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 spool.keep(msg.id);
                 spool.stop();
                 failure = Some(e);
+                continue;
+            }
+            None => {
+                spool.keep(msg.id);
+                spool.stop();
                 continue;
             }
         }
@@ -106,8 +130,22 @@ pub async fn send_all(
             settle(spool, &mut in_flight, outcome);
         }
     }
-    while let Some(outcome) = conn.next_outcome().await {
-        settle(spool, &mut in_flight, outcome);
+    let mut grace = std::pin::pin!(stop.grace_over());
+    let mut abandoned = false;
+    loop {
+        let outcome = tokio::select! {
+            o = conn.next_outcome() => o,
+            _ = &mut grace, if !abandoned => {
+                // Settles every unconfirmed message as failed.
+                conn.abandon().await;
+                abandoned = true;
+                continue;
+            }
+        };
+        match outcome {
+            Some(outcome) => settle(spool, &mut in_flight, outcome),
+            None => break,
+        }
     }
     // Every sent message had its outcome; anything left was never confirmed.
     for (_, id) in in_flight.drain() {
@@ -116,7 +154,12 @@ pub async fn send_all(
     if let Some(e) = failure.or_else(|| conn.failure().cloned()) {
         return Err(e);
     }
-    conn.disconnect().await?;
+    // The DISCONNECT receipt confirms no message: a stop does not wait for
+    // it beyond the grace.
+    tokio::select! {
+        r = conn.disconnect() => r?,
+        _ = &mut grace, if !abandoned => conn.abandon().await,
+    }
     // Confirmations that came during the disconnect.
     while let Some(outcome) = conn.next_outcome().await {
         settle(spool, &mut in_flight, outcome);

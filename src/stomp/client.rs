@@ -125,6 +125,7 @@ pub struct Connection {
 
 /// Connects to the first broker of `config.brokers` that completes TCP, TLS
 /// (when configured) and the STOMP handshake, trying them in order.
+/// Cancel-safe: dropping the future closes whatever was half open.
 pub async fn connect(config: &BrokerConfig) -> Result<Connection, StompError> {
     if config.brokers.is_empty() {
         return Err(StompError::NoBrokers);
@@ -645,6 +646,32 @@ impl Connection {
         self.closed = true;
         tracing::info!(broker = %self.broker, "disconnected from STOMP broker");
         Ok(())
+    }
+
+    /// Gives up on the connection at once, without DISCONNECT (a stop
+    /// request whose grace is over): every message still unconfirmed gets
+    /// [`Outcome::Failed`] from [`Connection::next_outcome`] (the broker may
+    /// or may not have it), and `send` refuses from now on. Not a failure:
+    /// [`Connection::failure`] stays as it was.
+    pub async fn abandon(&mut self) {
+        if !self.stopped {
+            self.outbound = None;
+            if let Some(writer) = &self.writer {
+                writer.abort();
+            }
+            self.finish_tasks(false).await;
+            let unconfirmed = self
+                .ready
+                .iter()
+                .filter(|o| matches!(o, Outcome::Failed(_)))
+                .count();
+            tracing::warn!(
+                broker = %self.broker,
+                unconfirmed,
+                "stopped waiting for the broker: messages without a receipt are kept"
+            );
+        }
+        self.closed = true;
     }
 
     /// Err when the connection can no longer send.

@@ -18,9 +18,10 @@ use tokio_util::codec::{Decoder, Encoder};
 /// of at most 1 MB), so anything larger is a broken or hostile peer.
 pub const DEFAULT_MAX_FRAME: usize = 2 * 1024 * 1024;
 
-/// Header lines longer than this are refused even below the frame limit: no
-/// legitimate header needs it and it bounds the work of scanning for a body.
-const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// A command and header block (with its blank line) longer than this is
+/// refused even below the frame limit: no legitimate header needs it and it
+/// bounds the work of scanning for a body.
+pub const MAX_HEADER_BLOCK: usize = 64 * 1024;
 
 /// A STOMP command: the first line of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,6 +162,8 @@ impl From<Frame> for Outbound {
 pub enum CodecError {
     #[error("frame larger than the limit of {limit} bytes")]
     FrameTooLarge { limit: usize },
+    #[error("command and headers larger than the limit of {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     #[error("unknown STOMP command {0:?}")]
     UnknownCommand(String),
     #[error("header line {0:?} has no ':'")]
@@ -291,16 +294,29 @@ impl Decoder for StompCodec {
             return Ok(None);
         }
 
-        // Command line and headers end with an empty line.
+        // Command line and headers end with an empty line. The limits are
+        // checked so that the verdict does not depend on how the bytes were
+        // split into reads: a partial block of `header_limit` bytes can only
+        // complete above the limit.
+        let header_limit = self.max_frame.min(MAX_HEADER_BLOCK);
+        let headers_too_large = || {
+            if header_limit < self.max_frame {
+                CodecError::HeadersTooLarge {
+                    limit: header_limit,
+                }
+            } else {
+                self.too_large()
+            }
+        };
         let Some(header_end) = find_header_end(src) else {
-            if src.len() > self.max_frame.min(MAX_HEADER_BLOCK) {
-                return Err(self.too_large());
+            if src.len() >= header_limit {
+                return Err(headers_too_large());
             }
             return Ok(None);
         };
         let (head_len, body_start) = header_end;
-        if body_start > self.max_frame {
-            return Err(self.too_large());
+        if body_start > header_limit {
+            return Err(headers_too_large());
         }
 
         let head = &src[..head_len];
@@ -360,13 +376,11 @@ impl Decoder for StompCodec {
                 len
             }
             None => match src[body_start..].iter().position(|&b| b == 0) {
-                Some(len) => len,
-                None => {
-                    if src.len() > self.max_frame {
-                        return Err(self.too_large());
-                    }
-                    return Ok(None);
-                }
+                Some(len) if body_start + len < self.max_frame => len,
+                Some(_) => return Err(self.too_large()),
+                // The NUL, when it comes, is beyond the limit.
+                None if src.len() >= self.max_frame => return Err(self.too_large()),
+                None => return Ok(None),
             },
         };
 
@@ -680,6 +694,12 @@ message:temp-queue\\c//ID\\cnope\n\norg.apache.activemq.DestinationDoesNotExistE
             codec.decode(&mut buf),
             Err(CodecError::FrameTooLarge { .. })
         ));
+        let mut buf = BytesMut::from(&b"MESSAGE\nx:"[..]);
+        buf.extend_from_slice(&[b'y'; MAX_HEADER_BLOCK]);
+        assert!(matches!(
+            StompCodec::default().decode(&mut buf),
+            Err(CodecError::HeadersTooLarge { .. })
+        ));
         // Absurd content-length does not overflow.
         let mut buf = BytesMut::from(&b"MESSAGE\ncontent-length:18446744073709551615\n\n"[..]);
         assert!(matches!(
@@ -766,6 +786,241 @@ message:temp-queue\\c//ID\\cnope\n\norg.apache.activemq.DestinationDoesNotExistE
                 steps += 1;
                 assert!(steps <= input.len() + 1);
             }
+        }
+    }
+
+    mod properties {
+        //! The decoder against arbitrary bytes, near-valid frames and every
+        //! chunking: no panic, bounded output and buffering, the same verdict
+        //! however the bytes were split, and encode then decode is identity.
+
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const COMMANDS: [Command; 15] = [
+            Command::Connect,
+            Command::Stomp,
+            Command::Connected,
+            Command::Send,
+            Command::Subscribe,
+            Command::Unsubscribe,
+            Command::Ack,
+            Command::Nack,
+            Command::Begin,
+            Command::Commit,
+            Command::Abort,
+            Command::Disconnect,
+            Command::Message,
+            Command::Receipt,
+            Command::Error,
+        ];
+
+        /// What decoding `input` split at `cuts` gives: the items, then the
+        /// error that ended it, if any.
+        fn feed(
+            escaping: bool,
+            max_frame: usize,
+            input: &[u8],
+            cuts: &[usize],
+        ) -> (Vec<Inbound>, Option<String>) {
+            let mut codec = StompCodec::new(max_frame);
+            codec.set_escaping(escaping);
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+            cuts.push(input.len());
+            cuts.sort_unstable();
+            let mut buf = BytesMut::new();
+            let mut items = Vec::new();
+            let mut at = 0;
+            for cut in cuts {
+                buf.extend_from_slice(&input[at..cut]);
+                at = cut;
+                loop {
+                    match codec.decode(&mut buf) {
+                        Ok(Some(item)) => items.push(item),
+                        Ok(None) => {
+                            // Never asks to keep more than one frame's worth.
+                            assert!(buf.len() < max_frame.max(2), "{} buffered", buf.len());
+                            break;
+                        }
+                        Err(e) => return (items, Some(e.to_string())),
+                    }
+                }
+            }
+            loop {
+                match codec.decode_eof(&mut buf) {
+                    Ok(Some(item)) => items.push(item),
+                    Ok(None) => return (items, None),
+                    Err(e) => return (items, Some(e.to_string())),
+                }
+            }
+        }
+
+        /// Output bounded by the input and the frame limit.
+        fn assert_bounded(items: &[Inbound], input: &[u8], max_frame: usize) {
+            assert!(items.len() <= input.len());
+            for item in items {
+                if let Inbound::Frame(f) = item {
+                    let size: usize = f.body.len()
+                        + f.headers
+                            .iter()
+                            .map(|(n, v)| n.len() + v.len())
+                            .sum::<usize>();
+                    assert!(
+                        size <= max_frame,
+                        "a frame of {size} bytes over {max_frame}"
+                    );
+                }
+            }
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            let chars = prop::sample::select(vec![
+                'a', 'z', '-', ' ', ':', '\\', '\n', '\r', '\0', '\u{e9}',
+            ]);
+            prop::collection::vec(chars, 0..8).prop_map(|c| c.into_iter().collect())
+        }
+
+        fn frame() -> impl Strategy<Value = Frame> {
+            let name = prop_oneof![4 => text(), 1 => Just("content-length".to_owned())];
+            (
+                prop::sample::select(COMMANDS.to_vec()),
+                prop::collection::vec((name, text()), 0..5),
+                prop::collection::vec(any::<u8>(), 0..48),
+            )
+                .prop_map(|(command, headers, body)| Frame {
+                    command,
+                    headers,
+                    body: body.into(),
+                })
+        }
+
+        /// What a peer decodes from `frame` as we encode it: our
+        /// content-length replaces any given one, last.
+        fn as_decoded(frame: &Frame) -> Frame {
+            let mut want = frame.clone();
+            want.headers.retain(|(n, _)| n != "content-length");
+            if !frame.body.is_empty() || frame.command == Command::Send {
+                want.headers
+                    .push(("content-length".into(), frame.body.len().to_string()));
+            }
+            want
+        }
+
+        fn encoded(frame: &Frame, escaping: bool) -> Result<Vec<u8>, CodecError> {
+            let mut codec = StompCodec::default();
+            codec.set_escaping(escaping);
+            let mut buf = BytesMut::new();
+            codec.encode_frame(frame, &mut buf).map(|()| buf.to_vec())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            #[test]
+            fn arbitrary_bytes_in_any_chunks(
+                input in prop::collection::vec(
+                    prop_oneof![3 => any::<u8>(), 2 => prop::sample::select(b"\n\r\0:\\".to_vec())],
+                    0..256,
+                ),
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+                escaping in any::<bool>(),
+                max_frame in 1usize..300,
+            ) {
+                let whole = feed(escaping, max_frame, &input, &[]);
+                assert_bounded(&whole.0, &input, max_frame);
+                let chunked = feed(escaping, max_frame, &input, &cuts);
+                prop_assert_eq!(whole, chunked);
+            }
+
+            #[test]
+            fn near_valid_frames_in_any_chunks(
+                frames in prop::collection::vec(frame(), 1..4),
+                edits in prop::collection::vec((any::<usize>(), any::<u8>(), 0..3u8), 0..4),
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+                max_frame in 16usize..200,
+            ) {
+                let mut input = Vec::new();
+                for f in &frames {
+                    input.extend(encoded(f, true).unwrap_or_default());
+                    input.push(b'\n');
+                }
+                for (at, byte, op) in edits {
+                    let at = at % (input.len() + 1);
+                    match op {
+                        0 if at < input.len() => { input.remove(at); }
+                        1 if at < input.len() => input[at] = byte,
+                        _ => input.insert(at, byte),
+                    }
+                }
+                let whole = feed(true, max_frame, &input, &[]);
+                assert_bounded(&whole.0, &input, max_frame);
+                prop_assert_eq!(whole, feed(true, max_frame, &input, &cuts));
+            }
+
+            #[test]
+            fn encode_then_decode_is_identity(
+                frame in frame(),
+                escaping in any::<bool>(),
+                beats in prop::collection::vec(prop::sample::select(vec!["\n", "\r\n"]), 0..3),
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let wire = match encoded(&frame, escaping) {
+                    Ok(wire) => wire,
+                    Err(CodecError::Unencodable { .. }) => {
+                        // Only where the frame is not escaped, and only for
+                        // bytes that cannot be sent unescaped.
+                        prop_assert!(!(escaping && frame.command.escapes_headers()));
+                        let unsendable = |(n, v): &(String, String)| {
+                            n.contains(':') || (n.clone() + v).contains(['\n', '\r'])
+                        };
+                        prop_assert!(frame.headers.iter().any(unsendable), "{:?}", frame);
+                        return Ok(());
+                    }
+                    Err(e) => panic!("{e}"),
+                };
+                let mut input: Vec<u8> = beats.concat().into_bytes();
+                input.extend(&wire);
+                let (items, error) = feed(escaping, DEFAULT_MAX_FRAME, &input, &cuts);
+                prop_assert_eq!(error, None);
+                let mut want = vec![Inbound::HeartBeat; beats.len()];
+                want.push(Inbound::Frame(as_decoded(&frame)));
+                prop_assert_eq!(items, want);
+            }
+
+            #[test]
+            fn a_frame_over_the_limit_is_an_error(
+                frame in frame(),
+                slack in -3i64..3,
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let Ok(wire) = encoded(&frame, true) else { return Ok(()) };
+                let max_frame = usize::try_from(wire.len() as i64 + slack).unwrap_or(1).max(1);
+                let (items, error) = feed(true, max_frame, &wire, &cuts);
+                if wire.len() <= max_frame {
+                    prop_assert_eq!(error, None);
+                    prop_assert_eq!(items, vec![Inbound::Frame(as_decoded(&frame))]);
+                } else {
+                    prop_assert!(items.is_empty());
+                    let too_large = CodecError::FrameTooLarge { limit: max_frame }.to_string();
+                    prop_assert_eq!(error, Some(too_large));
+                }
+            }
+        }
+
+        #[test]
+        fn a_header_block_over_its_limit_is_refused_however_it_arrives() {
+            let mut wire = b"MESSAGE\n".to_vec();
+            while wire.len() < MAX_HEADER_BLOCK {
+                wire.extend_from_slice(b"x:y\n");
+            }
+            wire.extend_from_slice(b"\n\0");
+            let too_large = CodecError::HeadersTooLarge {
+                limit: MAX_HEADER_BLOCK,
+            }
+            .to_string();
+            let whole = feed(true, DEFAULT_MAX_FRAME, &wire, &[]);
+            assert_eq!(whole, (Vec::new(), Some(too_large)));
+            assert_eq!(whole, feed(true, DEFAULT_MAX_FRAME, &wire, &[100, 70_000]));
         }
     }
 }
