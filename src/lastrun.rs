@@ -10,11 +10,15 @@
 //! or the new date, never an empty or partial file.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::spool::sync_dir;
-use crate::time::{TimeError, Timestamp};
+use crate::time::{TimeError, Timestamp, excerpt};
+
+/// A lastrun file holds one date (about 25 bytes): a longer one is not read.
+pub const MAX_BYTES: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LastrunError {
@@ -28,6 +32,12 @@ pub enum LastrunError {
     Invalid { path: PathBuf, error: TimeError },
     #[error("invalid lastrun file {path}: not UTF-8 text")]
     NotText { path: PathBuf },
+    #[error("invalid lastrun file {path}: more than {MAX_BYTES} bytes, starting {start:?}")]
+    TooLarge { path: PathBuf, start: String },
+    #[error("invalid lastrun file {path}: {what} (never followed or read)")]
+    NotRegular { path: PathBuf, what: &'static str },
+    #[error("invalid lastrun file {path}: {t} is before 1970")]
+    BeforeEpoch { path: PathBuf, t: Timestamp },
     #[error("project id {project:?} cannot name a lastrun file (empty, or contains '/' or NUL)")]
     BadProject { project: String },
 }
@@ -54,18 +64,55 @@ fn checked_path(spooldir: &Path, project: &str) -> Result<PathBuf, LastrunError>
 /// The project's lastrun; `None` when there is no file (the caller starts from
 /// [`Timestamp::EPOCH`], as cASO does). An unreadable or unparsable file is an
 /// error naming it: fail that project, go on with the others.
+///
+/// The file is opened without following a symlink (it lives in the spool
+/// directory) and without blocking on a FIFO; anything but a regular file,
+/// or more than [`MAX_BYTES`], is an error quoting at most a short excerpt.
 pub fn read(spooldir: &Path, project: &str) -> Result<Option<Timestamp>, LastrunError> {
     let path = checked_path(spooldir, project)?;
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("read", &path)(e)),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(LastrunError::NotRegular {
+                path,
+                what: "a symbolic link",
+            });
+        }
+        Err(e) => return Err(io_err("open", &path)(e)),
     };
+    // The type of what was opened, not of whatever the path names now.
+    let meta = f.metadata().map_err(io_err("stat", &path))?;
+    if !meta.file_type().is_file() {
+        return Err(LastrunError::NotRegular {
+            path,
+            what: "not a regular file",
+        });
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read", &path))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(LastrunError::TooLarge {
+            start: excerpt(&String::from_utf8_lossy(&bytes)),
+            path,
+        });
+    }
     let text =
         String::from_utf8(bytes).map_err(|_| LastrunError::NotText { path: path.clone() })?;
-    Timestamp::parse(&text)
-        .map(Some)
-        .map_err(|error| LastrunError::Invalid { path, error })
+    let t = Timestamp::parse(&text).map_err(|error| LastrunError::Invalid {
+        path: path.clone(),
+        error,
+    })?;
+    if t < Timestamp::EPOCH {
+        return Err(LastrunError::BeforeEpoch { path, t });
+    }
+    Ok(Some(t))
 }
 
 /// Writes `t` as cASO does (`Timestamp::to_python_str`, no newline),
@@ -79,6 +126,8 @@ pub fn write(spooldir: &Path, project: &str, t: Timestamp) -> Result<(), Lastrun
         .write(true)
         .create(true)
         .truncate(true)
+        // A symlink planted as the temporary name must not be written through.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(io_err("create", &tmp))?;
     let written = f

@@ -11,7 +11,9 @@
 
 pub mod caso;
 pub mod ini;
+pub mod interpolate;
 pub mod sender;
+pub mod voms;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -35,6 +37,12 @@ pub enum ConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// A file over [`MAX_FILE_BYTES`].
+    #[error("{}: larger than {limit} bytes: not a configuration file", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
+    /// An invalid voms.json.
+    #[error(transparent)]
+    VoMap(#[from] voms::VoMapError),
     /// A malformed line.
     #[error("{}:{line}: {message}", path.display())]
     Syntax {
@@ -66,6 +74,32 @@ pub enum ConfigError {
     /// figment itself failed (should not happen with our providers).
     #[error("configuration: {0}")]
     Figment(String),
+}
+
+/// The largest configuration file read: caso.conf, a `--config-dir` file,
+/// sender.cfg, voms.json (16 MiB; real ones are a few KiB).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a configuration file, at most [`MAX_FILE_BYTES`] (+1 to tell a
+/// file that is too large), so `/dev/zero` or a runaway file cannot fill memory.
+pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let read_err = |error| ConfigError::Read {
+        path: path.to_path_buf(),
+        error,
+    };
+    let f = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Where a value came from, for messages and `--print-config`.
@@ -282,6 +316,8 @@ pub struct Setting {
     /// As written, before interpolation.
     pub raw: String,
     pub origin: Origin,
+    /// A secret option, or a value interpolated from one: never shown.
+    pub secret: bool,
 }
 
 /// The merged, interpolated and kind-checked configuration of one program.
@@ -436,7 +472,8 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
     // unknown and ignored ones dropped); the lines give origins after the merge.
     let mut file_docs = Vec::new();
     for path in &sources.files {
-        let doc = IniDocument::read(path, schema.dialect)?;
+        let known = |s: &str, k: &str| schema.spec(s, k).is_some() || schema.rename(s, k).is_some();
+        let doc = IniDocument::read_known(path, schema.dialect, &known)?;
         let mut admitted = IniDocument {
             path: path.clone(),
             sections: Vec::new(),
@@ -570,12 +607,16 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
                         .map(|(_, o)| o.clone())
                         .unwrap_or(Origin::Default),
                 };
+                let secret = schema
+                    .spec(&at.0, &at.1)
+                    .is_some_and(|o| matches!(o.kind, Kind::Secret));
                 values.insert(
                     at,
                     Setting {
                         value: text.to_string(),
                         raw: text.to_string(),
                         origin,
+                        secret,
                     },
                 );
             }
@@ -583,7 +624,7 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
     }
 
     if schema.interpolate {
-        interpolate_all(schema, &mut values)?;
+        interpolate::interpolate_all(schema, &mut values)?;
     }
 
     let mut eff = Effective {
@@ -596,141 +637,6 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
     let mut seen = BTreeSet::new();
     eff.warnings.retain(|w| seen.insert(w.clone()));
     Ok(eff)
-}
-
-/// oslo.config `$name` / `${name}` / `$group.name` substitution against the
-/// final merged values: same section first, then DEFAULT; `$$` and `\$` are a
-/// literal `$`; an unset known option is empty; an unknown name or a loop is an
-/// error naming the option and where it was set.
-fn interpolate_all(
-    schema: &Schema,
-    values: &mut BTreeMap<(String, String), Setting>,
-) -> Result<(), ConfigError> {
-    let keys: Vec<(String, String)> = values.keys().cloned().collect();
-    let mut done: HashMap<(String, String), String> = HashMap::new();
-    for k in keys {
-        let mut stack = Vec::new();
-        let v = resolve(schema, values, &k, &mut done, &mut stack)?;
-        if let Some(s) = values.get_mut(&k) {
-            s.value = v;
-        }
-    }
-    Ok(())
-}
-
-fn resolve(
-    schema: &Schema,
-    values: &BTreeMap<(String, String), Setting>,
-    key: &(String, String),
-    done: &mut HashMap<(String, String), String>,
-    stack: &mut Vec<(String, String)>,
-) -> Result<String, ConfigError> {
-    if let Some(v) = done.get(key) {
-        return Ok(v.clone());
-    }
-    let Some(setting) = values.get(key) else {
-        // A known option nobody set: oslo substitutes None as ''.
-        return Ok(String::new());
-    };
-    let invalid = |message: String| ConfigError::Invalid {
-        origin: setting.origin.clone(),
-        section: key.0.clone(),
-        key: key.1.clone(),
-        message,
-    };
-    if let Some(pos) = stack.iter().position(|k| k == key) {
-        let chain: Vec<String> = stack[pos..]
-            .iter()
-            .chain(std::iter::once(key))
-            .map(|(s, k)| format!("[{s}] {k}"))
-            .collect();
-        return Err(invalid(format!(
-            "interpolation loop: {}",
-            chain.join(" -> ")
-        )));
-    }
-    stack.push(key.clone());
-    let raw = setting.raw.replace("\\$", "$$");
-    let mut out = String::new();
-    let mut rest = raw.as_str();
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        if let Some(r) = after.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-            continue;
-        }
-        let (name, next) = if let Some(b) = after.strip_prefix('{') {
-            match b.find('}') {
-                Some(end) if is_ident(&b[..end]) => (&b[..end], &b[end + 1..]),
-                _ => {
-                    out.push('$');
-                    rest = after;
-                    continue;
-                }
-            }
-        } else {
-            let len = ident_len(after);
-            (&after[..len], &after[len..])
-        };
-        if name.is_empty() {
-            // Not a placeholder: kept as is, like Python's safe_substitute.
-            out.push('$');
-            rest = after;
-            continue;
-        }
-        let target = lookup(schema, values, &key.0, name).ok_or_else(|| {
-            // Never echo part of a secret.
-            let shown = match schema.spec(&key.0, &key.1).map(|s| &s.kind) {
-                Some(Kind::Secret) => "a $ placeholder".to_string(),
-                _ => format!("${name}"),
-            };
-            invalid(format!(
-                "{shown} does not name an option of [{}] or [DEFAULT] (write $$ for a literal $)",
-                key.0
-            ))
-        })?;
-        out.push_str(&resolve(schema, values, &target, done, stack)?);
-        rest = next;
-    }
-    out.push_str(rest);
-    stack.pop();
-    done.insert(key.clone(), out.clone());
-    Ok(out)
-}
-
-fn ident_len(s: &str) -> usize {
-    let b = s.as_bytes();
-    if b.is_empty() || !(b[0].is_ascii_alphabetic() || b[0] == b'_') {
-        return 0;
-    }
-    b.iter()
-        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'.')
-        .count()
-}
-
-fn is_ident(s: &str) -> bool {
-    !s.is_empty() && ident_len(s) == s.len()
-}
-
-fn lookup(
-    schema: &Schema,
-    values: &BTreeMap<(String, String), Setting>,
-    section: &str,
-    name: &str,
-) -> Option<(String, String)> {
-    let known = |s: &str, k: &str| {
-        values.contains_key(&(s.to_string(), k.to_string())) || schema.spec(s, k).is_some()
-    };
-    if known(section, name) {
-        return Some((section.into(), name.into()));
-    }
-    if known("DEFAULT", name) {
-        return Some(("DEFAULT".into(), name.into()));
-    }
-    let (group, opt) = name.split_once('.')?;
-    known(group, opt).then(|| (group.to_string(), opt.to_string()))
 }
 
 /// Typed parsing of one value; the error text is completed with the option and
@@ -811,11 +717,15 @@ impl Effective {
     }
 
     fn invalid(&self, section: &str, key: &str, message: String) -> ConfigError {
+        let setting = self.get(section, key);
+        // The messages quote the value: not one that holds a secret.
+        let message = if setting.is_some_and(|s| s.secret) {
+            "invalid value (not shown: it holds a secret)".to_string()
+        } else {
+            message
+        };
         ConfigError::Invalid {
-            origin: self
-                .get(section, key)
-                .map(|s| s.origin.clone())
-                .unwrap_or(Origin::Default),
+            origin: setting.map(|s| s.origin.clone()).unwrap_or(Origin::Default),
             section: section.into(),
             key: key.into(),
             message,
@@ -1014,8 +924,10 @@ impl Effective {
     /// How `--print-config` shows a value: normalised by kind, secrets masked.
     fn display(&self, spec: &OptSpec, setting: &Setting) -> String {
         let v = setting.value.as_str();
+        if setting.secret && !v.is_empty() {
+            return "****".into();
+        }
         match &spec.kind {
-            Kind::Secret if !v.is_empty() => "****".into(),
             Kind::Bool => parse_bool(v)
                 .map(|b| b.to_string())
                 .unwrap_or_else(|_| v.into()),
