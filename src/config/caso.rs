@@ -536,22 +536,6 @@ pub(crate) fn period(
     Ok((from, to))
 }
 
-/// A timeout: unset, or more than zero (zero would fail every request).
-pub(crate) fn positive_duration(
-    e: &Effective,
-    section: &str,
-    key: &str,
-) -> Result<Option<Duration>, ConfigError> {
-    match e.duration(section, key)? {
-        Some(d) if d.is_zero() => Err(e.invalid(
-            section,
-            key,
-            "must be more than 0 (unset it for the default)".into(),
-        )),
-        d => Ok(d),
-    }
-}
-
 fn record_types(e: &Effective, section: &str) -> Result<Vec<RecordType>, ConfigError> {
     let types: Vec<RecordType> = typed_list(e, section, "record_types")?;
     if types.is_empty() && e.list(section, "record_types").is_empty() {
@@ -666,7 +650,7 @@ impl CasoSettings {
                 certfile: e.path(KA, "certfile"),
                 keyfile: e.path(KA, "keyfile"),
                 insecure: e.boolean(KA, "insecure")?,
-                timeout: positive_duration(e, KA, "timeout")?,
+                timeout: e.timeout(KA, "timeout")?,
                 interface,
                 connect_retries: int(KA, "connect_retries", 3)? as u32,
                 retry_backoff: e

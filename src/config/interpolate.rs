@@ -15,7 +15,7 @@ use super::{ConfigError, Kind, Schema, Setting};
 /// Longest value interpolation may produce (64 KiB).
 pub const MAX_EXPANDED_BYTES: usize = 64 * 1024;
 
-/// Most references followed from one value (`$a` -> `$b` -> ...).
+/// Longest chain of references from one value (`$a` -> `$b` -> ...).
 pub const MAX_DEPTH: usize = 16;
 
 type Key = (String, String);
@@ -25,6 +25,8 @@ type Key = (String, String);
 struct Expanded {
     text: String,
     secret: bool,
+    /// The longest chain of references below this value (0: none).
+    depth: usize,
 }
 
 /// Expands every value in place.
@@ -60,6 +62,7 @@ fn resolve(
         return Ok(Expanded {
             text: String::new(),
             secret: false,
+            depth: 0,
         });
     };
     let invalid = |message: String| ConfigError::Invalid {
@@ -68,25 +71,20 @@ fn resolve(
         key: key.1.clone(),
         message,
     };
-    let chain = |from: usize| -> String {
-        stack[from..]
+    if let Some(pos) = stack.iter().position(|k| k == key) {
+        let chain: Vec<String> = stack[pos..]
             .iter()
             .chain(std::iter::once(key))
             .map(|(s, k)| format!("[{s}] {k}"))
-            .collect::<Vec<_>>()
-            .join(" -> ")
-    };
-    if let Some(pos) = stack.iter().position(|k| k == key) {
-        return Err(invalid(format!("interpolation loop: {}", chain(pos))));
-    }
-    if stack.len() >= MAX_DEPTH {
+            .collect();
         return Err(invalid(format!(
-            "interpolation deeper than {MAX_DEPTH} references: {}",
-            chain(0)
+            "interpolation loop: {}",
+            chain.join(" -> ")
         )));
     }
     stack.push(key.clone());
     let mut secret = setting.secret;
+    let mut depth = 0;
     let too_long = || {
         invalid(format!(
             "interpolation expands this value beyond {MAX_EXPANDED_BYTES} bytes"
@@ -138,13 +136,25 @@ fn resolve(
             ))
         })?;
         let part = resolve(schema, values, &target, done, stack)?;
+        // Counted below each value (not on the stack), so the limit does not
+        // depend on which option happens to be expanded first.
+        depth = depth.max(part.depth + 1);
+        if depth > MAX_DEPTH {
+            return Err(invalid(format!(
+                "interpolation nests references more than {MAX_DEPTH} deep (via ${name})"
+            )));
+        }
         secret |= part.secret;
         push_bounded(&mut out, &part.text).ok_or_else(too_long)?;
         rest = next;
     }
     push_bounded(&mut out, rest).ok_or_else(too_long)?;
     stack.pop();
-    let v = Expanded { text: out, secret };
+    let v = Expanded {
+        text: out,
+        secret,
+        depth,
+    };
     done.insert(key.clone(), v.clone());
     Ok(v)
 }

@@ -855,6 +855,22 @@ impl Effective {
             .transpose()
     }
 
+    /// A timeout: unset, or more than zero (zero would fail every wait).
+    pub(crate) fn timeout(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match self.duration(section, key)? {
+            Some(d) if d.is_zero() => Err(self.invalid(
+                section,
+                key,
+                "must be more than 0 (unset it for the default)".into(),
+            )),
+            d => Ok(d),
+        }
+    }
+
     pub(crate) fn time(
         &self,
         section: &str,
