@@ -213,4 +213,61 @@ mod tests {
             .to_string();
         assert!(e.contains(&*missing.to_string_lossy()), "{e}");
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Up to 9999-12-31T23:59:59.999999Z, what the format can hold.
+        const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+        /// Lastrun-like text: digits and the separators of dates, and anything.
+        fn contents() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                prop::collection::vec(prop::sample::select(&b"0123456789-: T.+Z\n"[..]), 0..40),
+                prop::collection::vec(any::<u8>(), 0..64),
+                (any::<u8>(), 4000usize..5000).prop_map(|(b, n)| vec![b; n]),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            /// Any contents: no panic, and an error is one short line.
+            #[test]
+            fn any_contents_read_bounded(bytes in contents()) {
+                let d = tempfile::tempdir().unwrap();
+                fs::write(path(d.path(), "p"), &bytes).unwrap();
+                match read(d.path(), "p") {
+                    Ok(t) => prop_assert!(t.is_some_and(|t| t >= Timestamp::EPOCH)),
+                    Err(e) => {
+                        let m = e.to_string();
+                        // 40 characters, each at most 10 when escaped.
+                        prop_assert!(m.len() < 600 + d.path().as_os_str().len(), "{}", m);
+                        prop_assert!(!m.contains('\n'), "{}", m);
+                    }
+                }
+            }
+
+            /// What cASO and we write reads back as the same instant.
+            #[test]
+            fn rendered_times_read_back(micros in 0..=MAX_MICROS) {
+                let t = Timestamp::from_unix_micros(micros);
+                prop_assert_eq!(Timestamp::parse(&t.to_python_str()), Ok(t));
+                prop_assert_eq!(Timestamp::parse(&t.to_rfc3339()), Ok(t));
+            }
+        }
+
+        // Through the file, fewer cases: each writes and fsyncs.
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+            #[test]
+            fn written_times_read_back(micros in 0..=MAX_MICROS) {
+                let d = tempfile::tempdir().unwrap();
+                let t = Timestamp::from_unix_micros(micros);
+                write(d.path(), "p", t).unwrap();
+                prop_assert_eq!(read(d.path(), "p").unwrap(), Some(t));
+            }
+        }
+    }
 }

@@ -12,6 +12,8 @@
 pub mod caso;
 pub mod ini;
 pub mod interpolate;
+#[cfg(test)]
+mod props;
 pub mod sender;
 pub mod voms;
 

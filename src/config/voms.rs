@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::ConfigError;
+use crate::time::excerpt;
 
 /// Project -> VO, from voms.json.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -86,11 +87,13 @@ impl VoMap {
         };
         let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (vo, entry) in &vos {
+            // Quoted in errors: a short excerpt of a hostile key.
+            let vo_q = excerpt(vo);
             if let Some(why) = bad_name(vo) {
-                return Err(invalid(format!("VO {vo:?}: the VO name {why}")));
+                return Err(invalid(format!("VO {vo_q:?}: the VO name {why}")));
             }
             let Value::Object(entry) = entry else {
-                return Err(invalid(format!("VO {vo:?}: expected an object")));
+                return Err(invalid(format!("VO {vo_q:?}: expected an object")));
             };
             let list = |key: &str| -> Result<Vec<String>, VoMapError> {
                 let items = match entry.get(key) {
@@ -99,17 +102,19 @@ impl VoMap {
                         .iter()
                         .map(|i| {
                             i.as_str().map(str::to_string).ok_or_else(|| {
-                                invalid(format!("VO {vo:?}: {key} must list strings"))
+                                invalid(format!("VO {vo_q:?}: {key} must list strings"))
                             })
                         })
                         .collect::<Result<_, _>>()?,
                     Some(Value::String(s)) if key == "tenant" => vec![s.clone()],
-                    Some(_) => return Err(invalid(format!("VO {vo:?}: {key} has the wrong type"))),
+                    Some(_) => {
+                        return Err(invalid(format!("VO {vo_q:?}: {key} has the wrong type")));
+                    }
                 };
                 for (i, p) in items.iter().enumerate() {
                     if let Some(why) = bad_name(p) {
                         return Err(invalid(format!(
-                            "VO {vo:?}: {key}[{i}]: the project name {why}"
+                            "VO {vo_q:?}: {key}[{i}]: the project name {why}"
                         )));
                     }
                 }
