@@ -275,60 +275,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reference_voms_json_maps_projects() {
-        let text = include_str!("../../tests/fixtures/config/voms.json");
-        let map = VoMap::parse(Path::new("voms.json"), text).unwrap();
-        assert_eq!(map.lookup("ops", "x").unwrap(), Some("ops"));
-        assert_eq!(map.lookup("x", "bar").unwrap(), Some("fedcloud.egi.eu"));
-        assert_eq!(map.lookup("x", "y").unwrap(), None);
-    }
-
-    #[test]
-    fn old_keys_and_projects_key_wins() {
-        let map = VoMap::parse(
-            Path::new("m.json"),
-            r#"{"a": {"tenant": "t1"}, "b": {"tenants": ["t2", "t3"], "tenant": "t4"},
-                "c": {"projects": ["p1"], "tenants": ["ignored"]}, "d": {}}"#,
-        )
-        .unwrap();
-        for (p, vo) in [
-            ("t1", "a"),
-            ("t2", "b"),
-            ("t3", "b"),
-            ("t4", "b"),
-            ("p1", "c"),
-        ] {
-            assert_eq!(map.lookup(p, "").unwrap(), Some(vo), "{p}");
-        }
-        assert_eq!(map.lookup("ignored", "").unwrap(), None);
-    }
-
-    #[test]
-    fn a_project_in_two_vos_is_an_error_not_a_guess() {
-        let map = VoMap::parse(
-            Path::new("m.json"),
-            r#"{"a": {"projects": ["p"]}, "b": {"projects": ["p"]}}"#,
-        )
-        .unwrap();
-        let err = map.lookup("p", "name").unwrap_err();
-        assert!(err.contains("several VOs (a, b)"), "{err}");
-    }
-
-    #[test]
-    fn bad_files_name_the_file() {
-        for text in ["[1]", "{\"a\": 1}", "{\"a\": {\"projects\": [1]}}", "{"] {
-            let e = VoMap::parse(Path::new("/x/voms.json"), text).unwrap_err();
-            assert!(
-                e.to_string()
-                    .starts_with("invalid VO mapping file /x/voms.json: "),
-                "{e}"
-            );
-        }
-        let missing = VoMap::load(Path::new("/nonexistent/voms.json")).unwrap();
-        assert!(missing.is_empty());
-    }
-
     /// Defect 5: a project with no mapping has no VO (an error for it, made
     /// by the caller), unless default_vo is set; the property wins.
     #[test]
