@@ -507,6 +507,11 @@ fn class8_configuration_files_are_read_with_a_cap() {
 fn class9_bad_settings_exit_2_before_any_request() {
     let site = Site::new();
     let k = Counter::start();
+    let soon = cloud_accounting::time::Timestamp::now()
+        .add_seconds(7200)
+        .truncate_to_second()
+        .to_string();
+    let soon_args = ["--extract-from", soon.as_str()];
     // "@" in the expected text: "<caso.conf>:<line of the option>".
     type Case<'a> = (
         &'a str,
@@ -524,6 +529,14 @@ fn class9_bad_settings_exit_2_before_any_request() {
             &[],
             &[],
             "@ [DEFAULT] extract_from: 2999-01-01T00:00:00Z is in the future".into(),
+        ),
+        (
+            "--extract-from two hours ahead",
+            "",
+            "",
+            &soon_args,
+            &[],
+            format!("command-line flag --extract-from: [DEFAULT] extract_from: {soon} is in the future"),
         ),
         (
             "--extract-to before 1970",

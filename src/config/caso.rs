@@ -507,9 +507,8 @@ fn required(e: &Effective, section: &str, key: &str) -> Result<String, ConfigErr
 }
 
 /// `extract_from` and `extract_to`, checked against each other and the clock:
-/// before 1970, or `extract_from` more than a day ahead of `now`
-/// ([`crate::time::FUTURE_SLACK_SECS`]), is a configuration error, not a
-/// failure of every project.
+/// either before 1970, or `extract_from` after `now` (nothing could be
+/// extracted), is a configuration error, not a failure of every project.
 pub(crate) fn period(
     e: &Effective,
     now: Timestamp,
@@ -521,7 +520,7 @@ pub(crate) fn period(
             return Err(e.invalid(D, key, format!("{t} is before 1970-01-01")));
         }
     }
-    if let Some(t) = from.filter(|t| t.seconds_since(now) > crate::time::FUTURE_SLACK_SECS) {
+    if let Some(t) = from.filter(|t| *t > now) {
         return Err(e.invalid(
             D,
             "extract_from",
