@@ -210,7 +210,10 @@ pub fn run(
             if exit::is_usage(&e) {
                 return Err(e);
             }
-            tracing::error!("run failed, trying again next interval: {e:#}");
+            tracing::error!(
+                "run failed, trying again next interval: {}",
+                exit::Chain(&e)
+            );
         }
         if shutdown.is_requested() {
             tracing::info!("stopped on request");

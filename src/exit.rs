@@ -22,6 +22,30 @@ pub fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
     anyhow::Error::new(UsageError(e.into()))
 }
 
+/// An error and its causes on one line, `context: error: cause`, each text
+/// once. Many error types print their source in their own message and also
+/// return it as `source()`, so `{:#}` would print it twice ("Is a directory
+/// (os error 21): Is a directory (os error 21)"); a cause whose text the
+/// line already ends with is not repeated. Both programs print fatal errors
+/// through this.
+pub struct Chain<'a>(pub &'a anyhow::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut line = String::new();
+        for cause in self.0.chain() {
+            let text = cause.to_string();
+            if line.is_empty() {
+                line = text;
+            } else if !line.ends_with(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+        }
+        f.write_str(&line)
+    }
+}
+
 /// 2 when any error in the chain is a configuration or usage error, else 1.
 pub fn code_for(e: &anyhow::Error) -> ExitCode {
     ExitCode::from(if is_usage(e) { USAGE } else { FAILURE })
@@ -58,6 +82,36 @@ mod tests {
         let config: anyhow::Error = crate::config::ConfigError::Unsupported("x".into()).into();
         let config = config.context("loading");
         assert_eq!(code(&config), format!("{:?}", ExitCode::from(USAGE)));
+    }
+
+    #[test]
+    fn chain_prints_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read {path}: {source}")]
+        struct Both {
+            path: &'static str,
+            source: std::io::Error,
+        }
+        let io = std::io::Error::from_raw_os_error(21);
+        let text = io.to_string();
+        let e = anyhow::Error::new(Both {
+            path: "/tmp",
+            source: io,
+        })
+        .context("loading");
+        assert_eq!(
+            Chain(&e).to_string(),
+            format!("loading: cannot read /tmp: {text}")
+        );
+        assert_eq!(
+            format!("{e:#}").matches(&text).count(),
+            2,
+            "anyhow repeats it"
+        );
+        let plain = Err::<(), _>(std::io::Error::other("disk on fire"))
+            .context("reading /x")
+            .unwrap_err();
+        assert_eq!(Chain(&plain).to_string(), "reading /x: disk on fire");
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //! or the new date, never an empty or partial file.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::spool::sync_dir;
-use crate::time::{TimeError, Timestamp};
+use crate::time::{TimeError, Timestamp, excerpt};
+
+/// A lastrun file holds one date (about 25 bytes): a longer one is not read.
+pub const MAX_BYTES: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LastrunError {
@@ -28,6 +32,12 @@ pub enum LastrunError {
     Invalid { path: PathBuf, error: TimeError },
     #[error("invalid lastrun file {path}: not UTF-8 text")]
     NotText { path: PathBuf },
+    #[error("invalid lastrun file {path}: more than {MAX_BYTES} bytes, starting {start:?}")]
+    TooLarge { path: PathBuf, start: String },
+    #[error("invalid lastrun file {path}: {what} (never followed or read)")]
+    NotRegular { path: PathBuf, what: &'static str },
+    #[error("invalid lastrun file {path}: {t} is before 1970")]
+    BeforeEpoch { path: PathBuf, t: Timestamp },
     #[error("project id {project:?} cannot name a lastrun file (empty, or contains '/' or NUL)")]
     BadProject { project: String },
 }
@@ -54,18 +64,55 @@ fn checked_path(spooldir: &Path, project: &str) -> Result<PathBuf, LastrunError>
 /// The project's lastrun; `None` when there is no file (the caller starts from
 /// [`Timestamp::EPOCH`], as cASO does). An unreadable or unparsable file is an
 /// error naming it: fail that project, go on with the others.
+///
+/// The file is opened without following a symlink (it lives in the spool
+/// directory) and without blocking on a FIFO; anything but a regular file,
+/// or more than [`MAX_BYTES`], is an error quoting at most a short excerpt.
 pub fn read(spooldir: &Path, project: &str) -> Result<Option<Timestamp>, LastrunError> {
     let path = checked_path(spooldir, project)?;
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("read", &path)(e)),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(LastrunError::NotRegular {
+                path,
+                what: "a symbolic link",
+            });
+        }
+        Err(e) => return Err(io_err("open", &path)(e)),
     };
+    // The type of what was opened, not of whatever the path names now.
+    let meta = f.metadata().map_err(io_err("stat", &path))?;
+    if !meta.file_type().is_file() {
+        return Err(LastrunError::NotRegular {
+            path,
+            what: "not a regular file",
+        });
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read", &path))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(LastrunError::TooLarge {
+            start: excerpt(&String::from_utf8_lossy(&bytes)),
+            path,
+        });
+    }
     let text =
         String::from_utf8(bytes).map_err(|_| LastrunError::NotText { path: path.clone() })?;
-    Timestamp::parse(&text)
-        .map(Some)
-        .map_err(|error| LastrunError::Invalid { path, error })
+    let t = Timestamp::parse(&text).map_err(|error| LastrunError::Invalid {
+        path: path.clone(),
+        error,
+    })?;
+    if t < Timestamp::EPOCH {
+        return Err(LastrunError::BeforeEpoch { path, t });
+    }
+    Ok(Some(t))
 }
 
 /// Writes `t` as cASO does (`Timestamp::to_python_str`, no newline),
@@ -79,6 +126,8 @@ pub fn write(spooldir: &Path, project: &str, t: Timestamp) -> Result<(), Lastrun
         .write(true)
         .create(true)
         .truncate(true)
+        // A symlink planted as the temporary name must not be written through.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(io_err("create", &tmp))?;
     let written = f
@@ -163,5 +212,62 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains(&*missing.to_string_lossy()), "{e}");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Up to 9999-12-31T23:59:59.999999Z, what the format can hold.
+        const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+        /// Lastrun-like text: digits and the separators of dates, and anything.
+        fn contents() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                prop::collection::vec(prop::sample::select(&b"0123456789-: T.+Z\n"[..]), 0..40),
+                prop::collection::vec(any::<u8>(), 0..64),
+                (any::<u8>(), 4000usize..5000).prop_map(|(b, n)| vec![b; n]),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            /// Any contents: no panic, and an error is one short line.
+            #[test]
+            fn any_contents_read_bounded(bytes in contents()) {
+                let d = tempfile::tempdir().unwrap();
+                fs::write(path(d.path(), "p"), &bytes).unwrap();
+                match read(d.path(), "p") {
+                    Ok(t) => prop_assert!(t.is_some_and(|t| t >= Timestamp::EPOCH)),
+                    Err(e) => {
+                        let m = e.to_string();
+                        // 40 characters, each at most 10 when escaped.
+                        prop_assert!(m.len() < 600 + d.path().as_os_str().len(), "{}", m);
+                        prop_assert!(!m.contains('\n'), "{}", m);
+                    }
+                }
+            }
+
+            /// What cASO and we write reads back as the same instant.
+            #[test]
+            fn rendered_times_read_back(micros in 0..=MAX_MICROS) {
+                let t = Timestamp::from_unix_micros(micros);
+                prop_assert_eq!(Timestamp::parse(&t.to_python_str()), Ok(t));
+                prop_assert_eq!(Timestamp::parse(&t.to_rfc3339()), Ok(t));
+            }
+        }
+
+        // Through the file, fewer cases: each writes and fsyncs.
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+            #[test]
+            fn written_times_read_back(micros in 0..=MAX_MICROS) {
+                let d = tempfile::tempdir().unwrap();
+                let t = Timestamp::from_unix_micros(micros);
+                write(d.path(), "p", t).unwrap();
+                prop_assert_eq!(read(d.path(), "p").unwrap(), Some(t));
+            }
+        }
     }
 }

@@ -32,9 +32,26 @@ pub struct Civil {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid date/time {input:?}: {reason}")]
 pub struct TimeError {
+    /// An [`excerpt`] of the input: a hostile file or body may be huge.
     pub input: String,
     pub reason: &'static str,
 }
+
+/// Characters of a bad input quoted in an error.
+pub const EXCERPT_CHARS: usize = 40;
+
+/// The first [`EXCERPT_CHARS`] characters of `s`, with `...` when there is
+/// more; printed with `{:?}`, control characters come out escaped.
+pub fn excerpt(s: &str) -> String {
+    match s.char_indices().nth(EXCERPT_CHARS) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
+/// How far ahead of the clock a time read from OpenStack may be: more is a
+/// wrong clock or a forged value, not usage.
+pub const FUTURE_SLACK_SECS: i64 = 86_400;
 
 impl Timestamp {
     /// 1970-01-01T00:00:00Z, what cASO assumes when there is no lastrun file.
@@ -146,7 +163,7 @@ impl Timestamp {
     /// `2026-11-24` (midnight UTC). Offsets are `Z`, `±HH:MM`, `±HHMM` or `±HH`.
     pub fn parse(input: &str) -> Result<Self, TimeError> {
         let err = |reason| TimeError {
-            input: input.to_string(),
+            input: excerpt(input),
             reason,
         };
         let s = input.trim();
@@ -230,6 +247,18 @@ impl Timestamp {
         })
         .map_err(err)?;
         Ok(local.add_seconds(-offset_secs))
+    }
+
+    /// Why `self` cannot be a usage time as of `now`: before 1970, or more
+    /// than [`FUTURE_SLACK_SECS`] after `now`.
+    pub fn out_of_range(self, now: Timestamp) -> Option<&'static str> {
+        if self < Timestamp::EPOCH {
+            Some("is before 1970")
+        } else if self.seconds_since(now) > FUTURE_SLACK_SECS {
+            Some("is more than a day in the future")
+        } else {
+            None
+        }
     }
 
     /// Python's `str(datetime)` of an aware UTC datetime, as cASO writes

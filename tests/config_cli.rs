@@ -223,7 +223,7 @@ fn malformed_line_names_file_and_line() {
     assert_eq!(
         stderr(&o),
         format!(
-            "caso-extract: error: {conf}:3: expected 'key = value' or 'key: value', found \"this line is wrong\"\n"
+            "caso-extract: error: {conf}:3: expected 'key = value' or 'key: value' (the line is not shown: it may hold a secret)\n"
         )
     );
     let cfg = write(&d, "sender.cfg", "[broker]\nhost: h\n[messaging\n");

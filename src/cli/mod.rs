@@ -13,15 +13,16 @@ use crate::logging::LogHandle;
 /// Reports a fatal error once: through the log when the console gets log lines,
 /// else on stderr (and in the log file, if there is one). Returns the exit code.
 fn fail(program: &str, e: &anyhow::Error, log: Option<&LogHandle>) -> ExitCode {
+    let e_line = crate::exit::Chain(e);
     match log {
-        Some(l) if l.console => tracing::error!("{e:#}"),
+        Some(l) if l.console => tracing::error!("{e_line}"),
         Some(l) => {
             if l.file.is_some() {
-                tracing::error!("{e:#}");
+                tracing::error!("{e_line}");
             }
-            eprintln!("{program}: error: {e:#}");
+            eprintln!("{program}: error: {e_line}");
         }
-        None => eprintln!("{program}: error: {e:#}"),
+        None => eprintln!("{program}: error: {e_line}"),
     }
     crate::exit::code_for(e)
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::voms::VoMap;
 use super::{
     Choice, ConfigError, Effective, FlagValue, Kind, OptSpec, Origin, Owner, Rename, Schema,
     Secret, Sources, conf_files_in, ini::Dialect, opt, ours,
@@ -472,6 +473,8 @@ pub struct CasoSettings {
     pub vo_property: String,
     /// Default `/etc/caso/voms.json` (used only if it exists).
     pub mapping_file: PathBuf,
+    /// `mapping_file` as loaded (empty when there is no such file).
+    pub vo_map: VoMap,
     /// Default unset: each project's lastrun.
     pub extract_from: Option<Timestamp>,
     /// Default unset: now.
@@ -501,6 +504,35 @@ fn required(e: &Effective, section: &str, key: &str) -> Result<String, ConfigErr
         key: key.into(),
         purpose: "(no default)".into(),
     })
+}
+
+/// `extract_from` and `extract_to`, checked against each other and the clock:
+/// either before 1970, or `extract_from` after `now` (nothing could be
+/// extracted), is a configuration error, not a failure of every project.
+pub(crate) fn period(
+    e: &Effective,
+    now: Timestamp,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), ConfigError> {
+    let from = e.time(D, "extract_from")?;
+    let to = e.time(D, "extract_to")?;
+    for (key, t) in [("extract_from", from), ("extract_to", to)] {
+        if let Some(t) = t.filter(|t| *t < Timestamp::EPOCH) {
+            return Err(e.invalid(D, key, format!("{t} is before 1970-01-01")));
+        }
+    }
+    if let Some(t) = from.filter(|t| *t > now) {
+        return Err(e.invalid(
+            D,
+            "extract_from",
+            format!("{t} is in the future (now {now})"),
+        ));
+    }
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(e.invalid(D, "extract_from", format!("{f} is after extract_to {t}")));
+    }
+    Ok((from, to))
 }
 
 fn record_types(e: &Effective, section: &str) -> Result<Vec<RecordType>, ConfigError> {
@@ -559,6 +591,10 @@ impl CasoSettings {
         let int = |s: &str, k: &str, default: i64| -> Result<i64, ConfigError> {
             Ok(e.int(s, k)?.unwrap_or(default))
         };
+        let (extract_from, extract_to) = period(e, Timestamp::now())?;
+        let mapping_file = e
+            .path(D, "mapping_file")
+            .unwrap_or_else(|| "/etc/caso/voms.json".into());
         Ok(CasoSettings {
             messengers,
             spooldir: e
@@ -574,11 +610,10 @@ impl CasoSettings {
             projects: e.list(D, "projects"),
             caso_tag: required(e, D, "caso_tag")?,
             vo_property: required(e, D, "vo_property")?,
-            mapping_file: e
-                .path(D, "mapping_file")
-                .unwrap_or_else(|| "/etc/caso/voms.json".into()),
-            extract_from: e.time(D, "extract_from")?,
-            extract_to: e.time(D, "extract_to")?,
+            vo_map: VoMap::load(&mapping_file)?,
+            mapping_file,
+            extract_from,
+            extract_to,
             extractors,
             region_name: e.string(D, "region_name"),
             concurrency: int(D, "concurrency", 8)? as usize,
@@ -614,7 +649,7 @@ impl CasoSettings {
                 certfile: e.path(KA, "certfile"),
                 keyfile: e.path(KA, "keyfile"),
                 insecure: e.boolean(KA, "insecure")?,
-                timeout: e.duration(KA, "timeout")?,
+                timeout: e.timeout(KA, "timeout")?,
                 interface,
                 connect_retries: int(KA, "connect_retries", 3)? as u32,
                 retry_backoff: e
@@ -708,14 +743,7 @@ pub(crate) fn load_caso_with_env(
         .map(|(_, v)| PathBuf::from(v));
     let mut notes = Vec::new();
     let mut files = if cli.config_file.is_empty() {
-        let found = default_locations(home.as_deref(), ".conf");
-        if found.is_empty() {
-            notes.push(
-                "no configuration file given or found (looked for caso.conf in ~/.caso, ~, /etc/caso, /etc); using defaults"
-                    .to_string(),
-            );
-        }
-        found
+        default_locations(home.as_deref(), ".conf")
     } else {
         cli.config_file.clone()
     };
@@ -726,6 +754,22 @@ pub(crate) fn load_caso_with_env(
     };
     for d in &dirs {
         files.extend(conf_files_in(d)?);
+    }
+    // Only when nothing at all was read: a --config-dir file is a file.
+    if files.is_empty() {
+        let dirs: Vec<String> = cli
+            .config_dir
+            .iter()
+            .map(|d| format!("{}/*.conf", d.display()))
+            .collect();
+        let also = if dirs.is_empty() {
+            String::new()
+        } else {
+            format!(" nor {}", dirs.join(", "))
+        };
+        notes.push(format!(
+            "no configuration file given or found (looked for caso.conf in ~/.caso, ~, /etc/caso, /etc{also}); using defaults"
+        ));
     }
     let mut dynamic_defaults = Vec::new();
     if let Some((_, v)) = env.iter().find(|(k, _)| k == "CASO_LOCK_PATH") {

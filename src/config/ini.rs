@@ -57,14 +57,30 @@ pub struct IniDocument {
     pub entries: Vec<IniEntry>,
 }
 
+/// Which `(section, key)` names an option: lets a malformed line's error
+/// name the option it starts with (anything else on it may be a secret).
+pub type KnownOption<'a> = &'a dyn Fn(&str, &str) -> bool;
+
+/// No option is known: a malformed line's error shows nothing of it.
+fn none_known(_: &str, _: &str) -> bool {
+    false
+}
+
 impl IniDocument {
     /// Reads and parses `path`; an unreadable file is an error naming the path
     /// and the OS error.
     pub fn read(path: &Path, dialect: Dialect) -> Result<Self, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        Self::read_known(path, dialect, &none_known)
+    }
+
+    /// [`IniDocument::read`], naming the option a malformed line starts with
+    /// when `known` says it is one.
+    pub fn read_known(
+        path: &Path,
+        dialect: Dialect,
+        known: KnownOption<'_>,
+    ) -> Result<Self, ConfigError> {
+        let bytes = super::read_capped(path)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
                 .iter()
@@ -76,7 +92,7 @@ impl IniDocument {
                 message: "not valid UTF-8".into(),
             }
         })?;
-        parse(&text, path, dialect)
+        parse_known(&text, path, dialect, known)
     }
 
     /// The value each `(section, key)` ends with and the line it came from.
@@ -94,9 +110,20 @@ impl IniDocument {
 
 /// Parses `text` (the contents of `path`, used in error messages).
 pub fn parse(text: &str, path: &Path, dialect: Dialect) -> Result<IniDocument, ConfigError> {
+    parse_known(text, path, dialect, &none_known)
+}
+
+/// [`parse`] with the options a malformed line's error may name.
+pub fn parse_known(
+    text: &str,
+    path: &Path,
+    dialect: Dialect,
+    known: KnownOption<'_>,
+) -> Result<IniDocument, ConfigError> {
     let mut p = Parser {
         path,
         dialect,
+        known,
         doc: IniDocument {
             path: path.to_path_buf(),
             sections: Vec::new(),
@@ -127,6 +154,7 @@ struct Pending {
 struct Parser<'a> {
     path: &'a Path,
     dialect: Dialect,
+    known: KnownOption<'a>,
     doc: IniDocument,
     section: Option<String>,
     pending: Option<Pending>,
@@ -138,6 +166,24 @@ impl Parser<'_> {
             path: self.path.to_path_buf(),
             line,
             message: message.into(),
+        }
+    }
+
+    /// A line without separator may be a secret on its own (`password
+    /// Pw-S3cr3t`, a pasted token): its error names the option it starts
+    /// with only when that is a known option, and never shows the rest.
+    fn malformed(&self, content: &str) -> String {
+        let first = content.split_whitespace().next().unwrap_or("");
+        let first = match self.dialect {
+            Dialect::Oslo => first.to_string(),
+            Dialect::ConfigParser => first.to_lowercase(),
+        };
+        match &self.section {
+            Some(section) if (self.known)(section, &first) => format!(
+                "[{section}] {first}: expected '{first} = value' or '{first}: value' (the rest of the line is not shown)"
+            ),
+            _ => "expected 'key = value' or 'key: value' (the line is not shown: it may hold a secret)"
+                .to_string(),
         }
     }
 
@@ -228,12 +274,9 @@ impl Parser<'_> {
             self.section = Some(name);
             return Ok(());
         }
-        let (key, value) = split_key_value(content).ok_or_else(|| {
-            self.err(
-                no,
-                format!("expected 'key = value' or 'key: value', found {content:?}"),
-            )
-        })?;
+        let Some((key, value)) = split_key_value(content) else {
+            return Err(self.err(no, self.malformed(content)));
+        };
         if key.is_empty() {
             return Err(self.err(no, "empty option name"));
         }
@@ -404,13 +447,13 @@ mod tests {
         ("configparser sections keep case", Cp, "[Broker]\nhost = h\n", V(&[("Broker", "host", "h")])),
         ("interpolation markers kept raw", Oslo, "[DEFAULT]\nservice_name = $site_name\n", V(&[("DEFAULT", "service_name", "$site_name")])),
         ("no trailing newline", Oslo, "[DEFAULT]\na = 1", V(&[("DEFAULT", "a", "1")])),
-        ("no separator", Oslo, "[DEFAULT]\njunk\n", Err_("t.conf:2: expected 'key = value' or 'key: value', found \"junk\"")),
+        ("no separator", Oslo, "[DEFAULT]\njunk\n", Err_("t.conf:2: expected 'key = value' or 'key: value' (the line is not shown: it may hold a secret)")),
         ("empty key", Oslo, "[DEFAULT]\n= 1\n", Err_("t.conf:2: empty option name")),
         ("unterminated section", Oslo, "[DEFAULT\na = 1\n", Err_("t.conf:1: invalid section header (must end with ']')")),
         ("empty section", Cp, "[]\n", Err_("t.conf:1: empty section name")),
         ("continuation without key", Oslo, "[DEFAULT]\n  x\n", Err_("t.conf:2: unexpected continuation line")),
         ("option before section", Cp, "# top\nhost: h\n", Err_("t.conf:2: option \"host\" before any [section] header")),
-        ("error line counts CRLF", Oslo, "[DEFAULT]\r\na = 1\r\n\r\nbad\r\n", Err_("t.conf:4: expected 'key = value' or 'key: value', found \"bad\"")),
+        ("error line counts CRLF", Oslo, "[DEFAULT]\r\na = 1\r\n\r\nbad\r\n", Err_("t.conf:4: expected 'key = value' or 'key: value' (the line is not shown: it may hold a secret)")),
     ];
 
     #[test]

@@ -10,13 +10,17 @@
 //! view, so what is printed is what the program uses.
 
 pub mod caso;
+mod effective;
 pub mod ini;
+pub mod interpolate;
+#[cfg(test)]
+mod props;
 pub mod sender;
+pub mod voms;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
@@ -35,6 +39,12 @@ pub enum ConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// A file over [`MAX_FILE_BYTES`].
+    #[error("{}: larger than {limit} bytes: not a configuration file", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
+    /// An invalid voms.json.
+    #[error(transparent)]
+    VoMap(#[from] voms::VoMapError),
     /// A malformed line.
     #[error("{}:{line}: {message}", path.display())]
     Syntax {
@@ -66,6 +76,32 @@ pub enum ConfigError {
     /// figment itself failed (should not happen with our providers).
     #[error("configuration: {0}")]
     Figment(String),
+}
+
+/// The largest configuration file read: caso.conf, a `--config-dir` file,
+/// sender.cfg, voms.json (16 MiB; real ones are a few KiB).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a configuration file, at most [`MAX_FILE_BYTES`] (+1 to tell a
+/// file that is too large), so `/dev/zero` or a runaway file cannot fill memory.
+pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let read_err = |error| ConfigError::Read {
+        path: path.to_path_buf(),
+        error,
+    };
+    let f = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Where a value came from, for messages and `--print-config`.
@@ -282,6 +318,8 @@ pub struct Setting {
     /// As written, before interpolation.
     pub raw: String,
     pub origin: Origin,
+    /// A secret option, or a value interpolated from one: never shown.
+    pub secret: bool,
 }
 
 /// The merged, interpolated and kind-checked configuration of one program.
@@ -436,7 +474,8 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
     // unknown and ignored ones dropped); the lines give origins after the merge.
     let mut file_docs = Vec::new();
     for path in &sources.files {
-        let doc = IniDocument::read(path, schema.dialect)?;
+        let known = |s: &str, k: &str| schema.spec(s, k).is_some() || schema.rename(s, k).is_some();
+        let doc = IniDocument::read_known(path, schema.dialect, &known)?;
         let mut admitted = IniDocument {
             path: path.clone(),
             sections: Vec::new(),
@@ -570,12 +609,16 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
                         .map(|(_, o)| o.clone())
                         .unwrap_or(Origin::Default),
                 };
+                let secret = schema
+                    .spec(&at.0, &at.1)
+                    .is_some_and(|o| matches!(o.kind, Kind::Secret));
                 values.insert(
                     at,
                     Setting {
                         value: text.to_string(),
                         raw: text.to_string(),
                         origin,
+                        secret,
                     },
                 );
             }
@@ -583,7 +626,7 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
     }
 
     if schema.interpolate {
-        interpolate_all(schema, &mut values)?;
+        interpolate::interpolate_all(schema, &mut values)?;
     }
 
     let mut eff = Effective {
@@ -596,503 +639,6 @@ pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effectiv
     let mut seen = BTreeSet::new();
     eff.warnings.retain(|w| seen.insert(w.clone()));
     Ok(eff)
-}
-
-/// oslo.config `$name` / `${name}` / `$group.name` substitution against the
-/// final merged values: same section first, then DEFAULT; `$$` and `\$` are a
-/// literal `$`; an unset known option is empty; an unknown name or a loop is an
-/// error naming the option and where it was set.
-fn interpolate_all(
-    schema: &Schema,
-    values: &mut BTreeMap<(String, String), Setting>,
-) -> Result<(), ConfigError> {
-    let keys: Vec<(String, String)> = values.keys().cloned().collect();
-    let mut done: HashMap<(String, String), String> = HashMap::new();
-    for k in keys {
-        let mut stack = Vec::new();
-        let v = resolve(schema, values, &k, &mut done, &mut stack)?;
-        if let Some(s) = values.get_mut(&k) {
-            s.value = v;
-        }
-    }
-    Ok(())
-}
-
-fn resolve(
-    schema: &Schema,
-    values: &BTreeMap<(String, String), Setting>,
-    key: &(String, String),
-    done: &mut HashMap<(String, String), String>,
-    stack: &mut Vec<(String, String)>,
-) -> Result<String, ConfigError> {
-    if let Some(v) = done.get(key) {
-        return Ok(v.clone());
-    }
-    let Some(setting) = values.get(key) else {
-        // A known option nobody set: oslo substitutes None as ''.
-        return Ok(String::new());
-    };
-    let invalid = |message: String| ConfigError::Invalid {
-        origin: setting.origin.clone(),
-        section: key.0.clone(),
-        key: key.1.clone(),
-        message,
-    };
-    if let Some(pos) = stack.iter().position(|k| k == key) {
-        let chain: Vec<String> = stack[pos..]
-            .iter()
-            .chain(std::iter::once(key))
-            .map(|(s, k)| format!("[{s}] {k}"))
-            .collect();
-        return Err(invalid(format!(
-            "interpolation loop: {}",
-            chain.join(" -> ")
-        )));
-    }
-    stack.push(key.clone());
-    let raw = setting.raw.replace("\\$", "$$");
-    let mut out = String::new();
-    let mut rest = raw.as_str();
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        if let Some(r) = after.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-            continue;
-        }
-        let (name, next) = if let Some(b) = after.strip_prefix('{') {
-            match b.find('}') {
-                Some(end) if is_ident(&b[..end]) => (&b[..end], &b[end + 1..]),
-                _ => {
-                    out.push('$');
-                    rest = after;
-                    continue;
-                }
-            }
-        } else {
-            let len = ident_len(after);
-            (&after[..len], &after[len..])
-        };
-        if name.is_empty() {
-            // Not a placeholder: kept as is, like Python's safe_substitute.
-            out.push('$');
-            rest = after;
-            continue;
-        }
-        let target = lookup(schema, values, &key.0, name).ok_or_else(|| {
-            // Never echo part of a secret.
-            let shown = match schema.spec(&key.0, &key.1).map(|s| &s.kind) {
-                Some(Kind::Secret) => "a $ placeholder".to_string(),
-                _ => format!("${name}"),
-            };
-            invalid(format!(
-                "{shown} does not name an option of [{}] or [DEFAULT] (write $$ for a literal $)",
-                key.0
-            ))
-        })?;
-        out.push_str(&resolve(schema, values, &target, done, stack)?);
-        rest = next;
-    }
-    out.push_str(rest);
-    stack.pop();
-    done.insert(key.clone(), out.clone());
-    Ok(out)
-}
-
-fn ident_len(s: &str) -> usize {
-    let b = s.as_bytes();
-    if b.is_empty() || !(b[0].is_ascii_alphabetic() || b[0] == b'_') {
-        return 0;
-    }
-    b.iter()
-        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'.')
-        .count()
-}
-
-fn is_ident(s: &str) -> bool {
-    !s.is_empty() && ident_len(s) == s.len()
-}
-
-fn lookup(
-    schema: &Schema,
-    values: &BTreeMap<(String, String), Setting>,
-    section: &str,
-    name: &str,
-) -> Option<(String, String)> {
-    let known = |s: &str, k: &str| {
-        values.contains_key(&(s.to_string(), k.to_string())) || schema.spec(s, k).is_some()
-    };
-    if known(section, name) {
-        return Some((section.into(), name.into()));
-    }
-    if known("DEFAULT", name) {
-        return Some(("DEFAULT".into(), name.into()));
-    }
-    let (group, opt) = name.split_once('.')?;
-    known(group, opt).then(|| (group.to_string(), opt.to_string()))
-}
-
-/// Typed parsing of one value; the error text is completed with the option and
-/// its origin by the caller.
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "yes" | "on" | "1" => Ok(true),
-        "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(format!(
-            "expected a boolean (true/false, yes/no, on/off, 1/0), found {s:?}"
-        )),
-    }
-}
-
-fn parse_int(s: &str, min: i64, max: i64) -> Result<i64, String> {
-    let n: i64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected an integer, found {s:?}"))?;
-    if n < min || n > max {
-        return Err(format!("{n} is out of range {min}..={max}"));
-    }
-    Ok(n)
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("expected seconds or a duration like 30s or 5m, found {s:?} ({e})"))
-}
-
-fn parse_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
-        .collect()
-}
-
-fn find_choice<'c>(choices: &'c [Choice], word: &str) -> Option<(&'c Choice, bool)> {
-    choices.iter().find_map(|c| {
-        if c.name.eq_ignore_ascii_case(word) {
-            Some((c, false))
-        } else if c.aliases.iter().any(|a| a.eq_ignore_ascii_case(word)) {
-            Some((c, true))
-        } else {
-            None
-        }
-    })
-}
-
-fn choice_names(choices: &[Choice]) -> String {
-    choices
-        .iter()
-        .filter(|c| c.supported)
-        .map(|c| c.name)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl Effective {
-    /// The files read, in the order they were applied.
-    pub fn files(&self) -> &[PathBuf] {
-        &self.files
-    }
-
-    /// Deprecations, unknown options, ignored options: to be logged once
-    /// logging is set up.
-    pub fn warnings(&self) -> &[String] {
-        &self.warnings
-    }
-
-    /// The final value of an option, if anything set it.
-    pub fn get(&self, section: &str, key: &str) -> Option<&Setting> {
-        self.values.get(&(section.to_string(), key.to_string()))
-    }
-
-    fn invalid(&self, section: &str, key: &str, message: String) -> ConfigError {
-        ConfigError::Invalid {
-            origin: self
-                .get(section, key)
-                .map(|s| s.origin.clone())
-                .unwrap_or(Origin::Default),
-            section: section.into(),
-            key: key.into(),
-            message,
-        }
-    }
-
-    /// Checks every set option against its kind and collects the warnings of
-    /// old spellings and unsupported choices.
-    fn check_kinds(&mut self) -> Result<(), ConfigError> {
-        let mut warnings = Vec::new();
-        for ((section, key), setting) in &self.values {
-            let Some(spec) = self.schema.spec(section, key) else {
-                continue;
-            };
-            let v = setting.value.as_str();
-            let bad = |m: String| self.invalid(section, key, m);
-            match &spec.kind {
-                Kind::Bool => {
-                    parse_bool(v).map_err(bad)?;
-                }
-                Kind::Int { min, max } if !v.trim().is_empty() => {
-                    parse_int(v, *min, *max).map_err(bad)?;
-                }
-                Kind::Duration if !v.trim().is_empty() => {
-                    parse_duration(v).map_err(bad)?;
-                }
-                Kind::Time if !v.trim().is_empty() => {
-                    crate::time::Timestamp::parse(v).map_err(|e| bad(e.to_string()))?;
-                }
-                Kind::Choice(choices) if !v.trim().is_empty() => {
-                    let (c, alias) = find_choice(choices, v.trim()).ok_or_else(|| {
-                        bad(format!(
-                            "{:?} is not one of {}",
-                            v.trim(),
-                            choice_names(choices)
-                        ))
-                    })?;
-                    if alias {
-                        warnings.push(format!(
-                            "{}: [{section}] {key}: {:?} is an old spelling of {:?}; both work here",
-                            setting.origin,
-                            v.trim(),
-                            c.name
-                        ));
-                    }
-                    if !c.supported {
-                        return Err(bad(format!(
-                            "{:?} is not supported by this implementation (use one of {})",
-                            c.name,
-                            choice_names(choices)
-                        )));
-                    }
-                }
-                Kind::Choices(choices) => {
-                    for word in parse_list(v) {
-                        let (c, alias) = find_choice(choices, &word).ok_or_else(|| {
-                            bad(format!("{word:?} is not one of {}", choice_names(choices)))
-                        })?;
-                        if alias {
-                            warnings.push(format!(
-                                "{}: [{section}] {key}: {word:?} is deprecated, use {:?}",
-                                setting.origin, c.name
-                            ));
-                        }
-                        if !c.supported {
-                            warnings.push(format!(
-                                "{}: [{section}] {key}: {:?} is not supported by this implementation (ignored)",
-                                setting.origin, c.name
-                            ));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.warnings.extend(warnings);
-        Ok(())
-    }
-
-    /// The text of an option; None when unset or empty.
-    pub(crate) fn text(&self, section: &str, key: &str) -> Option<&str> {
-        self.get(section, key)
-            .map(|s| s.value.trim())
-            .filter(|v| !v.is_empty())
-    }
-
-    pub(crate) fn string(&self, section: &str, key: &str) -> Option<String> {
-        self.text(section, key).map(str::to_string)
-    }
-
-    pub(crate) fn path(&self, section: &str, key: &str) -> Option<PathBuf> {
-        self.text(section, key).map(PathBuf::from)
-    }
-
-    pub(crate) fn secret(&self, section: &str, key: &str) -> Option<Secret> {
-        // Secrets are not trimmed beyond what the file format already did.
-        self.get(section, key)
-            .map(|s| s.value.as_str())
-            .filter(|v| !v.is_empty())
-            .map(Secret::new)
-    }
-
-    pub(crate) fn boolean(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
-        match self.get(section, key) {
-            Some(s) => parse_bool(&s.value).map_err(|m| self.invalid(section, key, m)),
-            None => Ok(false),
-        }
-    }
-
-    pub(crate) fn int(&self, section: &str, key: &str) -> Result<Option<i64>, ConfigError> {
-        let (min, max) = match self.schema.spec(section, key).map(|s| &s.kind) {
-            Some(Kind::Int { min, max }) => (*min, *max),
-            _ => (i64::MIN, i64::MAX),
-        };
-        self.text(section, key)
-            .map(|v| parse_int(v, min, max).map_err(|m| self.invalid(section, key, m)))
-            .transpose()
-    }
-
-    pub(crate) fn duration(
-        &self,
-        section: &str,
-        key: &str,
-    ) -> Result<Option<Duration>, ConfigError> {
-        self.text(section, key)
-            .map(|v| parse_duration(v).map_err(|m| self.invalid(section, key, m)))
-            .transpose()
-    }
-
-    pub(crate) fn time(
-        &self,
-        section: &str,
-        key: &str,
-    ) -> Result<Option<crate::time::Timestamp>, ConfigError> {
-        self.text(section, key)
-            .map(|v| {
-                crate::time::Timestamp::parse(v)
-                    .map_err(|e| self.invalid(section, key, e.to_string()))
-            })
-            .transpose()
-    }
-
-    pub(crate) fn list(&self, section: &str, key: &str) -> Vec<String> {
-        self.get(section, key)
-            .map(|s| parse_list(&s.value))
-            .unwrap_or_default()
-    }
-
-    /// The canonical name of a [`Kind::Choice`] value.
-    pub(crate) fn choice(
-        &self,
-        section: &str,
-        key: &str,
-    ) -> Result<Option<&'static str>, ConfigError> {
-        let Some(Kind::Choice(choices)) = self.schema.spec(section, key).map(|s| &s.kind) else {
-            return Err(self.invalid(section, key, "internal: not a choice option".into()));
-        };
-        self.text(section, key)
-            .map(|v| {
-                find_choice(choices, v).map(|(c, _)| c.name).ok_or_else(|| {
-                    self.invalid(
-                        section,
-                        key,
-                        format!("{v:?} is not one of {}", choice_names(choices)),
-                    )
-                })
-            })
-            .transpose()
-    }
-
-    /// The canonical names of a [`Kind::Choices`] list, unsupported ones dropped.
-    pub(crate) fn choices(
-        &self,
-        section: &str,
-        key: &str,
-    ) -> Result<Vec<&'static str>, ConfigError> {
-        let Some(Kind::Choices(choices)) = self.schema.spec(section, key).map(|s| &s.kind) else {
-            return Err(self.invalid(section, key, "internal: not a list of choices".into()));
-        };
-        let mut out = Vec::new();
-        for word in self.list(section, key) {
-            let (c, _) = find_choice(choices, &word).ok_or_else(|| {
-                self.invalid(
-                    section,
-                    key,
-                    format!("{word:?} is not one of {}", choice_names(choices)),
-                )
-            })?;
-            if c.supported && !out.contains(&c.name) {
-                out.push(c.name);
-            }
-        }
-        Ok(out)
-    }
-
-    /// How `--print-config` shows a value: normalised by kind, secrets masked.
-    fn display(&self, spec: &OptSpec, setting: &Setting) -> String {
-        let v = setting.value.as_str();
-        match &spec.kind {
-            Kind::Secret if !v.is_empty() => "****".into(),
-            Kind::Bool => parse_bool(v)
-                .map(|b| b.to_string())
-                .unwrap_or_else(|_| v.into()),
-            Kind::List => parse_list(v).join(","),
-            Kind::Choice(_) => self
-                .choice(spec.section, spec.key)
-                .ok()
-                .flatten()
-                .map(str::to_string)
-                .unwrap_or_default(),
-            Kind::Choices(_) => self
-                .choices(spec.section, spec.key)
-                .map(|c| c.join(","))
-                .unwrap_or_default(),
-            Kind::Duration => match parse_duration(v) {
-                Ok(d) if !v.trim().is_empty() => humantime::format_duration(d).to_string(),
-                _ => v.trim().into(),
-            },
-            _ => v.replace('\n', "\\n"),
-        }
-    }
-
-    /// The `--print-config` text: every option of the program in file order,
-    /// its effective value and where it came from.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str(&format!(
-            "# {} {}: effective configuration\n",
-            self.schema.program,
-            env!("CARGO_PKG_VERSION")
-        ));
-        if self.files.is_empty() {
-            out.push_str("# files read: none\n");
-        }
-        for f in &self.files {
-            out.push_str(&format!("# file read: {}\n", f.display()));
-        }
-        out.push_str(
-            "# Each line: option = value  # origin. (ours) marks options that are not in\n\
-             # cASO 5.2.2 / SSM 4.0.0; secrets print as ****; #option = <unset> is unset.\n",
-        );
-        let mut section = "";
-        for spec in self.schema.options {
-            if spec.owner == Owner::Ignored {
-                continue;
-            }
-            if spec.section != section {
-                section = spec.section;
-                out.push_str(&format!("\n[{section}]\n"));
-            }
-            let setting = self.get(spec.section, spec.key);
-            let ours = match spec.owner {
-                Owner::Ours => " (ours)",
-                Owner::OurDefault if setting.is_none_or(|s| s.origin == Origin::Default) => {
-                    " (default ours)"
-                }
-                _ => "",
-            };
-            match setting {
-                Some(s) => {
-                    let shown = self.display(spec, s);
-                    let via = if s.raw != s.value && spec.kind.is_plain() {
-                        format!(" from {:?}", s.raw)
-                    } else {
-                        String::new()
-                    };
-                    let line = format!("{} = {shown}", spec.key);
-                    out.push_str(&format!("{line:<48}  # {}{via}{ours}\n", s.origin));
-                }
-                None => {
-                    let line = format!("#{} = <unset>", spec.key);
-                    out.push_str(&format!("{line:<48}  # built-in default{ours}\n"));
-                }
-            }
-        }
-        out
-    }
 }
 
 /// The README table of options that are ours or have our default (a test
@@ -1117,13 +663,6 @@ pub fn our_options_markdown() -> String {
         }
     }
     out
-}
-
-impl Kind {
-    /// Kinds whose raw text may be shown (not secrets).
-    fn is_plain(&self) -> bool {
-        !matches!(self, Kind::Secret)
-    }
 }
 
 /// Sorted `*.conf` files of a `--config-dir`, as oslo.config reads them.

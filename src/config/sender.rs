@@ -358,7 +358,7 @@ impl SenderSettings {
             _ => Cipher::Aes128,
         };
         let dur = |k: &str, d: u64| -> Result<Duration, ConfigError> {
-            Ok(e.duration("sender", k)?.unwrap_or(Duration::from_secs(d)))
+            Ok(e.timeout("sender", k)?.unwrap_or(Duration::from_secs(d)))
         };
         let settings = SenderSettings {
             transport,

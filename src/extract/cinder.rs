@@ -23,6 +23,8 @@ pub fn build_records(
     let (from, to) = (ctx.period.from, ctx.period.to);
     let mut out = Vec::new();
     for v in volumes {
+        let object = || format!("cinder volume {:?}", v.id);
+        ctx.check_time(&object, "created_at", v.created_at)?;
         if v.created_at > to {
             continue;
         }
@@ -134,6 +136,19 @@ mod tests {
             assert_eq!(r.user_identity.as_deref(), Some("alice"));
             assert_eq!(r.local_group, "p1");
             assert_eq!(r.group, "vo.example");
+        }
+    }
+
+    #[test]
+    fn a_creation_time_out_of_range_names_the_volume() {
+        for created in ["0001-01-01T00:00:00Z", "3000-01-01T00:00:00Z"] {
+            let v = volume(1, None, created, None);
+            let f = build_records(&[v], &HashMap::new(), &ctx()).unwrap_err();
+            assert_eq!(
+                f.object,
+                "cinder volume \"00000000-0000-4000-8000-000000000001\""
+            );
+            assert!(f.cause.starts_with("created_at "), "{}", f.cause);
         }
     }
 

@@ -44,7 +44,7 @@ use crate::openstack::{
 use crate::record::{Record, RecordType};
 use crate::time::Timestamp;
 use messenger::{LastrunStore, Messenger, Spool};
-use projects::{DiscoveryRules, ProjectInfo, VoMap, VoRules};
+use projects::{DiscoveryRules, ProjectInfo, VoRules};
 
 /// The period one project's records cover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +68,21 @@ pub struct RecordContext {
 impl RecordContext {
     fn failure(&self, object: impl Into<String>, cause: impl Into<String>) -> Failure {
         Failure::new(self.project_id.clone(), object, cause)
+    }
+
+    /// A time OpenStack gave for `object` that goes into a record: one
+    /// before 1970 or more than a day after `now` is a failure naming the
+    /// object (its project fails; the others go on).
+    fn check_time(
+        &self,
+        object: &dyn Fn() -> String,
+        field: &str,
+        t: Timestamp,
+    ) -> Result<(), Failure> {
+        match t.out_of_range(self.now) {
+            Some(why) => Err(self.failure(object(), format!("{field} {t} {why}"))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -421,7 +436,7 @@ async fn log_in(session: &Session) -> anyhow::Result<()> {
 fn vo_rules(settings: &CasoSettings) -> VoRules {
     VoRules {
         property: settings.vo_property.clone(),
-        map: VoMap::load(&settings.mapping_file).map_err(|e| e.to_string()),
+        map: settings.vo_map.clone(),
         default_vo: settings.default_vo.clone(),
     }
 }

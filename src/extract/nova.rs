@@ -266,6 +266,20 @@ fn accelerator_records(
     out
 }
 
+/// The server's start and end are usage times (see [`RecordContext::check_time`]).
+fn check_times(
+    server: &Server,
+    end: Option<Timestamp>,
+    ctx: &RecordContext,
+) -> Result<(), Failure> {
+    let object = || format!("nova server {:?}", server.id);
+    ctx.check_time(&object, "created", server.created)?;
+    match end {
+        Some(t) => ctx.check_time(&object, "end (terminated_at, updated or usage ended_at)", t),
+        None => Ok(()),
+    }
+}
+
 fn vm_uuid(server: &Server, ctx: &RecordContext) -> Result<Uuid, Failure> {
     Uuid::parse_str(&server.id).map_err(|e| {
         ctx.failure(
@@ -320,6 +334,7 @@ pub fn build_records(
             continue;
         }
         let end = server_end(server);
+        check_times(server, end, ctx)?;
         if server.created > to || end.is_some_and(|e| e < from) {
             continue;
         }
@@ -354,6 +369,7 @@ pub fn build_records(
                 continue;
             }
             let end = usage.ended_at.or_else(|| server_end(server));
+            check_times(server, end, ctx)?;
             if server.created > to || end.is_some_and(|e| e < from) {
                 continue;
             }
@@ -804,6 +820,48 @@ mod tests {
             ..NovaData::default()
         });
         assert_eq!(records.len(), 1, "{records:?}");
+    }
+
+    /// Issue 11 class 9: a time before 1970 or far ahead is an error for the
+    /// server (its project), never a record with a negative StartTime.
+    #[test]
+    fn a_time_out_of_range_fails_the_project_naming_the_server() {
+        let keys = FlavorKeys::default();
+        for (created, ended, want) in [
+            (
+                "0001-01-01T00:00:00Z",
+                None,
+                "created 0001-01-01T00:00:00Z is before 1970",
+            ),
+            (
+                "9999-01-01T00:00:00Z",
+                None,
+                "created 9999-01-01T00:00:00Z is more than a day in the future",
+            ),
+            (
+                "2026-11-10T00:00:00Z",
+                Some("1969-12-31T23:59:59Z"),
+                "is before 1970",
+            ),
+        ] {
+            let mut s = server(1, created);
+            if let Some(e) = ended {
+                s.terminated_at = Some(t(e));
+            }
+            let data = NovaData {
+                servers: vec![s],
+                ..NovaData::default()
+            };
+            let f = build_records(&data, &ctx(), &keys).unwrap_err();
+            assert_eq!(f.object, format!("nova server {:?}", uuid(1)));
+            assert!(f.cause.contains(want), "{}", f.cause);
+        }
+        // A day ahead is tolerated (clock skew); the server just is not in the period.
+        let data = NovaData {
+            servers: vec![server(1, "2026-11-30T12:00:00Z")],
+            ..NovaData::default()
+        };
+        assert!(build_records(&data, &ctx(), &keys).unwrap().is_empty());
     }
 
     #[test]

@@ -6,12 +6,11 @@
 //! voms.json map, else `default_vo`; a project with none is an error for
 //! that project (cASO dropped its records and advanced its lastrun: defect 5).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use futures_util::{StreamExt, stream};
-use serde_json::Value;
 
 use super::Failure;
 use crate::openstack::keystone::{self, Project};
@@ -49,146 +48,20 @@ pub struct ProjectInfo {
     pub target: Target,
 }
 
-/// The deprecated voms.json: `{"<vo>": {"projects": [...]}}`, with the old
-/// keys `tenants` (a list) and `tenant` (one) read when `projects` is absent,
-/// as cASO does.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VoMap {
-    path: PathBuf,
-    by_project: HashMap<String, String>,
-    /// Projects mapped to more than one VO: never guessed.
-    conflicts: HashMap<String, Vec<String>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum VoMapError {
-    #[error("cannot read VO mapping file {path}: {error}")]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("invalid VO mapping file {path}: {detail}")]
-    Invalid { path: PathBuf, detail: String },
-}
-
-impl VoMap {
-    /// Loads the map; a missing file is an empty map (as cASO).
-    pub fn load(path: &Path) -> Result<VoMap, VoMapError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => VoMap::parse(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(VoMap {
-                path: path.to_path_buf(),
-                ..VoMap::default()
-            }),
-            Err(error) => Err(VoMapError::Read {
-                path: path.to_path_buf(),
-                error,
-            }),
-        }
-    }
-
-    pub fn parse(path: &Path, text: &str) -> Result<VoMap, VoMapError> {
-        let invalid = |detail: String| VoMapError::Invalid {
-            path: path.to_path_buf(),
-            detail,
-        };
-        let root: Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        let Value::Object(vos) = root else {
-            return Err(invalid("expected a JSON object of VOs".into()));
-        };
-        let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (vo, entry) in &vos {
-            let Value::Object(entry) = entry else {
-                return Err(invalid(format!("VO {vo:?}: expected an object")));
-            };
-            let list = |key: &str| -> Result<Vec<String>, VoMapError> {
-                match entry.get(key) {
-                    None | Some(Value::Null) => Ok(Vec::new()),
-                    Some(Value::Array(items)) => items
-                        .iter()
-                        .map(|i| {
-                            i.as_str().map(str::to_string).ok_or_else(|| {
-                                invalid(format!("VO {vo:?}: {key} must list strings"))
-                            })
-                        })
-                        .collect(),
-                    Some(Value::String(s)) if key == "tenant" => Ok(vec![s.clone()]),
-                    Some(_) => Err(invalid(format!("VO {vo:?}: {key} has the wrong type"))),
-                }
-            };
-            let projects = if entry.contains_key("projects") {
-                list("projects")?
-            } else {
-                let mut old = list("tenants")?;
-                old.extend(list("tenant")?);
-                if !old.is_empty() {
-                    tracing::warn!(
-                        file = %path.display(),
-                        vo,
-                        "VO mapping uses the deprecated \"tenant\"/\"tenants\" keys: use \"projects\""
-                    );
-                }
-                old
-            };
-            if projects.is_empty() {
-                tracing::warn!(file = %path.display(), vo, "no project mapping found for this VO");
-            }
-            for p in projects {
-                let vos = seen.entry(p).or_default();
-                if !vos.contains(vo) {
-                    vos.push(vo.clone());
-                }
-            }
-        }
-        let mut map = VoMap {
-            path: path.to_path_buf(),
-            ..VoMap::default()
-        };
-        for (project, mut vos) in seen {
-            if vos.len() == 1 {
-                map.by_project.insert(project, vos.remove(0));
-            } else {
-                map.conflicts.insert(project, vos);
-            }
-        }
-        Ok(map)
-    }
-
-    /// The VO of a project, looked up by id, then by name.
-    fn lookup(&self, id: &str, name: &str) -> Result<Option<&str>, String> {
-        for key in [id, name] {
-            if let Some(vos) = self.conflicts.get(key) {
-                return Err(format!(
-                    "{} maps project {key:?} to several VOs ({})",
-                    self.path.display(),
-                    vos.join(", ")
-                ));
-            }
-            if let Some(vo) = self.by_project.get(key) {
-                return Ok(Some(vo));
-            }
-        }
-        Ok(None)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_project.is_empty() && self.conflicts.is_empty()
-    }
-}
+pub use crate::config::voms::{VoMap, VoMapError};
 
 /// What decides a project's VO.
 #[derive(Clone, Debug)]
 pub struct VoRules {
     pub property: String,
-    /// `Err` when the mapping file is unreadable: an error only for the
-    /// projects that would need it.
-    pub map: Result<VoMap, String>,
+    /// Loaded and checked with the configuration.
+    pub map: VoMap,
     pub default_vo: Option<String>,
 }
 
 impl VoRules {
     /// The VO of `project`: its property, else the map, else the default.
-    /// `Err` when the map is broken and the project would need it.
+    /// `Err` when the map gives the project several VOs.
     pub fn vo_of(&self, project: &Project) -> Result<Option<(String, VoSource)>, String> {
         if let Some(vo) = project.property(&self.property).map(str::trim)
             && !vo.is_empty()
@@ -198,17 +71,17 @@ impl VoRules {
                 VoSource::Property(self.property.clone()),
             )));
         }
-        let map = self.map.as_ref().map_err(Clone::clone)?;
+        let map = &self.map;
         if let Some(vo) = map.lookup(&project.id, &project.name)? {
             tracing::warn!(
                 project = %project.id,
                 "VO from the deprecated mapping file {}: set the project property {} instead",
-                map.path.display(),
+                map.path().display(),
                 self.property
             );
             return Ok(Some((
                 vo.to_string(),
-                VoSource::MappingFile(map.path.clone()),
+                VoSource::MappingFile(map.path().to_path_buf()),
             )));
         }
         Ok(self
@@ -383,6 +256,8 @@ pub async fn discover(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+    use std::path::Path;
 
     fn project(id: &str, name: &str, props: Value) -> Project {
         let mut v = serde_json::json!({"id": id, "name": name});
@@ -395,63 +270,9 @@ mod tests {
     fn rules(map: &str, default_vo: Option<&str>) -> VoRules {
         VoRules {
             property: "VO".into(),
-            map: Ok(VoMap::parse(Path::new("/etc/caso/voms.json"), map).unwrap()),
+            map: VoMap::parse(Path::new("/etc/caso/voms.json"), map).unwrap(),
             default_vo: default_vo.map(str::to_string),
         }
-    }
-
-    #[test]
-    fn reference_voms_json_maps_projects() {
-        let text = include_str!("../../tests/fixtures/config/voms.json");
-        let map = VoMap::parse(Path::new("voms.json"), text).unwrap();
-        assert_eq!(map.lookup("ops", "x").unwrap(), Some("ops"));
-        assert_eq!(map.lookup("x", "bar").unwrap(), Some("fedcloud.egi.eu"));
-        assert_eq!(map.lookup("x", "y").unwrap(), None);
-    }
-
-    #[test]
-    fn old_keys_and_projects_key_wins() {
-        let map = VoMap::parse(
-            Path::new("m.json"),
-            r#"{"a": {"tenant": "t1"}, "b": {"tenants": ["t2", "t3"], "tenant": "t4"},
-                "c": {"projects": ["p1"], "tenants": ["ignored"]}, "d": {}}"#,
-        )
-        .unwrap();
-        for (p, vo) in [
-            ("t1", "a"),
-            ("t2", "b"),
-            ("t3", "b"),
-            ("t4", "b"),
-            ("p1", "c"),
-        ] {
-            assert_eq!(map.lookup(p, "").unwrap(), Some(vo), "{p}");
-        }
-        assert_eq!(map.lookup("ignored", "").unwrap(), None);
-    }
-
-    #[test]
-    fn a_project_in_two_vos_is_an_error_not_a_guess() {
-        let map = VoMap::parse(
-            Path::new("m.json"),
-            r#"{"a": {"projects": ["p"]}, "b": {"projects": ["p"]}}"#,
-        )
-        .unwrap();
-        let err = map.lookup("p", "name").unwrap_err();
-        assert!(err.contains("several VOs (a, b)"), "{err}");
-    }
-
-    #[test]
-    fn bad_files_name_the_file() {
-        for text in ["[1]", "{\"a\": 1}", "{\"a\": {\"projects\": [1]}}", "{"] {
-            let e = VoMap::parse(Path::new("/x/voms.json"), text).unwrap_err();
-            assert!(
-                e.to_string()
-                    .starts_with("invalid VO mapping file /x/voms.json: "),
-                "{e}"
-            );
-        }
-        let missing = VoMap::load(Path::new("/nonexistent/voms.json")).unwrap();
-        assert!(missing.is_empty());
     }
 
     /// Defect 5: a project with no mapping has no VO (an error for it, made
@@ -474,15 +295,6 @@ mod tests {
         assert_eq!(
             rules(map, Some("vo.default")).vo_of(&unmapped).unwrap(),
             Some(("vo.default".into(), VoSource::Default))
-        );
-        let broken = VoRules {
-            map: Err("invalid VO mapping file x".into()),
-            ..rules(map, None)
-        };
-        assert!(broken.vo_of(&with_prop).is_ok());
-        assert_eq!(
-            broken.vo_of(&unmapped).unwrap_err(),
-            "invalid VO mapping file x"
         );
     }
 }

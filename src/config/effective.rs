@@ -1,0 +1,400 @@
+//! [`Effective`]: the merged configuration typed on demand. Each getter
+//! parses one option's text by its [`Kind`]; errors name the option and where
+//! its value came from, and never quote a value that holds a secret.
+//! `--print-config` ([`Effective::render`]) shows the same values.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Choice, ConfigError, Effective, Kind, OptSpec, Origin, Owner, Secret, Setting};
+
+/// Typed parsing of one value; the error text is completed with the option and
+/// its origin by the caller.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!(
+            "expected a boolean (true/false, yes/no, on/off, 1/0), found {s:?}"
+        )),
+    }
+}
+
+fn parse_int(s: &str, min: i64, max: i64) -> Result<i64, String> {
+    let n: i64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected an integer, found {s:?}"))?;
+    if n < min || n > max {
+        return Err(format!("{n} is out of range {min}..={max}"));
+    }
+    Ok(n)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("expected seconds or a duration like 30s or 5m, found {s:?} ({e})"))
+}
+
+fn parse_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn find_choice<'c>(choices: &'c [Choice], word: &str) -> Option<(&'c Choice, bool)> {
+    choices.iter().find_map(|c| {
+        if c.name.eq_ignore_ascii_case(word) {
+            Some((c, false))
+        } else if c.aliases.iter().any(|a| a.eq_ignore_ascii_case(word)) {
+            Some((c, true))
+        } else {
+            None
+        }
+    })
+}
+
+fn choice_names(choices: &[Choice]) -> String {
+    choices
+        .iter()
+        .filter(|c| c.supported)
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Effective {
+    /// The files read, in the order they were applied.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Deprecations, unknown options, ignored options: to be logged once
+    /// logging is set up.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The final value of an option, if anything set it.
+    pub fn get(&self, section: &str, key: &str) -> Option<&Setting> {
+        self.values.get(&(section.to_string(), key.to_string()))
+    }
+
+    pub(super) fn invalid(&self, section: &str, key: &str, message: String) -> ConfigError {
+        let setting = self.get(section, key);
+        // The messages quote the value: not one that holds a secret.
+        let message = if setting.is_some_and(|s| s.secret) {
+            "invalid value (not shown: it holds a secret)".to_string()
+        } else {
+            message
+        };
+        ConfigError::Invalid {
+            origin: setting.map(|s| s.origin.clone()).unwrap_or(Origin::Default),
+            section: section.into(),
+            key: key.into(),
+            message,
+        }
+    }
+
+    /// Checks every set option against its kind and collects the warnings of
+    /// old spellings and unsupported choices.
+    pub(super) fn check_kinds(&mut self) -> Result<(), ConfigError> {
+        let mut warnings = Vec::new();
+        for ((section, key), setting) in &self.values {
+            let Some(spec) = self.schema.spec(section, key) else {
+                continue;
+            };
+            let v = setting.value.as_str();
+            let bad = |m: String| self.invalid(section, key, m);
+            match &spec.kind {
+                Kind::Bool => {
+                    parse_bool(v).map_err(bad)?;
+                }
+                Kind::Int { min, max } if !v.trim().is_empty() => {
+                    parse_int(v, *min, *max).map_err(bad)?;
+                }
+                Kind::Duration if !v.trim().is_empty() => {
+                    parse_duration(v).map_err(bad)?;
+                }
+                Kind::Time if !v.trim().is_empty() => {
+                    crate::time::Timestamp::parse(v).map_err(|e| bad(e.to_string()))?;
+                }
+                Kind::Choice(choices) if !v.trim().is_empty() => {
+                    let (c, alias) = find_choice(choices, v.trim()).ok_or_else(|| {
+                        bad(format!(
+                            "{:?} is not one of {}",
+                            v.trim(),
+                            choice_names(choices)
+                        ))
+                    })?;
+                    if alias {
+                        warnings.push(format!(
+                            "{}: [{section}] {key}: {:?} is an old spelling of {:?}; both work here",
+                            setting.origin,
+                            v.trim(),
+                            c.name
+                        ));
+                    }
+                    if !c.supported {
+                        return Err(bad(format!(
+                            "{:?} is not supported by this implementation (use one of {})",
+                            c.name,
+                            choice_names(choices)
+                        )));
+                    }
+                }
+                Kind::Choices(choices) => {
+                    for word in parse_list(v) {
+                        let (c, alias) = find_choice(choices, &word).ok_or_else(|| {
+                            bad(format!("{word:?} is not one of {}", choice_names(choices)))
+                        })?;
+                        if alias {
+                            warnings.push(format!(
+                                "{}: [{section}] {key}: {word:?} is deprecated, use {:?}",
+                                setting.origin, c.name
+                            ));
+                        }
+                        if !c.supported {
+                            warnings.push(format!(
+                                "{}: [{section}] {key}: {:?} is not supported by this implementation (ignored)",
+                                setting.origin, c.name
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.warnings.extend(warnings);
+        Ok(())
+    }
+
+    /// The text of an option; None when unset or empty.
+    pub(crate) fn text(&self, section: &str, key: &str) -> Option<&str> {
+        self.get(section, key)
+            .map(|s| s.value.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub(crate) fn string(&self, section: &str, key: &str) -> Option<String> {
+        self.text(section, key).map(str::to_string)
+    }
+
+    pub(crate) fn path(&self, section: &str, key: &str) -> Option<PathBuf> {
+        self.text(section, key).map(PathBuf::from)
+    }
+
+    pub(crate) fn secret(&self, section: &str, key: &str) -> Option<Secret> {
+        // Secrets are not trimmed beyond what the file format already did.
+        self.get(section, key)
+            .map(|s| s.value.as_str())
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    }
+
+    pub(crate) fn boolean(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
+        match self.get(section, key) {
+            Some(s) => parse_bool(&s.value).map_err(|m| self.invalid(section, key, m)),
+            None => Ok(false),
+        }
+    }
+
+    pub(crate) fn int(&self, section: &str, key: &str) -> Result<Option<i64>, ConfigError> {
+        let (min, max) = match self.schema.spec(section, key).map(|s| &s.kind) {
+            Some(Kind::Int { min, max }) => (*min, *max),
+            _ => (i64::MIN, i64::MAX),
+        };
+        self.text(section, key)
+            .map(|v| parse_int(v, min, max).map_err(|m| self.invalid(section, key, m)))
+            .transpose()
+    }
+
+    pub(crate) fn duration(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        self.text(section, key)
+            .map(|v| parse_duration(v).map_err(|m| self.invalid(section, key, m)))
+            .transpose()
+    }
+
+    /// A timeout: unset, or more than zero (zero would fail every wait).
+    pub(crate) fn timeout(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match self.duration(section, key)? {
+            Some(d) if d.is_zero() => Err(self.invalid(
+                section,
+                key,
+                "must be more than 0 (unset it for the default)".into(),
+            )),
+            d => Ok(d),
+        }
+    }
+
+    pub(crate) fn time(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<crate::time::Timestamp>, ConfigError> {
+        self.text(section, key)
+            .map(|v| {
+                crate::time::Timestamp::parse(v)
+                    .map_err(|e| self.invalid(section, key, e.to_string()))
+            })
+            .transpose()
+    }
+
+    pub(crate) fn list(&self, section: &str, key: &str) -> Vec<String> {
+        self.get(section, key)
+            .map(|s| parse_list(&s.value))
+            .unwrap_or_default()
+    }
+
+    /// The canonical name of a [`Kind::Choice`] value.
+    pub(crate) fn choice(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<&'static str>, ConfigError> {
+        let Some(Kind::Choice(choices)) = self.schema.spec(section, key).map(|s| &s.kind) else {
+            return Err(self.invalid(section, key, "internal: not a choice option".into()));
+        };
+        self.text(section, key)
+            .map(|v| {
+                find_choice(choices, v).map(|(c, _)| c.name).ok_or_else(|| {
+                    self.invalid(
+                        section,
+                        key,
+                        format!("{v:?} is not one of {}", choice_names(choices)),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// The canonical names of a [`Kind::Choices`] list, unsupported ones dropped.
+    pub(crate) fn choices(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Vec<&'static str>, ConfigError> {
+        let Some(Kind::Choices(choices)) = self.schema.spec(section, key).map(|s| &s.kind) else {
+            return Err(self.invalid(section, key, "internal: not a list of choices".into()));
+        };
+        let mut out = Vec::new();
+        for word in self.list(section, key) {
+            let (c, _) = find_choice(choices, &word).ok_or_else(|| {
+                self.invalid(
+                    section,
+                    key,
+                    format!("{word:?} is not one of {}", choice_names(choices)),
+                )
+            })?;
+            if c.supported && !out.contains(&c.name) {
+                out.push(c.name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How `--print-config` shows a value: normalised by kind, secrets masked.
+    fn display(&self, spec: &OptSpec, setting: &Setting) -> String {
+        let v = setting.value.as_str();
+        if setting.secret && !v.is_empty() {
+            return "****".into();
+        }
+        match &spec.kind {
+            Kind::Bool => parse_bool(v)
+                .map(|b| b.to_string())
+                .unwrap_or_else(|_| v.into()),
+            Kind::List => parse_list(v).join(","),
+            Kind::Choice(_) => self
+                .choice(spec.section, spec.key)
+                .ok()
+                .flatten()
+                .map(str::to_string)
+                .unwrap_or_default(),
+            Kind::Choices(_) => self
+                .choices(spec.section, spec.key)
+                .map(|c| c.join(","))
+                .unwrap_or_default(),
+            Kind::Duration => match parse_duration(v) {
+                Ok(d) if !v.trim().is_empty() => humantime::format_duration(d).to_string(),
+                _ => v.trim().into(),
+            },
+            _ => v.replace('\n', "\\n"),
+        }
+    }
+
+    /// The `--print-config` text: every option of the program in file order,
+    /// its effective value and where it came from.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "# {} {}: effective configuration\n",
+            self.schema.program,
+            env!("CARGO_PKG_VERSION")
+        ));
+        if self.files.is_empty() {
+            out.push_str("# files read: none\n");
+        }
+        for f in &self.files {
+            out.push_str(&format!("# file read: {}\n", f.display()));
+        }
+        out.push_str(
+            "# Each line: option = value  # origin. (ours) marks options that are not in\n\
+             # cASO 5.2.2 / SSM 4.0.0; secrets print as ****; #option = <unset> is unset.\n",
+        );
+        let mut section = "";
+        for spec in self.schema.options {
+            if spec.owner == Owner::Ignored {
+                continue;
+            }
+            if spec.section != section {
+                section = spec.section;
+                out.push_str(&format!("\n[{section}]\n"));
+            }
+            let setting = self.get(spec.section, spec.key);
+            let ours = match spec.owner {
+                Owner::Ours => " (ours)",
+                Owner::OurDefault if setting.is_none_or(|s| s.origin == Origin::Default) => {
+                    " (default ours)"
+                }
+                _ => "",
+            };
+            match setting {
+                Some(s) => {
+                    let shown = self.display(spec, s);
+                    let via = if s.raw != s.value && spec.kind.is_plain() {
+                        format!(" from {:?}", s.raw)
+                    } else {
+                        String::new()
+                    };
+                    let line = format!("{} = {shown}", spec.key);
+                    out.push_str(&format!("{line:<48}  # {}{via}{ours}\n", s.origin));
+                }
+                None => {
+                    let line = format!("#{} = <unset>", spec.key);
+                    out.push_str(&format!("{line:<48}  # built-in default{ours}\n"));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Kind {
+    /// Kinds whose raw text may be shown (not secrets).
+    fn is_plain(&self) -> bool {
+        !matches!(self, Kind::Secret)
+    }
+}
