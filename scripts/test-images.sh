@@ -440,8 +440,8 @@ EOF
   (cd "$e2e/spool/caso" && for f in lastrun.*; do printf '%s %s\n' "$f" "$(cat "$f")"; done) >"$e2e/lastruns.0"
   [ -s "$e2e/lastruns.0" ] || fail "compose: no lastrun files seeded"
   # Host network (the doubles listen on 127.0.0.1 only), the names, the
-  # Keystone CA, and ssmsend every 2 s instead of 6 h; caso-extract keeps
-  # the file's 1 h: one run per `up`.
+  # Keystone CA, and ssmsend every 2 s instead of 6 h, first after 5 s
+  # instead of 15 min; caso-extract keeps the file's 1 h: one run per `up`.
   cat >"$e2e/override.yml" <<EOF
 services:
   caso-extract:
@@ -452,7 +452,7 @@ services:
   ssmsend:
     network_mode: host
     extra_hosts: ["ams.test:127.0.0.1"]
-    command: ["--config", "/etc/apel/sender.cfg", "--interval", "2s"]
+    command: ["--config", "/etc/apel/sender.cfg", "--interval", "2s", "--initial-delay", "5s"]
 EOF
   project=cloud-accounting-e2e-$$
   dc() {
@@ -502,6 +502,10 @@ EOF
   [ "$(spool_left)" = 0 ] || fail "compose: messages left in the host's /var/spool/apel after delivery"
   lastruns >"$e2e/lastruns.1"
   stop_and_check_exit 1
+  # The sender's first run came after the extractor's (--initial-delay).
+  first_found=$(sed -n 's/.*Found \([0-9]*\) messages.*/\1/p' "$e2e/send.log.1" | head -n1)
+  [ "${first_found:-0}" -gt 0 ] || fail "compose: ssmsend's first run found ${first_found:-no} messages: it ran before caso-extract's first run"
+  grep -q 'the first run after the initial delay' "$e2e/send.log.1" || fail "compose: ssmsend did not wait its --initial-delay: $(head -5 "$e2e/send.log.1")"
   if grep -q 'no lastrun file' "$e2e/extract.log.1"; then
     fail "compose: caso-extract did not find the host's lastrun files: $(grep 'no lastrun file' "$e2e/extract.log.1" | head -3)"
   fi

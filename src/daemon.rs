@@ -188,23 +188,74 @@ pub fn next_pause(interval: Duration) -> Duration {
     }
 }
 
-/// Runs `once` in cron mode (`interval` `None`: its result is the
+/// When daemon mode runs: the first run after `first_after` (zero: at
+/// once), then one every `every` give or take the jitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    pub every: Duration,
+    /// `--initial-delay`: lets another program go first, as cron's offsets
+    /// do (ssmsend after caso-extract's first run in docker-compose).
+    pub first_after: Duration,
+}
+
+impl Schedule {
+    /// `--interval` and `--initial-delay` as given: a delay without an
+    /// interval is a usage error (cron mode runs once, at once).
+    pub fn from_flags(
+        interval: Option<Duration>,
+        initial_delay: Option<Duration>,
+    ) -> anyhow::Result<Option<Schedule>> {
+        match (interval, initial_delay) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(exit::usage(anyhow!(
+                "--initial-delay is for daemon mode: give --interval too (cron mode runs at once)"
+            ))),
+            (Some(every), first_after) => Ok(Some(Schedule {
+                every,
+                first_after: first_after.unwrap_or_default(),
+            })),
+        }
+    }
+}
+
+/// Parses `--initial-delay` (humantime; zero allowed: no delay).
+pub fn parse_delay(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Runs `once` in cron mode (`schedule` `None`: its result is the
 /// program's) or daemon mode: again after each pause until `shutdown` is
 /// requested, then `Ok` (exit 0). In daemon mode a failed run is logged and
 /// the next one tried; only a configuration error (exit 2) ends the daemon,
 /// since no later run could succeed.
 pub fn run(
-    interval: Option<Duration>,
+    schedule: Option<Schedule>,
     shutdown: &Shutdown,
     mut once: impl FnMut(&Shutdown) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let Some(interval) = interval else {
+    let Some(Schedule {
+        every: interval,
+        first_after,
+    }) = schedule
+    else {
         return once(shutdown);
     };
-    tracing::info!(
-        interval = %humantime::format_duration(interval),
-        "daemon mode: one run now, then one per interval; SIGTERM stops after the work in progress"
-    );
+    if first_after.is_zero() {
+        tracing::info!(
+            interval = %humantime::format_duration(interval),
+            "daemon mode: one run now, then one per interval; SIGTERM stops after the work in progress"
+        );
+    } else {
+        tracing::info!(
+            interval = %humantime::format_duration(interval),
+            first_in = %humantime::format_duration(first_after),
+            "daemon mode: the first run after the initial delay, then one per interval; SIGTERM stops after the work in progress"
+        );
+        if sleep(first_after, shutdown)? {
+            tracing::info!("stopped on request");
+            return Ok(());
+        }
+    }
     loop {
         if let Err(e) = once(shutdown) {
             if exit::is_usage(&e) {
@@ -295,11 +346,50 @@ mod tests {
         assert_eq!(r.unwrap_err().to_string(), "boom");
     }
 
+    fn every(every: Duration) -> Schedule {
+        Schedule {
+            every,
+            first_after: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn an_initial_delay_needs_an_interval_and_ends_on_a_stop_request() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(Schedule::from_flags(None, None).unwrap(), None);
+        let e = Schedule::from_flags(None, Some(hour)).unwrap_err();
+        assert!(exit::is_usage(&e), "{e}");
+        assert!(e.to_string().contains("--interval"), "{e}");
+        assert_eq!(
+            Schedule::from_flags(Some(hour), None).unwrap(),
+            Some(every(hour))
+        );
+        assert_eq!(parse_delay("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_delay("0s"), Ok(Duration::ZERO));
+        assert!(parse_delay("soon").is_err());
+        // A stop during the delay: no run at all, Ok.
+        let stop = Shutdown::new();
+        stop.request();
+        let runs = Cell::new(0);
+        let delayed = Schedule {
+            every: hour,
+            first_after: hour,
+        };
+        let start = Instant::now();
+        let r = run(Some(delayed), &stop, |_| {
+            runs.set(runs.get() + 1);
+            Ok(())
+        });
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(runs.get(), 0);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
     #[test]
     fn daemon_mode_repeats_survives_failures_and_stops_on_request() {
         let runs = Cell::new(0);
         let stop = Shutdown::new();
-        let r = run(Some(Duration::from_millis(1)), &stop, |s| {
+        let r = run(Some(every(Duration::from_millis(1))), &stop, |s| {
             runs.set(runs.get() + 1);
             if runs.get() == 3 {
                 s.request();
@@ -313,10 +403,14 @@ mod tests {
     #[test]
     fn daemon_mode_ends_on_a_configuration_error() {
         let runs = Cell::new(0);
-        let r = run(Some(Duration::from_millis(1)), &Shutdown::new(), |_| {
-            runs.set(runs.get() + 1);
-            Err(exit::usage(anyhow!("[DEFAULT] site_name is required")))
-        });
+        let r = run(
+            Some(every(Duration::from_millis(1))),
+            &Shutdown::new(),
+            |_| {
+                runs.set(runs.get() + 1);
+                Err(exit::usage(anyhow!("[DEFAULT] site_name is required")))
+            },
+        );
         assert_eq!(runs.get(), 1);
         assert!(r.unwrap_err().to_string().contains("site_name"));
     }

@@ -462,3 +462,72 @@ async fn a_daemon_waits_for_the_run_lock_and_sigterm_ends_the_wait() {
     );
     drop(held);
 }
+
+/// `--initial-delay` (docker-compose starts ssmsend 15 min after the
+/// extractor): no run before the delay, SIGTERM during it exits 0 at once
+/// with nothing sent; after it, the run sends everything. Without
+/// `--interval` it is a usage error (exit 2).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_initial_delay_holds_the_first_run_and_sigterm_ends_it() {
+    let pki = AmsTestPki::generate();
+    let double = AmsDouble::start(&pki, &[]);
+    let (dir, queue) = sender_site(&pki, &double, 3);
+
+    let status = ssmsend(dir.path(), &["--initial-delay", "1s"], "usage.log")
+        .wait()
+        .unwrap();
+    let log = read_log(dir.path(), "usage.log");
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("give --interval too"), "{log}");
+
+    let mut daemon = ssmsend(
+        dir.path(),
+        &["--interval", "1h", "--initial-delay", "1h"],
+        "delayed.log",
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(daemon.try_wait().unwrap().is_none(), "ssmsend exited");
+    assert_eq!(
+        double.stats().await["messages"],
+        0,
+        "it sent before the delay"
+    );
+    sigterm(&daemon);
+    let start = Instant::now();
+    let status = wait(&mut daemon, Duration::from_secs(5));
+    let log = read_log(dir.path(), "delayed.log");
+    assert!(status.success(), "exit {status}: {log}");
+    assert!(start.elapsed() < Duration::from_secs(3), "{log}");
+    assert!(
+        log.contains("the first run after the initial delay"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("Found "),
+        "a run started during the delay: {log}"
+    );
+    assert_eq!(queue.count().unwrap(), 3);
+
+    let mut daemon = ssmsend(
+        dir.path(),
+        &["--interval", "1h", "--initial-delay", "1s"],
+        "short.log",
+    );
+    let start = Instant::now();
+    while queue.count().unwrap() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            read_log(dir.path(), "short.log")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "sent before the delay"
+    );
+    sigterm(&daemon);
+    let status = wait(&mut daemon, Duration::from_secs(10));
+    assert!(status.success(), "{}", read_log(dir.path(), "short.log"));
+    assert_eq!(double.stats().await["messages"], 3);
+}

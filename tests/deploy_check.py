@@ -190,7 +190,7 @@ def check_compose(root):
         "caso-extract": (["--interval", "1h"], {
             "/etc/caso/caso.conf": ("CASO_CONF", "ro"), "/etc/caso/voms.json": ("VOMS_JSON", "ro"),
             "/var/spool/caso": ("CASO_SPOOL", "rw"), "/var/spool/apel": ("APEL_SPOOL", "rw")}),
-        "ssmsend": (["--interval", "6h"], {
+        "ssmsend": (["--interval", "6h", "--initial-delay", "15m"], {
             "/etc/apel/sender.cfg": ("SENDER_CFG", "ro"), "/etc/grid-security": ("GRID_SECURITY", "ro"),
             "/var/spool/apel": ("APEL_SPOOL", "rw")}),
     }
@@ -204,7 +204,8 @@ def check_compose(root):
         check("build" in s, f"{w}: no build section (docker-compose 1.x would pull a missing image)")
         image = f"${{{images[name]}:-cloud-accounting/{name}}}:${{TAG:-latest}}"
         check(s.get("image") == image, f"{w}: image {s.get('image')}, expected {image}")
-        check(s.get("command", [])[-2:] == interval, f"{w}: command {s.get('command')} does not end in {interval}")
+        check(s.get("command", [])[-len(interval):] == interval,
+              f"{w}: command {s.get('command')} does not end in {interval}")
         got = {}
         for v in s.get("volumes", []):
             check(v.startswith("${"), f"{w}: volume {v} is not a host path from a variable")
@@ -217,7 +218,7 @@ def check_compose(root):
         check(got == mounts, f"{w}: mounts {got}, expected {mounts}")
     check(not doc.get("volumes"), f"compose named volumes {doc.get('volumes')}: the spools are the host's")
     print("ok: docker-compose.yml: both services read-only as 65532, never pulled, the host's spools "
-          "and configuration (read-only), --interval 1h/6h")
+          "and configuration (read-only), --interval 1h/6h, the sender 15 min after the extractor")
 
 
 def check_cron(root):

@@ -83,6 +83,10 @@ pub struct CasoCli {
     /// 30m), with a small random jitter, until SIGTERM. Without it: one run.
     #[arg(long, value_name = "DURATION", value_parser = daemon::parse_interval)]
     pub interval: Option<Duration>,
+    /// With --interval (ours): wait DURATION before the first run, e.g. to
+    /// let another program run first (default: run at once).
+    #[arg(long, value_name = "DURATION", value_parser = daemon::parse_delay)]
+    pub initial_delay: Option<Duration>,
     #[command(subcommand)]
     pub command: Option<CasoCommand>,
 }
@@ -187,19 +191,24 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
         return Ok(());
     }
     match cli.command {
-        Some(CasoCommand::Projects) if cli.interval.is_some() => Err(exit::usage(anyhow!(
-            "--interval is for extraction, not for the projects subcommand"
-        ))),
+        Some(CasoCommand::Projects) if cli.interval.is_some() || cli.initial_delay.is_some() => {
+            Err(exit::usage(anyhow!(
+                "--interval and --initial-delay are for extraction, not for the projects subcommand"
+            )))
+        }
         Some(CasoCommand::Projects) => projects(&settings),
-        None => extract(settings, cli.interval),
+        None => extract(
+            settings,
+            daemon::Schedule::from_flags(cli.interval, cli.initial_delay)?,
+        ),
     }
 }
 
 /// Extraction with checked settings: one run ([`crate::extract::main_until`])
-/// or, with `interval`, daemon mode ([`daemon::run`]). SIGTERM/SIGINT stop
+/// or, with a `schedule`, daemon mode ([`daemon::run`]). SIGTERM/SIGINT stop
 /// gracefully in both modes.
-pub fn extract(settings: CasoSettings, interval: Option<Duration>) -> anyhow::Result<()> {
-    if interval.is_some() {
+pub fn extract(settings: CasoSettings, schedule: Option<daemon::Schedule>) -> anyhow::Result<()> {
+    if schedule.is_some() {
         // Each run extracts from each project's lastrun up to now; a fixed
         // period would be extracted again and again.
         for (set, flag) in [
@@ -215,7 +224,7 @@ pub fn extract(settings: CasoSettings, interval: Option<Duration>) -> anyhow::Re
         }
     }
     let shutdown = Shutdown::on_signals()?;
-    daemon::run(interval, &shutdown, |stop| {
+    daemon::run(schedule, &shutdown, |stop| {
         crate::extract::main_until(&settings, stop)
     })
 }

@@ -47,6 +47,10 @@ pub struct SenderCli {
     /// 30m), with a small random jitter, until SIGTERM. Without it: one run.
     #[arg(long, value_name = "DURATION", value_parser = daemon::parse_interval)]
     pub interval: Option<Duration>,
+    /// With --interval (ours): wait DURATION before the first run, e.g. to
+    /// let another program run first (default: run at once).
+    #[arg(long, value_name = "DURATION", value_parser = daemon::parse_delay)]
+    pub initial_delay: Option<Duration>,
 }
 
 /// The `ssmsend` program.
@@ -86,15 +90,16 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    send(SenderSettings::from_effective(&eff)?, cli.interval)
+    let schedule = daemon::Schedule::from_flags(cli.interval, cli.initial_delay)?;
+    send(SenderSettings::from_effective(&eff)?, schedule)
 }
 
 /// Sending with checked settings: one run ([`crate::send::run_until`]) or,
-/// with `interval`, daemon mode ([`daemon::run`]). SIGTERM/SIGINT stop
+/// with a `schedule`, daemon mode ([`daemon::run`]). SIGTERM/SIGINT stop
 /// gracefully in both modes.
-pub fn send(settings: SenderSettings, interval: Option<Duration>) -> anyhow::Result<()> {
+pub fn send(settings: SenderSettings, schedule: Option<daemon::Schedule>) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals()?;
-    daemon::run(interval, &shutdown, |stop| {
+    daemon::run(schedule, &shutdown, |stop| {
         crate::send::run_until(&settings, stop)
     })
 }
