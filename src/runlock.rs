@@ -42,7 +42,10 @@ pub enum RunLockError {
     },
     #[error(
         "another extraction run holds the lock {path}{holder}; gave up after waiting {waited}",
-        holder = match .holder { Some(p) => format!(" (pid {p})"), None => String::new() },
+        holder = match .holder {
+            Some(p) => format!(" (pid {p})"),
+            None => " (its pid is not visible here: another pid namespace, e.g. a container)".into(),
+        },
         waited = humantime::format_duration(*.waited)
     )]
     Timeout {

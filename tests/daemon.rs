@@ -435,12 +435,32 @@ async fn a_daemon_waits_for_the_run_lock_and_sigterm_ends_the_wait() {
     );
     sigterm(&daemon);
     let status = wait(&mut daemon, Duration::from_secs(10));
-    assert!(
-        status.success(),
-        "{}",
-        read_log(site.dir.path(), "daemon.log")
-    );
+    let log = read_log(site.dir.path(), "daemon.log");
+    assert!(status.success(), "{log}");
     assert!(site.messages().is_empty());
+    // It said what it waits for, and who holds it.
+    assert_eq!(
+        log.matches("waiting up to 30m for the run lock").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("held by pid {}", std::process::id())),
+        "{log}"
+    );
+
+    // --lock-timeout is a flag too (it sets [DEFAULT] lock_timeout).
+    let status = site
+        .extract(&["--lock-timeout", "1s"], "flag.log")
+        .wait()
+        .unwrap();
+    let log = read_log(site.dir.path(), "flag.log");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("(pid {})", std::process::id()))
+            && log.contains("gave up after waiting 1s"),
+        "{log}"
+    );
 
     let conf = site.path("caso.conf");
     let text = std::fs::read_to_string(&conf).unwrap();

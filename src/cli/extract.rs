@@ -52,6 +52,10 @@ pub struct CasoCli {
     /// Projects extracted at the same time (ours; default 8).
     #[arg(long, value_name = "N", global = true)]
     pub concurrency: Option<String>,
+    /// How long to wait for another run's lock, e.g. 30m, 0s (ours;
+    /// [DEFAULT] lock_timeout).
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub lock_timeout: Option<String>,
     /// Deprecated VO <-> project JSON mapping file.
     #[arg(long, alias = "mapping_file", value_name = "PATH", global = true)]
     pub mapping_file: Option<PathBuf>,
@@ -130,6 +134,9 @@ impl CasoCli {
         }
         if let Some(s) = &self.vo_property {
             v.push(flag(D, "vo_property", "--vo-property", s.clone()));
+        }
+        if let Some(d) = &self.lock_timeout {
+            v.push(flag(D, "lock_timeout", "--lock-timeout", d.clone()));
         }
         if let Some(n) = &self.concurrency {
             v.push(flag(D, "concurrency", "--concurrency", n.clone()));

@@ -1059,8 +1059,22 @@ fn run_lock(
     // The wait is sliced so that a stop request ends it within a slice.
     const SLICE: std::time::Duration = std::time::Duration::from_millis(250);
     let start = std::time::Instant::now();
+    let mut told = false;
     loop {
         let left = settings.lock_timeout.saturating_sub(start.elapsed());
+        if !told && !left.is_zero() && start.elapsed() >= SLICE {
+            // Once, so that a run that seems to hang says why.
+            told = true;
+            let holder = match RunLock::holder(&settings.lock_path) {
+                Ok(Some(pid)) => format!("pid {pid}"),
+                _ => "another process".into(),
+            };
+            tracing::info!(
+                "waiting up to {} for the run lock {} held by {holder} (lock_timeout, --lock-timeout)",
+                humantime::format_duration(settings.lock_timeout),
+                settings.lock_path.join(crate::runlock::LOCK_NAME).display()
+            );
+        }
         match RunLock::acquire(&settings.lock_path, left.min(SLICE)) {
             Ok(lock) => return Ok(Some(lock)),
             Err(RunLockError::Timeout { .. }) if stop.is_requested() => return Ok(None),
