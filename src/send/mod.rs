@@ -125,11 +125,21 @@ async fn send_queue(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let q = Arc::clone(&queue);
-    let ids = blocking(move || q.elements()).await??;
+    let scan = blocking(move || q.scan()).await??;
+    let ids = scan.elements;
     let found = ids.len();
     tracing::info!("Found {found} messages.");
+    // Reported and moved aside before sending: a bad lock moved away frees
+    // its element for this run.
+    let q = Arc::clone(&queue);
+    let bad = blocking(move || {
+        let mut bad = Tally::default();
+        queue::set_aside_all(&q, &scan.bad, &mut bad);
+        bad
+    })
+    .await?;
     let mut failure: Option<anyhow::Error> = None;
-    let tally = if found == 0 {
+    let mut tally = if found == 0 {
         Tally::default()
     } else {
         let spool = Spool::new(
@@ -180,6 +190,8 @@ async fn send_queue(
         }
         blocking(move || spool.finish(found)).await?
     };
+    tally.bad_set_aside = bad.bad_set_aside;
+    tally.bad_left = bad.bad_left;
     tracing::info!("Tidying message directory.");
     let q = Arc::clone(&queue);
     match blocking(move || q.purge(PURGE_MAX_TEMP, PURGE_MAX_LOCK)).await? {
@@ -193,6 +205,7 @@ async fn send_queue(
         rejected = tally.rejected,
         unsent = tally.unsent,
         locked_elsewhere = tally.skipped,
+        not_messages = tally.bad(),
         seconds = format_args!("{secs:.2}"),
         "Sent {} of {} messages",
         tally.sent,
@@ -201,7 +214,7 @@ async fn send_queue(
     if let Some(e) = failure {
         return Err(e.context(summary(&tally)));
     }
-    if stop.is_requested() && tally.rejected == 0 && tally.not_removed == 0 {
+    if stop.is_requested() && tally.rejected == 0 && tally.not_removed == 0 && tally.bad() == 0 {
         if tally.unsent > 0 {
             tracing::warn!(
                 "stopped on request: {} messages left in the queue for the next run",
@@ -227,6 +240,14 @@ fn summary(t: &Tally) -> String {
         parts.push(format!(
             "{} rejected (moved to the reject directory beside the queue, with the reason)",
             t.rejected
+        ));
+    }
+    if t.bad() > 0 {
+        parts.push(format!(
+            "{} entries of the queue are not messages ({} moved to the reject directory, {} left in place; each named above)",
+            t.bad(),
+            t.bad_set_aside,
+            t.bad_left
         ));
     }
     if t.not_removed > 0 {

@@ -59,12 +59,12 @@ fn dirq_lock_get_unlock_remove() {
 
     assert!(q.lock(&a).unwrap());
     assert!(!q.lock(&a).unwrap(), "a second lock fails");
-    assert_eq!(q.get(&a).unwrap(), b"a");
+    assert_eq!(q.get(&a, 100).unwrap(), b"a");
     // Locked elements are still elements (dirq counts them).
     assert_eq!(q.count().unwrap(), 2);
     q.unlock(&a).unwrap();
     assert!(q.unlock(&a).is_err(), "unlocking twice is an error");
-    assert!(q.get(&a).is_err(), "get needs the lock");
+    assert!(q.get(&a, 100).is_err(), "get needs the lock");
 
     assert!(q.lock(&a).unwrap());
     q.remove(&a).unwrap();
@@ -211,7 +211,7 @@ fn ids_cannot_escape_the_root() {
     for bad in ["../x", "a/b", ".hidden", ""] {
         let id = ElementId(bad.into());
         assert!(matches!(
-            dq.get(&id),
+            dq.get(&id, 100),
             Err(SpoolError::InvalidElement { .. })
         ));
     }
@@ -222,7 +222,10 @@ fn io_errors_name_the_path_and_the_os_error() {
     let d = tempfile::tempdir().unwrap();
     let q = Queue::create(d.path(), Layout::Dirq).unwrap();
     let id = ElementId("00000000/00000000000000".into());
-    let e = q.get(&id).unwrap_err().to_string();
+    let e = q.get(&id, 100).unwrap_err().to_string();
+    assert!(e.contains("00000000: No such file or directory"), "{e}");
+    fs::create_dir(q.root().join("00000000")).unwrap();
+    let e = q.get(&id, 100).unwrap_err().to_string();
     assert!(e.contains("00000000/00000000000000.lck"), "{e}");
     assert!(e.contains("No such file or directory"), "{e}");
 }
@@ -291,7 +294,7 @@ fn directory_layout_orders_by_mtime_and_hides_temp_files() {
     assert_eq!(q.count().unwrap(), 2);
     assert!(q.lock(&a).unwrap());
     assert!(q.lock(&a).unwrap(), "no locking in this layout");
-    assert_eq!(q.get(&a).unwrap(), b"first");
+    assert_eq!(q.get(&a, 100).unwrap(), b"first");
     q.unlock(&a).unwrap();
     q.remove(&a).unwrap();
     assert!(!q.lock(&a).unwrap(), "gone");
@@ -307,7 +310,7 @@ fn directory_layout_orders_by_mtime_and_hides_temp_files() {
 fn directory_layout_fallback_without_o_tmpfile_leaves_no_temp_file() {
     let d = tempfile::tempdir().unwrap();
     let q = Queue::create(d.path(), Layout::Directory).unwrap();
-    let id = directory::add_via_dot_temp(d.path(), b"x", "m1".into()).unwrap();
+    let id = directory::add_via_dot_temp(&q.root_dir, d.path(), b"x", "m1".into()).unwrap();
     assert_eq!(id.as_str(), "m1");
     assert_eq!(file_names(d.path()), vec!["m1".to_string()]);
     assert_eq!(q.elements().unwrap(), vec![id]);
