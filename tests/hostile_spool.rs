@@ -221,7 +221,10 @@ impl World {
             assert_eq!(log.matches(&line).count(), 1, "{line}\n{log}");
         }
         assert!(
-            log.contains(&format!("{} entries of the queue are not messages", bad.len())),
+            log.contains(&format!(
+                "{} entries of the queue are not messages",
+                bad.len()
+            )),
             "{log}"
         );
     }
@@ -275,7 +278,6 @@ fn snapshot(root: &Path) -> Snapshot {
     out
 }
 
-
 /// `prefix... ssmsend -c cfg` under `ulimit -v`, killed past [`RUN_BOUND`].
 fn run_bounded(cfg: &Path, prefix: &[&str]) -> Run {
     let mut cmd = Command::new("sh");
@@ -325,7 +327,11 @@ fn run_bounded(cfg: &Path, prefix: &[&str]) -> Run {
 fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0, "mkfifo {path:?}");
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o666) },
+        0,
+        "mkfifo {path:?}"
+    );
 }
 
 /// A character device like /dev/zero (1,5) when root may make one (mknod),
@@ -426,7 +432,12 @@ fn reject_directory_symlink_is_never_written_through() {
     let token = "(empty)".to_string();
     w.good.insert(empty.clone(), token);
     w.check(&run, &before, std::slice::from_ref(&link), &[&empty]);
-    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     let named = format!("the reject directory {}", w.reject_dir().display());
     assert!(run.log.contains(&named), "{}", run.log);
     assert!(run.log.contains("never followed"), "{}", run.log);
@@ -537,7 +548,8 @@ fn huge_element_is_read_only_to_the_limit_and_rejected() {
     assert_eq!(run.code, 1, "{}", run.log);
     assert!(run.elapsed < Duration::from_secs(30), "{:?}", run.elapsed);
     assert!(
-        run.log.contains("message larger than the limit of 1000000 bytes"),
+        run.log
+            .contains("message larger than the limit of 1000000 bytes"),
         "{}",
         run.log
     );
@@ -603,7 +615,10 @@ fn unlistable_intermediate_directory_is_reported_and_left_in_place() {
     w.check(&run, &before, std::slice::from_ref(&locked_dir), &[]);
     assert!(run.log.contains("left in place"), "{}", run.log);
     assert!(run.log.contains("Permission denied"), "{}", run.log);
-    assert_eq!(fs::read(&kept).unwrap(), b"APEL-cloud-message: v0.4\nkept\n");
+    assert_eq!(
+        fs::read(&kept).unwrap(),
+        b"APEL-cloud-message: v0.4\nkept\n"
+    );
 }
 
 /// Names that are not dirq names, at the root and in an intermediate
@@ -650,7 +665,9 @@ fn lock_that_is_a_directory_is_moved_aside_and_its_element_sent() {
 #[test]
 fn non_utf8_names_are_reported_and_moved_aside() {
     let w = World::new(Layout::Dirq);
-    let in_dir = w.good_dir().join(OsStr::from_bytes(b"6000000000\xff\xfe03"));
+    let in_dir = w
+        .good_dir()
+        .join(OsStr::from_bytes(b"6000000000\xff\xfe03"));
     let at_root = w.queue.join(OsStr::from_bytes(b"600000\xc3\x28"));
     fs::copy(w.secret(), &in_dir).unwrap();
     fs::create_dir(&at_root).unwrap();
@@ -746,8 +763,225 @@ fn unwritable_reject_directory_is_named_in_the_error() {
     let mut w = w;
     w.good.insert(empty.clone(), "(empty)".into());
     w.check(&run, &before, std::slice::from_ref(&fifo), &[&empty]);
-    let named = format!("the reject directory {}: Permission denied", reject.display());
+    let named = format!(
+        "the reject directory {}: Permission denied",
+        reject.display()
+    );
     assert_eq!(run.log.matches(&named).count(), 2, "{}", run.log);
     assert!(!run.log.contains(".lck"), "{}", run.log);
     assert!(fs::symlink_metadata(&fifo).is_ok(), "left in place");
+}
+
+// --- property: random trees ----------------------------------------------
+
+mod random_trees {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    /// One planted entry of a dirq tree.
+    #[derive(Clone, Debug)]
+    enum Plant {
+        /// A good message in intermediate directory 0 or 1.
+        Good(u8),
+        /// An element that is a symlink to the outside secret.
+        ElementSymlink(u8),
+        /// An intermediate directory that is a symlink to an outside directory.
+        DirSymlink,
+        Fifo(u8),
+        /// A directory where an element should be (holding the marker).
+        ElementDir(u8),
+        /// A regular file with a name that is no dirq name (in directory 0
+        /// or 1, or at the root when 2), holding the marker.
+        BadName(u8, String),
+        NonUtf8(u8),
+        /// A regular file where an intermediate directory should be.
+        FileAsDir,
+    }
+
+    fn plant() -> impl Strategy<Value = Plant> {
+        prop_oneof![
+            4 => (0u8..2).prop_map(Plant::Good),
+            1 => (0u8..2).prop_map(Plant::ElementSymlink),
+            1 => Just(Plant::DirSymlink),
+            1 => (0u8..2).prop_map(Plant::Fifo),
+            1 => (0u8..2).prop_map(Plant::ElementDir),
+            1 => ((0u8..3), "[A-Za-z0-9_.-]{1,16}").prop_map(|(d, s)| Plant::BadName(d, s)),
+            1 => (0u8..3).prop_map(Plant::NonUtf8),
+            1 => Just(Plant::FileAsDir),
+        ]
+    }
+
+    /// One AMS double and PKI for every case.
+    struct Fixture {
+        pki: Pki,
+        host: Identity,
+        double: AmsDouble,
+        rt: tokio::runtime::Runtime,
+        /// Messages of the double already looked at.
+        seen: std::cell::Cell<usize>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let pki = Pki::new();
+            let host = pki.host();
+            let server = pki.server();
+            let double = AmsDouble::start_with(
+                tempfile::tempdir().unwrap(),
+                pki.ca_file(),
+                &server.cert_path,
+                &server.key_path,
+                HOST_DN,
+                &[],
+            );
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            Fixture {
+                pki,
+                host,
+                double,
+                rt,
+                seen: std::cell::Cell::new(0),
+            }
+        }
+
+        /// What the double stored since the last call.
+        fn new_messages(&self) -> Vec<Vec<u8>> {
+            self.rt.block_on(async {
+                let all = self.double.messages().await;
+                let mut out = Vec::new();
+                for m in &all[self.seen.get()..] {
+                    out.push(self.double.data(m["seq"].as_u64().unwrap()).await);
+                }
+                self.seen.set(all.len());
+                out
+            })
+        }
+
+        fn case(&self, plants: &[Plant]) {
+            let dir = tempfile::tempdir().unwrap();
+            let queue = dir.path().join("spool/outgoing");
+            let outside = dir.path().join("outside");
+            let marker = format!("MARKER-{}", uuid::Uuid::new_v4().simple());
+            let secret = format!("APEL-cloud-message: v0.4\n{marker}\n");
+            fs::create_dir_all(outside.join("dirq")).unwrap();
+            fs::write(outside.join("secret.txt"), &secret).unwrap();
+            fs::write(outside.join("dirq/61000000000001"), &secret).unwrap();
+            fs::create_dir_all(&queue).unwrap();
+            let dirs = [
+                queue.join("61000000"),
+                queue.join("62000000"),
+                queue.clone(),
+            ];
+            for d in &dirs[..2] {
+                fs::create_dir(d).unwrap();
+            }
+            let mut good = BTreeMap::new();
+            let mut bad = Vec::new();
+            for (i, p) in plants.iter().enumerate() {
+                let element = |d: &u8| dirs[usize::from(*d)].join(format!("6{i:013x}"));
+                match p {
+                    Plant::Good(d) => {
+                        let token = format!("good-{i}-{}", uuid::Uuid::new_v4().simple());
+                        let path = element(d);
+                        fs::write(&path, format!("APEL-cloud-message: v0.4\n{token}\n")).unwrap();
+                        good.insert(path, token);
+                    }
+                    Plant::ElementSymlink(d) => {
+                        symlink(outside.join("secret.txt"), element(d)).unwrap();
+                        bad.push(element(d));
+                    }
+                    Plant::DirSymlink => {
+                        let path = queue.join(format!("7{i:07x}"));
+                        symlink(outside.join("dirq"), &path).unwrap();
+                        bad.push(path);
+                    }
+                    Plant::Fifo(d) => {
+                        mkfifo(&element(d));
+                        bad.push(element(d));
+                    }
+                    Plant::ElementDir(d) => {
+                        fs::create_dir(element(d)).unwrap();
+                        fs::write(element(d).join("inside"), &secret).unwrap();
+                        bad.push(element(d));
+                    }
+                    Plant::BadName(d, s) => {
+                        // A '-' makes it no dirq name at any level.
+                        let path = dirs[usize::from(*d)].join(format!("{s}-{i}"));
+                        fs::write(&path, &secret).unwrap();
+                        bad.push(path);
+                    }
+                    Plant::NonUtf8(d) => {
+                        let mut name = b"\xff".to_vec();
+                        name.extend(format!("{i}").as_bytes());
+                        let path = dirs[usize::from(*d)].join(OsStr::from_bytes(&name));
+                        fs::write(&path, &secret).unwrap();
+                        bad.push(path);
+                    }
+                    Plant::FileAsDir => {
+                        let path = queue.join(format!("8{i:07x}"));
+                        fs::write(&path, &secret).unwrap();
+                        bad.push(path);
+                    }
+                }
+            }
+            let before = snapshot(&outside);
+            let cfg = SenderCfg::ams(
+                self.double.ams_port,
+                self.double.authn_port,
+                "accounting",
+                "eu-egi-cloud-accounting",
+            )
+            .credentials(&self.host.cert_path, &self.host.key_path, self.pki.capath())
+            .queue(&queue, Layout::Dirq)
+            .write(&dir.path().join("sender.cfg"));
+            let run = run_bounded(&cfg, &[]);
+            let log = &run.log;
+            let want = if bad.is_empty() { 0 } else { 1 };
+            assert_eq!(run.code, want, "{plants:?}\n{log}");
+            let published = self.new_messages();
+            for data in &published {
+                assert!(!contains(data, marker.as_bytes()), "marker published");
+            }
+            assert!(!log.contains(&marker), "marker logged");
+            assert_eq!(snapshot(&outside), before, "outside changed");
+            for (path, token) in &good {
+                let sent = published.iter().any(|d| contains(d, token.as_bytes()));
+                assert!(
+                    sent || path.exists(),
+                    "{path:?} neither published nor queued\n{log}"
+                );
+            }
+            assert_eq!(published.len(), good.len(), "{log}");
+            for path in &bad {
+                let line = format!("not a message: {path:?}");
+                assert_eq!(log.matches(&line).count(), 1, "{line}\n{log}");
+            }
+        }
+    }
+
+    /// Random dirq trees of good messages, symlinks, FIFOs, directories and
+    /// bad names: one ssmsend run publishes every good message (as many
+    /// messages as good ones: none twice; cases reuse element names, so the
+    /// double's duplicate count says nothing here),
+    /// never touches or publishes anything outside, reports every bad entry
+    /// once, and exits 1 exactly when there was one.
+    #[test]
+    fn random_trees_publish_the_good_and_report_the_bad() {
+        let fixture = Fixture::new();
+        let mut runner = TestRunner::new(Config {
+            cases: 32,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&proptest::collection::vec(plant(), 0..10), |plants| {
+                fixture.case(&plants);
+                Ok(())
+            })
+            .unwrap();
+    }
 }
