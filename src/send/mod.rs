@@ -2,7 +2,10 @@
 //!
 //! 1. The credentials are checked ([`Signer::from_settings`]): any problem is
 //!    a configuration error (exit 2) and nothing is touched.
-//! 2. The queue is listed; its elements are locked, read, checked and sealed
+//! 2. The queue is listed. Every entry that is not a message (a symlink,
+//!    FIFO, device, directory or foreign name; see [`crate::spool::Scan`]) is
+//!    reported once and moved to the `reject` directory as itself, never
+//!    read. The elements are locked, read, checked and sealed
 //!    (signed, then encrypted if `server_cert` is set) on a few blocking
 //!    threads ahead of the sender ([`queue::Spool`]). A message that is
 //!    unreadable, empty, not ASCII or over 1 MB goes to the `reject`
@@ -16,9 +19,9 @@
 //!
 //! Exit status: `Ok` only when every message found was delivered (or was
 //! locked by another sender, which then owns it). Messages left in the queue,
-//! rejected messages and a delivered message that could not be removed all
-//! make the run fail (exit 1): each needs the operator's eye, a rejected one
-//! most of all since it will never be sent. SSM stops at its first failure;
+//! rejected messages, entries that are not messages and a delivered message
+//! that could not be removed all make the run fail (exit 1): each needs the
+//! operator's eye, a rejected one most of all since it will never be sent. SSM stops at its first failure;
 //! we send what can be sent, then report.
 
 pub mod ams;

@@ -21,10 +21,11 @@
 //!
 //! A producer (the extractor) adds one project's messages in a [`Batch`] and
 //! writes that project's lastrun only after [`Batch::commit`] returned.
-//! A consumer iterates [`Queue::elements`], then for each: [`Queue::lock`] (skip
-//! on `false`), [`Queue::get`], then [`Queue::remove`] once delivered,
-//! [`Queue::unlock`] to leave it for the next run, or [`Queue::reject`] to move
-//! it aside for good. After a run, [`Queue::purge`] cleans what crashed
+//! A consumer lists the queue with [`Queue::scan`], moves each entry that is
+//! not a message aside with [`Queue::set_aside`], then for each element:
+//! [`Queue::lock`] (skip on `false`), [`Queue::get`], then [`Queue::remove`]
+//! once delivered, [`Queue::unlock`] to leave it for the next run, or
+//! [`Queue::reject`] to move it aside for good. After a run, [`Queue::purge`] cleans what crashed
 //! processes left behind.
 //!
 //! All calls are blocking file-system calls: from async code run them in
@@ -152,7 +153,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// A message queue on disk in one [`Layout`].
 ///
 /// Everything below the root is reached through directory descriptors with
-/// no-follow semantics ([`at`]): a symlink, FIFO, device or socket in the
+/// no-follow semantics (`openat` and friends): a symlink, FIFO, device or socket in the
 /// queue is never followed, opened for reading or waited on; [`Queue::scan`]
 /// reports it and [`Queue::set_aside`] moves it (as itself) to the reject
 /// directory.
@@ -239,7 +240,7 @@ impl Queue {
     /// Lists the queue: every element, in the order to send them (dirq by
     /// directory then name, Python dirq's iteration order; directory layout
     /// by mtime then name), and every entry that is no part of the layout
-    /// (see [`scan`] for what Python writers may leave and is not reported).
+    /// (see [`Scan`] for what Python writers may leave and is not reported).
     /// Only regular files are elements; nothing is read or followed.
     pub fn scan(&self) -> Result<Scan, SpoolError> {
         match self.layout {

@@ -14,7 +14,10 @@ use std::path::PathBuf;
 use super::ElementId;
 use super::at::Kind;
 
-/// One listing of a queue.
+/// One listing of a queue. Not bad, never reported (what Python dirq,
+/// cASO and SSM leave while they work, or after a crash; purge removes the
+/// stale ones): a regular `<14 hex>.tmp` or `<14 hex>.lck` in a dirq
+/// intermediate directory, our regular `.<name>.tmp` in the directory layout.
 #[derive(Debug, Default)]
 pub struct Scan {
     /// In send order.
