@@ -220,13 +220,11 @@ impl World {
             let line = format!("not a message: {path:?}");
             assert_eq!(log.matches(&line).count(), 1, "{line}\n{log}");
         }
-        assert!(
-            log.contains(&format!(
-                "{} entries of the queue are not messages",
-                bad.len()
-            )),
-            "{log}"
-        );
+        let summary = match bad.len() {
+            1 => "1 entry of the queue is not a message".to_string(),
+            n => format!("{n} entries of the queue are not messages"),
+        };
+        assert!(log.contains(&summary), "{log}");
     }
 
     /// `path` was moved (as itself, `kind` by lstat) into the reject

@@ -246,8 +246,13 @@ fn summary(t: &Tally) -> String {
         ));
     }
     if t.bad() > 0 {
+        let what = if t.bad() == 1 {
+            "entry of the queue is not a message"
+        } else {
+            "entries of the queue are not messages"
+        };
         parts.push(format!(
-            "{} entries of the queue are not messages ({} moved to the reject directory, {} left in place; each named above)",
+            "{} {what} ({} moved to the reject directory, {} left in place; each named above)",
             t.bad(),
             t.bad_set_aside,
             t.bad_left
