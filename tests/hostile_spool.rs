@@ -15,6 +15,7 @@ mod ams_common;
 mod common;
 #[path = "common/send.rs"]
 mod send;
+mod spool_support;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -726,6 +727,94 @@ fn python_writers_temporary_files_and_locks_are_not_reported() {
     assert_eq!(w.remaining(), vec![id]);
     assert_eq!(w.published().len(), w.good.len() - 1);
     assert!(dir.join("60000000000004.tmp").exists());
+}
+
+/// A Python dirq writer (what cASO does) and a Python consumer (what SSM
+/// does) on the same queue while ssmsend runs: their temporary files and
+/// locks are never reported, the run exits 0, and every message is
+/// published by us, consumed by Python or still queued, exactly once.
+#[test]
+fn concurrent_python_writer_and_consumer_cause_no_report() {
+    let w = World::new(Layout::Dirq);
+    let root = w.queue.to_str().unwrap().to_owned();
+    let mut adder = spool_support::oracle_cmd(&["add", &root, "3000", "py"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let the writer get going, so the run overlaps its adds.
+    let started = Instant::now();
+    while Queue::open(&w.queue, Layout::Dirq)
+        .unwrap()
+        .count()
+        .unwrap()
+        < 200
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Python adds stalled"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The consumer starts once ssmsend has listed the queue (its start-up
+    // takes a moment), so both take elements from the same listing.
+    let consumer = {
+        let root = root.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            let child = spool_support::oracle_cmd(&["consume", &root])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            spool_support::wait_output(child)
+        })
+    };
+    let run = w.run();
+    assert!(adder.wait().unwrap().success());
+    let consumed: Vec<String> = consumer
+        .join()
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["name"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert!(!run.log.contains("not a message"), "{}", run.log);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let published: Vec<String> = rt
+        .block_on(w.double.messages())
+        .iter()
+        .map(|m| m["empaid"].as_str().unwrap().to_owned())
+        .collect();
+    let remaining = w.remaining();
+    let mut all: Vec<&String> = published
+        .iter()
+        .chain(&consumed)
+        .chain(&remaining)
+        .collect();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "a message handled twice");
+    assert_eq!(
+        n,
+        3003,
+        "published {}, consumed {}, queued {}",
+        published.len(),
+        consumed.len(),
+        remaining.len()
+    );
+    assert!(!published.is_empty(), "ssmsend published nothing");
+    eprintln!(
+        "published {}, consumed {}, queued {}",
+        published.len(),
+        consumed.len(),
+        remaining.len()
+    );
 }
 
 // --- class 10: the reject error names the reject directory ----------------
