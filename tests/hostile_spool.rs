@@ -884,6 +884,9 @@ mod random_trees {
         NonUtf8(u8),
         /// A regular file where an intermediate directory should be.
         FileAsDir,
+        /// A good message whose `.lck` is a symlink to the outside secret.
+        GoodWithLinkedLock(u8),
+        Socket(u8),
     }
 
     fn plant() -> impl Strategy<Value = Plant> {
@@ -896,6 +899,8 @@ mod random_trees {
             1 => ((0u8..3), "[A-Za-z0-9_.-]{1,16}").prop_map(|(d, s)| Plant::BadName(d, s)),
             1 => (0u8..3).prop_map(Plant::NonUtf8),
             1 => Just(Plant::FileAsDir),
+            1 => (0u8..2).prop_map(Plant::GoodWithLinkedLock),
+            1 => (0u8..2).prop_map(Plant::Socket),
         ]
     }
 
@@ -968,6 +973,7 @@ mod random_trees {
             }
             let mut good = BTreeMap::new();
             let mut bad = Vec::new();
+            let mut sockets = Vec::new();
             for (i, p) in plants.iter().enumerate() {
                 let element = |d: &u8| dirs[usize::from(*d)].join(format!("6{i:013x}"));
                 match p {
@@ -1013,6 +1019,20 @@ mod random_trees {
                         fs::write(&path, &secret).unwrap();
                         bad.push(path);
                     }
+                    Plant::GoodWithLinkedLock(d) => {
+                        let token = format!("good-{i}-{}", uuid::Uuid::new_v4().simple());
+                        let path = element(d);
+                        fs::write(&path, format!("APEL-cloud-message: v0.4\n{token}\n")).unwrap();
+                        let mut lock = path.clone().into_os_string();
+                        lock.push(".lck");
+                        symlink(outside.join("secret.txt"), &lock).unwrap();
+                        good.insert(path, token);
+                        bad.push(PathBuf::from(lock));
+                    }
+                    Plant::Socket(d) => {
+                        sockets.push(socket_at(&element(d)));
+                        bad.push(element(d));
+                    }
                 }
             }
             let before = snapshot(&outside);
@@ -1026,6 +1046,7 @@ mod random_trees {
             .queue(&queue, Layout::Dirq)
             .write(&dir.path().join("sender.cfg"));
             let run = run_bounded(&cfg, &[]);
+            drop(sockets);
             let log = &run.log;
             let want = if bad.is_empty() { 0 } else { 1 };
             assert_eq!(run.code, want, "{plants:?}\n{log}");
