@@ -21,8 +21,8 @@
 //! locked by another sender, which then owns it). Messages left in the queue,
 //! rejected messages, entries that are not messages and a delivered message
 //! that could not be removed all make the run fail (exit 1): each needs the
-//! operator's eye, a rejected one most of all since it will never be sent. SSM stops at its first failure;
-//! we send what can be sent, then report.
+//! operator's eye, a rejected one most of all since it will never be sent.
+//! SSM stops at its first failure; we send what can be sent, then report.
 
 pub mod ams;
 pub mod queue;
