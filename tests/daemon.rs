@@ -54,7 +54,7 @@ fn spool_messages(path: &Path) -> Vec<String> {
         .iter()
         .map(|id| {
             assert!(q.lock(id).unwrap(), "element {id} is locked");
-            let text = String::from_utf8(q.get(id).unwrap()).unwrap();
+            let text = String::from_utf8(q.get(id, 1_000_000).unwrap()).unwrap();
             q.unlock(id).unwrap();
             assert_whole(&id.to_string(), &text);
             text

@@ -132,7 +132,7 @@ impl Env {
             .iter()
             .map(|id| {
                 assert!(q.lock(id).unwrap());
-                let text = String::from_utf8(q.get(id).unwrap()).unwrap();
+                let text = String::from_utf8(q.get(id, 1_000_000).unwrap()).unwrap();
                 q.unlock(id).unwrap();
                 text
             })

@@ -25,7 +25,7 @@ fn consume_child() {
         if !q.lock(&id).unwrap() {
             continue;
         }
-        let body = String::from_utf8(q.get(&id).unwrap()).unwrap();
+        let body = String::from_utf8(q.get(&id, 1_000_000).unwrap()).unwrap();
         q.remove(&id).unwrap();
         writeln!(out, "GOT {id} {}", body.trim_end()).unwrap();
     }

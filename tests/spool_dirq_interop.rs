@@ -111,7 +111,7 @@ fn what_python_adds_we_read_lock_and_remove() {
         }
         got.push((
             id.to_string(),
-            String::from_utf8(q.get(&id).unwrap()).unwrap(),
+            String::from_utf8(q.get(&id, 1_000_000).unwrap()).unwrap(),
         ));
         q.remove(&id).unwrap();
     }
@@ -141,7 +141,7 @@ fn a_lock_python_holds_is_held_for_us_and_the_reverse() {
     // Python unlocks b: ours to take.
     oracle(&["unlock", s(d.path()), b.as_str()]);
     assert!(q.lock(&b).unwrap());
-    assert_eq!(q.get(&b).unwrap(), b"b");
+    assert_eq!(q.get(&b, 1_000_000).unwrap(), b"b");
 }
 
 /// Builds a queue with: an old empty directory, an old directory holding a
@@ -198,7 +198,7 @@ fn check_purged(root: &Path, stale: &ElementId, fresh: &ElementId) {
     assert_eq!(r[0]["locked"][0], false);
     assert!(!q.lock(fresh).unwrap());
     assert!(q.lock(stale).unwrap());
-    assert_eq!(q.get(stale).unwrap(), b"stale locked");
+    assert_eq!(q.get(stale, 1_000_000).unwrap(), b"stale locked");
 }
 
 #[test]

@@ -2,7 +2,10 @@
 //!
 //! 1. The credentials are checked ([`Signer::from_settings`]): any problem is
 //!    a configuration error (exit 2) and nothing is touched.
-//! 2. The queue is listed; its elements are locked, read, checked and sealed
+//! 2. The queue is listed. Every entry that is not a message (a symlink,
+//!    FIFO, device, directory or foreign name; see [`crate::spool::Scan`]) is
+//!    reported once and moved to the `reject` directory as itself, never
+//!    read. The elements are locked, read, checked and sealed
 //!    (signed, then encrypted if `server_cert` is set) on a few blocking
 //!    threads ahead of the sender ([`queue::Spool`]). A message that is
 //!    unreadable, empty, not ASCII or over 1 MB goes to the `reject`
@@ -16,10 +19,10 @@
 //!
 //! Exit status: `Ok` only when every message found was delivered (or was
 //! locked by another sender, which then owns it). Messages left in the queue,
-//! rejected messages and a delivered message that could not be removed all
-//! make the run fail (exit 1): each needs the operator's eye, a rejected one
-//! most of all since it will never be sent. SSM stops at its first failure;
-//! we send what can be sent, then report.
+//! rejected messages, entries that are not messages and a delivered message
+//! that could not be removed all make the run fail (exit 1): each needs the
+//! operator's eye, a rejected one most of all since it will never be sent.
+//! SSM stops at its first failure; we send what can be sent, then report.
 
 pub mod ams;
 pub mod queue;
@@ -126,11 +129,21 @@ async fn send_queue(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let q = Arc::clone(&queue);
-    let ids = blocking(move || q.elements()).await??;
+    let scan = blocking(move || q.scan()).await??;
+    let ids = scan.elements;
     let found = ids.len();
     tracing::info!("Found {found} messages.");
+    // Reported and moved aside before sending: a bad lock moved away frees
+    // its element for this run.
+    let q = Arc::clone(&queue);
+    let bad = blocking(move || {
+        let mut bad = Tally::default();
+        queue::set_aside_all(&q, &scan.bad, &mut bad);
+        bad
+    })
+    .await?;
     let mut failure: Option<anyhow::Error> = None;
-    let tally = if found == 0 {
+    let mut tally = if found == 0 {
         Tally::default()
     } else {
         let spool = Spool::new(
@@ -182,6 +195,8 @@ async fn send_queue(
         }
         blocking(move || spool.finish(found)).await?
     };
+    tally.bad_set_aside = bad.bad_set_aside;
+    tally.bad_left = bad.bad_left;
     tracing::info!("Tidying message directory.");
     let q = Arc::clone(&queue);
     match blocking(move || q.purge(PURGE_MAX_TEMP, PURGE_MAX_LOCK)).await? {
@@ -195,6 +210,7 @@ async fn send_queue(
         rejected = tally.rejected,
         unsent = tally.unsent,
         locked_elsewhere = tally.skipped,
+        not_messages = tally.bad(),
         seconds = format_args!("{secs:.2}"),
         "Sent {} of {} messages",
         tally.sent,
@@ -203,7 +219,7 @@ async fn send_queue(
     if let Some(e) = failure {
         return Err(e.context(summary(&tally)));
     }
-    if stop.is_requested() && tally.rejected == 0 && tally.not_removed == 0 {
+    if stop.is_requested() && tally.rejected == 0 && tally.not_removed == 0 && tally.bad() == 0 {
         if tally.unsent > 0 {
             tracing::warn!(
                 "stopped on request: {} messages left in the queue for the next run",
@@ -229,6 +245,19 @@ fn summary(t: &Tally) -> String {
         parts.push(format!(
             "{} rejected (moved to the reject directory beside the queue, with the reason)",
             t.rejected
+        ));
+    }
+    if t.bad() > 0 {
+        let what = if t.bad() == 1 {
+            "entry of the queue is not a message"
+        } else {
+            "entries of the queue are not messages"
+        };
+        parts.push(format!(
+            "{} {what} ({} moved to the reject directory, {} left in place; each named above)",
+            t.bad(),
+            t.bad_set_aside,
+            t.bad_left
         ));
     }
     if t.not_removed > 0 {

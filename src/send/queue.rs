@@ -16,7 +16,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::Semaphore;
 
 use crate::smime::Signer;
-use crate::spool::{ElementId, Queue};
+use crate::spool::{BadEntry, ElementId, Queue, SetAside};
 
 /// Messages larger than this are rejected before signing: the brokers and AMS
 /// take at most 1 MB, and signing adds to that.
@@ -42,9 +42,10 @@ impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Invalid::Empty => f.write_str("empty message"),
-            Invalid::TooLarge(n) => write!(
+            // Reading stops one byte past the limit: `n` is a lower bound.
+            Invalid::TooLarge(_) => write!(
                 f,
-                "message of {n} bytes is over the limit of {MAX_MESSAGE_BYTES} bytes"
+                "message larger than the limit of {MAX_MESSAGE_BYTES} bytes"
             ),
             Invalid::NotAscii { offset, byte } => write!(
                 f,
@@ -87,12 +88,48 @@ pub struct Tally {
     pub unsent: usize,
     /// Delivered but could not be removed: will be sent again next run.
     pub not_removed: usize,
+    /// Entries of the queue that are not messages (see [`crate::spool::Scan`]),
+    /// moved to the reject directory.
+    pub bad_set_aside: usize,
+    /// Bad entries left in the queue (not movable, or the move failed).
+    pub bad_left: usize,
 }
 
 impl Tally {
-    /// Nothing left behind, nothing moved aside, nothing to repeat.
+    /// Nothing left behind, nothing moved aside, nothing to repeat, nothing
+    /// in the queue that is not a message.
     pub fn clean(&self) -> bool {
-        self.unsent == 0 && self.rejected == 0 && self.not_removed == 0
+        self.unsent == 0 && self.rejected == 0 && self.not_removed == 0 && self.bad() == 0
+    }
+
+    /// Bad entries found in the queue.
+    pub fn bad(&self) -> usize {
+        self.bad_set_aside + self.bad_left
+    }
+}
+
+/// Reports every entry of the queue that is not a message, once, with its
+/// path and what is wrong, and moves it to the reject directory where that
+/// is safe (blocking). Counts them into `tally`.
+pub fn set_aside_all(queue: &Queue, bad: &[BadEntry], tally: &mut Tally) {
+    for entry in bad {
+        let what = format!("{:?}: {}", entry.path, entry.defect);
+        match queue.set_aside(entry) {
+            Ok(SetAside::Moved(to)) => {
+                tracing::error!("not a message: {what}; moved to {to:?}");
+                tally.bad_set_aside += 1;
+            }
+            Ok(SetAside::Left) => {
+                tracing::error!("not a message: {what}; left in place");
+                tally.bad_left += 1;
+            }
+            // Someone else removed it meanwhile: nothing to report.
+            Ok(SetAside::Gone) => {}
+            Err(e) => {
+                tracing::error!("not a message: {what}; left in place: {e}");
+                tally.bad_left += 1;
+            }
+        }
     }
 }
 
@@ -296,7 +333,7 @@ fn prepare(queue: &Queue, signer: &Signer, id: ElementId) -> Prepared {
             return Prepared::Unsent;
         }
     }
-    let body = match queue.get(&id) {
+    let body = match queue.get(&id, MAX_MESSAGE_BYTES) {
         Ok(b) => b,
         Err(e) => return Prepared::Reject(id, format!("unreadable: {e}")),
     };

@@ -1,14 +1,16 @@
 //! Python dirq 1.8 `QueueSimple`, byte for byte on disk (see dirq/QueueSimple.py
 //! and dirq/QueueBase.py), plus fsync of each element before it is linked.
+//! Every call goes through directory descriptors ([`super::at`]): nothing
+//! under the root is reached through a symlink.
 
-use std::ffi::CString;
-use std::fs::{self, DirEntry};
-use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Write};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{ElementId, PurgeReport, SpoolError, io_err, write_new};
+use super::at::{Dir, Kind};
+use super::scan::{BadEntry, Defect, Scan};
+use super::{ElementId, PurgeReport, SpoolError, io_err};
 
 /// Seconds per intermediate directory (dirq's default `granularity`).
 const GRANULARITY: u64 = 60;
@@ -16,6 +18,9 @@ const TEMPORARY_SUFFIX: &str = ".tmp";
 const LOCKED_SUFFIX: &str = ".lck";
 /// Give up on a name clash storm or a directory that keeps vanishing.
 const MAX_ATTEMPTS: u32 = 1000;
+const EXPECTED_IN_ROOT: &str =
+    "dirq intermediate directories are named with 8 lowercase hex digits";
+const EXPECTED_IN_DIR: &str = "dirq elements are named with 14 lowercase hex digits, plus .tmp or .lck for temporary files and locks";
 
 fn is_lower_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -37,10 +42,13 @@ pub(super) fn is_element_id(s: &str) -> bool {
         .is_some_and(|(d, n)| is_dir_name(d) && is_element_name(n))
 }
 
-pub(super) fn lock_path(element: &Path) -> PathBuf {
-    let mut s = element.as_os_str().to_owned();
-    s.push(LOCKED_SUFFIX);
-    PathBuf::from(s)
+/// An id's intermediate directory and element name (the id is valid).
+pub(super) fn split_id(id: &ElementId) -> (&str, &str) {
+    id.as_str().split_once('/').unwrap_or(("", id.as_str()))
+}
+
+pub(super) fn lock_name(name: &str) -> String {
+    format!("{name}{LOCKED_SUFFIX}")
 }
 
 fn since_epoch(t: SystemTime) -> Duration {
@@ -64,29 +72,55 @@ fn dir_name(now: SystemTime) -> String {
     format!("{:08x}", secs - secs % GRANULARITY)
 }
 
+/// The error for an intermediate directory that cannot be opened: a symlink
+/// or anything else that is not a directory is refused (ELOOP, ENOTDIR),
+/// never followed.
+pub(super) fn dir_error(root_path: &Path, dir: &str, e: io::Error) -> SpoolError {
+    let e = match e.raw_os_error() {
+        Some(libc::ELOOP | libc::ENOTDIR) => io::Error::new(
+            e.kind(),
+            "not a directory (a symlink or a file in its place is never followed)",
+        ),
+        _ => e,
+    };
+    io_err("open the intermediate directory", &root_path.join(dir))(e)
+}
+
+/// Opens the intermediate directory `dir` (see [`dir_error`]).
+pub(super) fn open_dir(root: &Dir, root_path: &Path, dir: &str) -> Result<Dir, SpoolError> {
+    root.open_dir(OsStr::new(dir))
+        .map_err(|e| dir_error(root_path, dir, e))
+}
+
 /// First half of dirq's add: writes `<dir>/<name>.tmp` (fsynced if `sync`),
 /// creating the intermediate directory as needed. Returns the directory name
-/// and the temporary file; [`publish`] makes it an element.
+/// and the temporary file's name; [`publish`] makes it an element.
 pub(super) fn write_temp(
-    root: &Path,
+    root: &Dir,
+    root_path: &Path,
     rndhex: u8,
     body: &[u8],
     sync: bool,
-) -> Result<(String, PathBuf), SpoolError> {
+) -> Result<(String, String), SpoolError> {
     let dir = dir_name(SystemTime::now());
-    let dir_path = root.join(&dir);
+    let dir_path = root_path.join(&dir);
     for _ in 0..MAX_ATTEMPTS {
-        let path = dir_path.join(format!("{}{TEMPORARY_SUFFIX}", element_name(rndhex)));
-        match write_new(&path, body, sync) {
-            Ok(()) => return Ok((dir, path)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+        let d = match root.open_dir(OsStr::new(&dir)) {
+            Ok(d) => d,
             // A new minute, or a purge removed the directory: (re)create it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&dir_path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match root.mkdir(OsStr::new(&dir)) {
                 Ok(()) => continue,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_err("create directory", &dir_path)(e)),
             },
-            Err(e) => return Err(io_err("write", &path)(e)),
+            Err(e) => return Err(dir_error(root_path, &dir, e)),
+        };
+        let tmp = format!("{}{TEMPORARY_SUFFIX}", element_name(rndhex));
+        match write_new(&d, &tmp, body, sync) {
+            Ok(()) => return Ok((dir, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("write", &dir_path.join(&tmp))(e)),
         }
     }
     Err(SpoolError::NoFreeName {
@@ -95,90 +129,175 @@ pub(super) fn write_temp(
     })
 }
 
+/// Creates `name` in `dir` exclusively, writes `body` and, if `sync`, fsyncs
+/// it. On a write error the half-written file is removed.
+pub(super) fn write_new(dir: &Dir, name: &str, body: &[u8], sync: bool) -> io::Result<()> {
+    let mut f = dir.create_new(OsStr::new(name))?;
+    let written = f
+        .write_all(body)
+        .and_then(|()| if sync { f.sync_all() } else { Ok(()) });
+    if written.is_err() {
+        let _ = dir.unlink(OsStr::new(name));
+    }
+    written
+}
+
 /// Second half of dirq's add: hard-links the temporary file to a free
 /// `<dir>/<name>` (a reader sees the whole element or nothing), then unlinks
 /// it. The caller fsyncs the directory.
 pub(super) fn publish(
-    root: &Path,
+    d: &Dir,
+    root_path: &Path,
     rndhex: u8,
     dir: &str,
-    tmp: &Path,
+    tmp: &str,
 ) -> Result<ElementId, SpoolError> {
-    let dir_path = root.join(dir);
+    let dir_path = root_path.join(dir);
     for _ in 0..MAX_ATTEMPTS {
         let name = element_name(rndhex);
-        let path = dir_path.join(&name);
-        match fs::hard_link(tmp, &path) {
+        match d.link(OsStr::new(tmp), d, OsStr::new(&name)) {
             Ok(()) => {
-                fs::remove_file(tmp).map_err(io_err("remove", tmp))?;
+                d.unlink(OsStr::new(tmp))
+                    .map_err(io_err("remove", &dir_path.join(tmp)))?;
                 return Ok(ElementId(format!("{dir}/{name}")));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_err("link", tmp)(e)),
+            Err(e) => return Err(io_err("link", &dir_path.join(tmp))(e)),
         }
     }
     Err(SpoolError::NoFreeName {
-        id: tmp.display().to_string(),
+        id: dir_path.join(tmp).display().to_string(),
         dir: dir_path,
     })
 }
 
-/// Names in `dir` (UTF-8 only: dirq names are ASCII), tolerating a directory
-/// that vanished under a concurrent purge.
-fn names(dir: &Path) -> Result<Vec<String>, SpoolError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("list", dir)(e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry: DirEntry = entry.map_err(io_err("list", dir))?;
-        if let Ok(name) = entry.file_name().into_string() {
-            out.push(name);
-        }
+/// The kind of an entry: readdir's when it says, else lstat (`None`: gone).
+fn kind_of(dir: &Dir, entry: &super::at::Entry) -> io::Result<Option<Kind>> {
+    if let Some(k) = entry.kind {
+        return Ok(Some(k));
     }
-    Ok(out)
+    match dir.lstat(&entry.name) {
+        Ok(st) => Ok(Some(st.kind)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
-fn intermediate_dirs(root: &Path) -> Result<Vec<String>, SpoolError> {
-    let mut dirs: Vec<String> = names(root)?
-        .into_iter()
-        .filter(|n| is_dir_name(n))
-        .collect();
-    dirs.sort_unstable();
+/// The intermediate directories, sorted, each open; entries of the root
+/// that are not one go to `bad`.
+fn intermediate_dirs(
+    root: &Dir,
+    root_path: &Path,
+    bad: &mut Vec<BadEntry>,
+) -> Result<Vec<(String, Dir)>, SpoolError> {
+    let mut dirs = Vec::new();
+    for entry in root.list().map_err(io_err("list", root_path))? {
+        let mut flag =
+            |defect| bad.push(BadEntry::new(root_path, None, entry.name.clone(), defect));
+        let Some(name) = entry.name.to_str().map(str::to_owned) else {
+            flag(Defect::NotUtf8);
+            continue;
+        };
+        if !is_dir_name(&name) {
+            flag(Defect::ForeignName {
+                expected: EXPECTED_IN_ROOT,
+            });
+            continue;
+        }
+        match root.open_dir(&entry.name) {
+            Ok(d) => dirs.push((name, d)),
+            // Removed by a concurrent purge.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                match root.lstat(&entry.name) {
+                    Ok(st) => flag(Defect::NotADirectory(st.kind)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => flag(Defect::Unlistable(e.to_string())),
+                }
+            }
+            Err(e) => flag(Defect::Unlistable(e.to_string())),
+        }
+    }
+    dirs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(dirs)
 }
 
-pub(super) fn elements(root: &Path) -> Result<Vec<ElementId>, SpoolError> {
-    let mut out = Vec::new();
-    for dir in intermediate_dirs(root)? {
-        let mut elts: Vec<String> = names(&root.join(&dir))?
-            .into_iter()
-            .filter(|n| is_element_name(n))
-            .collect();
+/// Lists the queue: dirq's iteration order (sorted directories, sorted
+/// names), and every entry that is not part of the layout.
+pub(super) fn scan(root: &Dir, root_path: &Path) -> Result<Scan, SpoolError> {
+    let mut scan = Scan::default();
+    for (dir, d) in intermediate_dirs(root, root_path, &mut scan.bad)? {
+        let entries = match d.list() {
+            Ok(e) => e,
+            Err(e) => {
+                scan.bad.push(BadEntry::new(
+                    root_path,
+                    None,
+                    OsString::from(&dir),
+                    Defect::Unlistable(e.to_string()),
+                ));
+                continue;
+            }
+        };
+        let mut elts = Vec::new();
+        for entry in entries {
+            let defect = match classify(&d, &entry) {
+                Ok(Ok(Some(name))) => {
+                    elts.push(name);
+                    continue;
+                }
+                Ok(Ok(None)) => continue,
+                Ok(Err(defect)) => defect,
+                // Its type cannot even be read.
+                Err(_) => Defect::NotAFile(Kind::Other),
+            };
+            scan.bad
+                .push(BadEntry::new(root_path, Some(&dir), entry.name, defect));
+        }
         elts.sort_unstable();
-        out.extend(elts.into_iter().map(|n| ElementId(format!("{dir}/{n}"))));
+        scan.elements
+            .extend(elts.into_iter().map(|n| ElementId(format!("{dir}/{n}"))));
     }
-    Ok(out)
+    scan.bad.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(scan)
 }
 
-pub(super) fn count(root: &Path) -> Result<usize, SpoolError> {
-    let mut n = 0;
-    for dir in intermediate_dirs(root)? {
-        n += names(&root.join(&dir))?
-            .iter()
-            .filter(|n| is_element_name(n))
-            .count();
+/// What one entry of an intermediate directory is: `Some(name)` an element,
+/// `None` nothing to report (a temporary file, a lock, or gone), or a defect.
+fn classify(d: &Dir, entry: &super::at::Entry) -> io::Result<Result<Option<String>, Defect>> {
+    let Some(name) = entry.name.to_str() else {
+        return Ok(Err(Defect::NotUtf8));
+    };
+    let volatile = name
+        .strip_suffix(TEMPORARY_SUFFIX)
+        .or_else(|| name.strip_suffix(LOCKED_SUFFIX))
+        .is_some_and(is_element_name);
+    if !volatile && !is_element_name(name) {
+        return Ok(Err(Defect::ForeignName {
+            expected: EXPECTED_IN_DIR,
+        }));
     }
-    Ok(n)
+    Ok(match kind_of(d, entry)? {
+        None => Ok(None),
+        Some(Kind::File) if volatile => Ok(None),
+        Some(Kind::File) => Ok(Some(name.to_owned())),
+        Some(kind) => Err(Defect::NotAFile(kind)),
+    })
 }
 
 /// dirq `lock(name, permissive=True)`: link to `.lck`, then touch the element
 /// (the lock's age, which purge reads, is the element's mtime: same inode).
-pub(super) fn lock(element: &Path) -> Result<bool, SpoolError> {
-    let lock = lock_path(element);
-    match fs::hard_link(element, &lock) {
+/// `linkat` does not follow: an element that became a symlink is locked as a
+/// link, and reading it then fails.
+pub(super) fn lock(root: &Dir, root_path: &Path, id: &ElementId) -> Result<bool, SpoolError> {
+    let (dir, name) = split_id(id);
+    let d = match root.open_dir(OsStr::new(dir)) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(dir_error(root_path, dir, e)),
+    };
+    let lock = lock_name(name);
+    match d.link(OsStr::new(name), &d, OsStr::new(&lock)) {
         Ok(()) => {}
         Err(e)
             if matches!(
@@ -188,29 +307,16 @@ pub(super) fn lock(element: &Path) -> Result<bool, SpoolError> {
         {
             return Ok(false);
         }
-        Err(e) => return Err(io_err("lock (link)", &lock)(e)),
+        Err(e) => return Err(io_err("lock (link)", &root_path.join(dir).join(&lock))(e)),
     }
-    match touch(element) {
+    match d.touch(OsStr::new(name)) {
         Ok(()) => Ok(true),
         // Another process locked and removed it while we linked.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let _ = fs::remove_file(&lock);
+            let _ = d.unlink(OsStr::new(&lock));
             Ok(false)
         }
-        Err(e) => Err(io_err("touch", element)(e)),
-    }
-}
-
-/// `os.utime(path, None)`: atime and mtime to now.
-fn touch(path: &Path) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid NUL-terminated path; a null `times` means "now".
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+        Err(e) => Err(io_err("touch", &root_path.join(id.as_str()))(e)),
     }
 }
 
@@ -220,19 +326,26 @@ pub(super) fn is_stale(mtime: SystemTime, now: SystemTime, max: Duration) -> boo
 }
 
 /// dirq `purge(maxtemp, maxlock)`. Unlike dirq, a directory that is no longer
-/// empty when we remove it (an add racing us) is left alone, not an error.
+/// empty when we remove it (an add racing us) is left alone, not an error,
+/// and only regular temporary files and locks are removed: anything else is
+/// what [`scan`] reports.
 pub(super) fn purge(
-    root: &Path,
+    root: &Dir,
+    root_path: &Path,
     now: SystemTime,
     max_temp: Duration,
     max_lock: Duration,
 ) -> Result<PurgeReport, SpoolError> {
     let mut report = PurgeReport::default();
-    let dirs = intermediate_dirs(root)?;
+    let dirs = intermediate_dirs(root, root_path, &mut Vec::new())?;
     if !max_temp.is_zero() || !max_lock.is_zero() {
-        for dir in &dirs {
-            let dir_path = root.join(dir);
-            for name in names(&dir_path)? {
+        for (dir, d) in &dirs {
+            let dir_path = root_path.join(dir);
+            let Ok(entries) = d.list() else { continue };
+            for entry in entries {
+                let Some(name) = entry.name.to_str() else {
+                    continue;
+                };
                 let (max, is_temp) = if name.ends_with(TEMPORARY_SUFFIX) {
                     (max_temp, true)
                 } else if name.ends_with(LOCKED_SUFFIX) {
@@ -240,17 +353,17 @@ pub(super) fn purge(
                 } else {
                     continue;
                 };
-                let path = dir_path.join(&name);
-                let mtime = match fs::metadata(&path).and_then(|m| m.modified()) {
-                    Ok(t) => t,
+                let path = dir_path.join(name);
+                let st = match d.lstat(&entry.name) {
+                    Ok(st) => st,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(io_err("stat", &path)(e)),
                 };
-                if !is_stale(mtime, now, max) {
+                if st.kind != Kind::File || !is_stale(st.mtime, now, max) {
                     continue;
                 }
                 tracing::warn!(path = %path.display(), "removing too old volatile file");
-                match fs::remove_file(&path) {
+                match d.unlink(&entry.name) {
                     Ok(()) if is_temp => report.temp_removed += 1,
                     Ok(()) => report.locks_removed += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -261,17 +374,16 @@ pub(super) fn purge(
     }
     // Every intermediate directory but the newest, if empty.
     if let Some((_newest, older)) = dirs.split_last() {
-        for dir in older {
-            let dir_path = root.join(dir);
-            if !names(&dir_path)?.is_empty() {
+        for (dir, d) in older {
+            if !d.list().is_ok_and(|e| e.is_empty()) {
                 continue;
             }
-            match fs::remove_dir(&dir_path) {
+            match root.rmdir(OsStr::new(dir)) {
                 Ok(()) => report.dirs_removed += 1,
                 Err(e)
                     if e.kind() == io::ErrorKind::NotFound
                         || e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
-                Err(e) => return Err(io_err("remove directory", &dir_path)(e)),
+                Err(e) => return Err(io_err("remove directory", &root_path.join(dir))(e)),
             }
         }
     }

@@ -21,26 +21,35 @@
 //!
 //! A producer (the extractor) adds one project's messages in a [`Batch`] and
 //! writes that project's lastrun only after [`Batch::commit`] returned.
-//! A consumer iterates [`Queue::elements`], then for each: [`Queue::lock`] (skip
-//! on `false`), [`Queue::get`], then [`Queue::remove`] once delivered,
-//! [`Queue::unlock`] to leave it for the next run, or [`Queue::reject`] to move
-//! it aside for good. After a run, [`Queue::purge`] cleans what crashed
+//! A consumer lists the queue with [`Queue::scan`], moves each entry that is
+//! not a message aside with [`Queue::set_aside`], then for each element:
+//! [`Queue::lock`] (skip on `false`), [`Queue::get`], then [`Queue::remove`]
+//! once delivered, [`Queue::unlock`] to leave it for the next run, or
+//! [`Queue::reject`] to move it aside for good. After a run, [`Queue::purge`] cleans what crashed
 //! processes left behind.
 //!
 //! All calls are blocking file-system calls: from async code run them in
 //! `tokio::task::spawn_blocking`.
 
+mod at;
 mod directory;
 mod dirq;
+mod reject;
+mod scan;
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
+
+use at::Dir;
+pub use at::Kind;
+pub use reject::SetAside;
+pub use scan::{BadEntry, Defect, Scan};
 
 /// How messages are laid out under the queue root (`[messaging] path_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,6 +112,13 @@ pub enum SpoolError {
         path: PathBuf,
         error: io::Error,
     },
+    /// The reject directory is missing, not a directory, or not writable.
+    #[error("cannot {op} the reject directory {path}: {error}")]
+    RejectDir {
+        op: &'static str,
+        path: PathBuf,
+        error: io::Error,
+    },
     #[error("spool directory {0} does not exist")]
     MissingRoot(PathBuf),
     #[error("spool path {0} is not a directory")]
@@ -134,23 +150,18 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Creates `path` exclusively (never replacing anything), writes `body` and,
-/// if `sync`, fsyncs it. On a write error the half-written file is removed.
-fn write_new(path: &Path, body: &[u8], sync: bool) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-    let written = f
-        .write_all(body)
-        .and_then(|()| if sync { f.sync_all() } else { Ok(()) });
-    if written.is_err() {
-        let _ = fs::remove_file(path);
-    }
-    written
-}
-
 /// A message queue on disk in one [`Layout`].
+///
+/// Everything below the root is reached through directory descriptors with
+/// no-follow semantics (`openat` and friends): a symlink, FIFO, device or socket in the
+/// queue is never followed, opened for reading or waited on; [`Queue::scan`]
+/// reports it and [`Queue::set_aside`] moves it (as itself) to the reject
+/// directory.
 #[derive(Debug)]
 pub struct Queue {
     root: PathBuf,
+    /// The root, held open: every name below it is resolved from here.
+    root_dir: Dir,
     layout: Layout,
     /// dirq's "random digit" closing every element name, fixed per queue
     /// object as dirq does.
@@ -162,15 +173,25 @@ pub struct Queue {
 
 impl Queue {
     /// Opens an existing queue (the sender's side). A missing root is an error
-    /// naming it; nothing is created.
+    /// naming it; nothing is created. The root is the path the administrator
+    /// configured: a symlink there is followed like any configured path;
+    /// nothing below it ever is.
     pub fn open(root: &Path, layout: Layout) -> Result<Queue, SpoolError> {
-        match fs::metadata(root) {
-            Ok(m) if m.is_dir() => Ok(Queue::new(root, layout)),
-            Ok(_) => Err(SpoolError::NotADirectory(root.to_path_buf())),
+        match Dir::open(root) {
+            Ok(root_dir) => Ok(Queue {
+                root: root.to_path_buf(),
+                root_dir,
+                layout,
+                rndhex: uuid::Uuid::new_v4().as_bytes()[0] & 0x0f,
+                synced_dirs: Mutex::new(HashSet::new()),
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(SpoolError::MissingRoot(root.to_path_buf()))
             }
-            Err(e) => Err(io_err("stat", root)(e)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                Err(SpoolError::NotADirectory(root.to_path_buf()))
+            }
+            Err(e) => Err(io_err("open", root)(e)),
         }
     }
 
@@ -184,15 +205,6 @@ impl Queue {
             }
         }
         Queue::open(root, layout)
-    }
-
-    fn new(root: &Path, layout: Layout) -> Queue {
-        Queue {
-            root: root.to_path_buf(),
-            layout,
-            rndhex: uuid::Uuid::new_v4().as_bytes()[0] & 0x0f,
-            synced_dirs: Mutex::new(HashSet::new()),
-        }
     }
 
     pub fn root(&self) -> &Path {
@@ -225,63 +237,77 @@ impl Queue {
         }
     }
 
-    /// Every element, in the order to send them: dirq by directory then name
-    /// (Python dirq's iteration order), directory layout by mtime then name.
-    /// Temporary files and lock links are never elements.
-    pub fn elements(&self) -> Result<Vec<ElementId>, SpoolError> {
+    /// Lists the queue: every element, in the order to send them (dirq by
+    /// directory then name, Python dirq's iteration order; directory layout
+    /// by mtime then name), and every entry that is no part of the layout
+    /// (see [`Scan`] for what Python writers may leave and is not reported).
+    /// Only regular files are elements; nothing is read or followed.
+    pub fn scan(&self) -> Result<Scan, SpoolError> {
         match self.layout {
-            Layout::Dirq => dirq::elements(&self.root),
-            Layout::Directory => directory::elements(&self.root),
+            Layout::Dirq => dirq::scan(&self.root_dir, &self.root),
+            Layout::Directory => directory::scan(&self.root_dir, &self.root),
         }
+    }
+
+    /// The elements of [`Queue::scan`].
+    pub fn elements(&self) -> Result<Vec<ElementId>, SpoolError> {
+        self.scan().map(|s| s.elements)
     }
 
     /// The number of elements, locked or not (temporary files excluded).
     pub fn count(&self) -> Result<usize, SpoolError> {
-        match self.layout {
-            Layout::Dirq => dirq::count(&self.root),
-            Layout::Directory => Ok(directory::elements(&self.root)?.len()),
-        }
+        self.scan().map(|s| s.elements.len())
     }
 
     /// Takes the element for this process. `false`: another process holds it,
     /// or it was removed meanwhile; skip it. Directory layout: no lock at all,
-    /// `true` whenever the file still exists.
+    /// `true` whenever the entry still exists.
     pub fn lock(&self, id: &ElementId) -> Result<bool, SpoolError> {
-        let path = self.element_path(id)?;
+        self.check_id(id)?;
         match self.layout {
-            Layout::Dirq => dirq::lock(&path),
-            Layout::Directory => directory::lock(&path),
+            Layout::Dirq => dirq::lock(&self.root_dir, &self.root, id),
+            Layout::Directory => directory::lock(&self.root_dir, &self.root, id.as_str()),
         }
     }
 
-    /// The content of an element this process locked.
-    pub fn get(&self, id: &ElementId) -> Result<Vec<u8>, SpoolError> {
-        let path = self.locked_path(id)?;
-        fs::read(&path).map_err(io_err("read", &path))
+    /// The content of an element this process locked, if it is a regular
+    /// file: at most `limit + 1` bytes are read (more says "too large"
+    /// without reading it all). A FIFO, device or symlink is never read.
+    pub fn get(&self, id: &ElementId, limit: usize) -> Result<Vec<u8>, SpoolError> {
+        let (dir, name) = self.locate(id)?;
+        dir.read_capped(OsStr::new(&self.locked_name(name)), limit)
+            .map_err(io_err("read", &self.locked_path(id)))
     }
 
     /// Releases a lock, leaving the element in the queue.
     pub fn unlock(&self, id: &ElementId) -> Result<(), SpoolError> {
         match self.layout {
             Layout::Dirq => {
-                let lock = self.locked_path(id)?;
-                fs::remove_file(&lock).map_err(io_err("unlock (remove)", &lock))
+                let (dir, name) = self.locate(id)?;
+                dir.unlink(OsStr::new(&dirq::lock_name(name)))
+                    .map_err(io_err("unlock (remove)", &self.locked_path(id)))
             }
-            Layout::Directory => self.element_path(id).map(drop),
+            Layout::Directory => self.check_id(id),
         }
     }
 
     /// Removes a locked element for good (after delivery), durably.
     pub fn remove(&self, id: &ElementId) -> Result<(), SpoolError> {
-        let path = self.element_path(id)?;
-        fs::remove_file(&path).map_err(io_err("remove", &path))?;
-        if self.layout == Layout::Dirq {
-            let lock = self.locked_path(id)?;
-            fs::remove_file(&lock).map_err(io_err("remove", &lock))?;
-        }
+        let (dir, name) = self.locate(id)?;
+        self.unlink_element(&dir, id, name)?;
         // A removal lost in a crash means sending the message twice.
-        let dir = parent_of(&path);
-        sync_dir(dir).map_err(io_err("fsync", dir))
+        dir.sync().map_err(io_err("fsync", &self.dir_path(id)))
+    }
+
+    /// The element's name, then (dirq) its lock.
+    fn unlink_element(&self, dir: &Dir, id: &ElementId, name: &str) -> Result<(), SpoolError> {
+        dir.unlink(OsStr::new(name))
+            .map_err(io_err("remove", &self.root.join(id.as_str())))?;
+        if self.layout == Layout::Dirq {
+            dir.unlink(OsStr::new(&dirq::lock_name(name)))
+                .map_err(io_err("remove", &self.locked_path(id)))?;
+        }
+        Ok(())
     }
 
     /// [`Queue::remove`] for many elements at once, with one directory fsync
@@ -290,31 +316,38 @@ impl Queue {
     /// order: `Ok` only once the removal is durable.
     pub fn remove_all(&self, ids: &[ElementId]) -> Vec<Result<(), SpoolError>> {
         let mut results = Vec::with_capacity(ids.len());
-        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut dirs: Vec<(PathBuf, Dir)> = Vec::new();
+        let mut dir_of: Vec<Option<usize>> = Vec::with_capacity(ids.len());
         for id in ids {
-            let removed = self.element_path(id).and_then(|path| {
-                fs::remove_file(&path).map_err(io_err("remove", &path))?;
-                if self.layout == Layout::Dirq {
-                    let lock = self.locked_path(id)?;
-                    fs::remove_file(&lock).map_err(io_err("remove", &lock))?;
-                }
-                Ok(parent_of(&path).to_path_buf())
+            let removed = self.locate(id).and_then(|(dir, name)| {
+                self.unlink_element(&dir, id, name)?;
+                Ok(dir)
             });
-            results.push(removed.map(|dir| {
-                if !dirs.contains(&dir) {
-                    dirs.push(dir);
+            match removed {
+                Ok(dir) => {
+                    let path = self.dir_path(id);
+                    let i = match dirs.iter().position(|(p, _)| *p == path) {
+                        Some(i) => i,
+                        None => {
+                            dirs.push((path, dir));
+                            dirs.len() - 1
+                        }
+                    };
+                    dir_of.push(Some(i));
+                    results.push(Ok(()));
                 }
-            }));
+                Err(e) => {
+                    dir_of.push(None);
+                    results.push(Err(e));
+                }
+            }
         }
-        for dir in &dirs {
-            if let Err(e) = sync_dir(dir) {
+        for (i, (path, dir)) in dirs.iter().enumerate() {
+            if let Err(e) = dir.sync() {
                 let kind = e.kind();
-                for (id, r) in ids.iter().zip(results.iter_mut()) {
-                    let in_dir = self
-                        .element_path(id)
-                        .is_ok_and(|p| parent_of(&p) == dir.as_path());
-                    if r.is_ok() && in_dir {
-                        *r = Err(io_err("fsync", dir)(io::Error::from(kind)));
+                for (r, d) in results.iter_mut().zip(&dir_of) {
+                    if *d == Some(i) {
+                        *r = Err(io_err("fsync", path)(io::Error::from(kind)));
                     }
                 }
             }
@@ -326,12 +359,13 @@ impl Queue {
     /// removes temporary files older than `max_temp`, unlocks elements locked
     /// longer than `max_lock` (ssmsend uses 300 s and 600 s, dirq's defaults)
     /// and removes empty intermediate directories except the newest. A zero
-    /// duration disables that cleanup, as in dirq.
+    /// duration disables that cleanup, as in dirq. Only regular files are
+    /// removed; whatever else is there is [`Queue::scan`]'s to report.
     pub fn purge(&self, max_temp: Duration, max_lock: Duration) -> Result<PurgeReport, SpoolError> {
         let now = SystemTime::now();
         match self.layout {
-            Layout::Dirq => dirq::purge(&self.root, now, max_temp, max_lock),
-            Layout::Directory => directory::purge(&self.root, now, max_temp),
+            Layout::Dirq => dirq::purge(&self.root_dir, &self.root, now, max_temp, max_lock),
+            Layout::Directory => directory::purge(&self.root_dir, &self.root, now, max_temp),
         }
     }
 
@@ -341,44 +375,15 @@ impl Queue {
     /// Never overwrites a file there (a `.1`, `.2`... suffix is added instead).
     /// Returns the path of the rejected message.
     pub fn reject(&self, id: &ElementId, reason: &str) -> Result<PathBuf, SpoolError> {
-        let content = self.locked_path(id)?;
-        let reject_dir = self.reject_dir();
-        if !reject_dir.is_dir() {
-            fs::create_dir_all(&reject_dir).map_err(io_err("create directory", &reject_dir))?;
-            let parent = parent_of(&reject_dir);
-            sync_dir(parent).map_err(io_err("fsync", parent))?;
-        }
-        let mut reason = reason.to_string();
-        if !reason.ends_with('\n') {
-            reason.push('\n');
-        }
-        let name = id.file_name();
-        let mut placed = None;
-        for n in 0..1000u32 {
-            let base = if n == 0 {
-                name.to_string()
-            } else {
-                format!("{name}.{n}")
-            };
-            let target = reject_dir.join(&base);
-            if !place_copy(&content, &target)? {
-                continue;
-            }
-            let reason_path = reject_dir.join(format!("{base}.reason"));
-            if place_new(&reason_path, reason.as_bytes())? {
-                placed = Some(target);
-                break;
-            }
-            // A stray `.reason` without its message: leave it, try the next name.
-            fs::remove_file(&target).map_err(io_err("remove", &target))?;
-        }
-        let target = placed.ok_or_else(|| SpoolError::NoFreeName {
-            id: id.to_string(),
-            dir: reject_dir.clone(),
-        })?;
-        sync_dir(&reject_dir).map_err(io_err("fsync", &reject_dir))?;
-        self.remove(id)?;
-        Ok(target)
+        reject::element(self, id, reason)
+    }
+
+    /// Moves an entry [`Queue::scan`] found bad into the reject directory
+    /// (renamed as itself: a symlink stays a link, a directory a directory,
+    /// nothing is read), with a `.reason` file naming where it was and why.
+    /// An entry that is not [`Defect::movable`] is left in place.
+    pub fn set_aside(&self, bad: &BadEntry) -> Result<SetAside, SpoolError> {
+        reject::set_aside(self, bad)
     }
 
     /// `<parent of the root>/reject`.
@@ -386,15 +391,15 @@ impl Queue {
         parent_of(&self.root).join("reject")
     }
 
-    /// The element's file, after checking the id belongs to this layout (ids
-    /// are plain strings: never let one escape the root).
-    fn element_path(&self, id: &ElementId) -> Result<PathBuf, SpoolError> {
+    /// Checks the id belongs to this layout (ids are plain strings: never let
+    /// one escape the root).
+    fn check_id(&self, id: &ElementId) -> Result<(), SpoolError> {
         let valid = match self.layout {
             Layout::Dirq => dirq::is_element_id(id.as_str()),
             Layout::Directory => directory::is_element_name(id.as_str()),
         };
         if valid {
-            Ok(self.root.join(id.as_str()))
+            Ok(())
         } else {
             Err(SpoolError::InvalidElement {
                 id: id.to_string(),
@@ -404,48 +409,49 @@ impl Queue {
         }
     }
 
-    /// Where a locked element is read from: dirq reads the `.lck` link.
-    fn locked_path(&self, id: &ElementId) -> Result<PathBuf, SpoolError> {
-        let path = self.element_path(id)?;
-        Ok(match self.layout {
-            Layout::Dirq => dirq::lock_path(&path),
-            Layout::Directory => path,
-        })
+    /// The directory holding the element, open, and its name there.
+    fn locate<'i>(&self, id: &'i ElementId) -> Result<(Dir, &'i str), SpoolError> {
+        self.check_id(id)?;
+        match self.layout {
+            Layout::Dirq => {
+                let (dir, name) = dirq::split_id(id);
+                Ok((dirq::open_dir(&self.root_dir, &self.root, dir)?, name))
+            }
+            Layout::Directory => {
+                let dir = self
+                    .root_dir
+                    .try_clone()
+                    .map_err(io_err("open", &self.root))?;
+                Ok((dir, id.as_str()))
+            }
+        }
+    }
+
+    /// The name a locked element is read from: dirq reads the `.lck` link.
+    fn locked_name(&self, name: &str) -> String {
+        match self.layout {
+            Layout::Dirq => dirq::lock_name(name),
+            Layout::Directory => name.to_owned(),
+        }
+    }
+
+    fn locked_path(&self, id: &ElementId) -> PathBuf {
+        self.root.join(self.locked_name(id.as_str()))
+    }
+
+    /// The directory an element is in (for messages).
+    fn dir_path(&self, id: &ElementId) -> PathBuf {
+        match self.layout {
+            Layout::Dirq => self.root.join(dirq::split_id(id).0),
+            Layout::Directory => self.root.clone(),
+        }
     }
 }
 
 fn parent_of(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("."))
-}
-
-/// Puts a copy of `src` at `target` without replacing anything: a hard link,
-/// or a synced copy across file systems. `false` when `target` exists.
-fn place_copy(src: &Path, target: &Path) -> Result<bool, SpoolError> {
-    match fs::hard_link(src, target) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            let body = fs::read(src).map_err(io_err("read", src))?;
-            place_new(target, &body)
-        }
-        // Most likely the source: an element that is not locked (no `.lck`).
-        Err(e) => Err(io_err("link into the reject directory", src)(e)),
-    }
-}
-
-/// Writes a new file at `target` atomically (temp, fsync, link) without
-/// replacing anything. `false` when `target` exists.
-fn place_new(target: &Path, body: &[u8]) -> Result<bool, SpoolError> {
-    let dir = parent_of(target);
-    let file = target.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{file}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    write_new(&tmp, body, true).map_err(io_err("write", &tmp))?;
-    let linked = fs::hard_link(&tmp, target);
-    fs::remove_file(&tmp).map_err(io_err("remove", &tmp))?;
-    match linked {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(io_err("link", target)(e)),
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 
@@ -465,8 +471,8 @@ fn place_new(target: &Path, body: &[u8]) -> Result<bool, SpoolError> {
 #[must_use = "nothing is added until commit() returns"]
 pub struct Batch<'q> {
     queue: &'q Queue,
-    /// dirq: (intermediate directory, temporary file, already fsynced).
-    pending: Vec<(String, PathBuf, bool)>,
+    /// dirq: (intermediate directory, temporary file name, already fsynced).
+    pending: Vec<(String, String, bool)>,
     /// Directory layout: already linked.
     added: Vec<ElementId>,
 }
@@ -480,10 +486,10 @@ impl Batch<'_> {
         let q = self.queue;
         match q.layout {
             Layout::Dirq => {
-                let (dir, tmp) = dirq::write_temp(&q.root, q.rndhex, body, sync)?;
+                let (dir, tmp) = dirq::write_temp(&q.root_dir, &q.root, q.rndhex, body, sync)?;
                 self.pending.push((dir, tmp, sync));
             }
-            Layout::Directory => self.added.push(directory::add(&q.root, body)?),
+            Layout::Directory => self.added.push(directory::add(&q.root_dir, &q.root, body)?),
         }
         Ok(())
     }
@@ -502,39 +508,42 @@ impl Batch<'_> {
     pub fn commit(mut self) -> Result<Vec<ElementId>, SpoolError> {
         let q = self.queue;
         if q.layout == Layout::Directory {
-            sync_dir(&q.root).map_err(io_err("fsync", &q.root))?;
+            q.root_dir.sync().map_err(io_err("fsync", &q.root))?;
             return Ok(std::mem::take(&mut self.added));
         }
-        let pending = std::mem::take(&mut self.pending);
-        if pending.iter().any(|(_, _, synced)| !synced) {
-            sync_fs(&q.root).map_err(io_err("sync the file system of", &q.root))?;
+        if self.pending.iter().any(|(_, _, synced)| !synced) {
+            q.root_dir
+                .sync_fs()
+                .map_err(io_err("sync the file system of", &q.root))?;
         }
+        let pending = std::mem::take(&mut self.pending);
         let mut ids = Vec::with_capacity(pending.len());
-        let mut dirs: Vec<&str> = Vec::new();
+        let mut dirs: Vec<(String, Dir)> = Vec::new();
         for (i, (dir, tmp, _)) in pending.iter().enumerate() {
-            match dirq::publish(&q.root, q.rndhex, dir, tmp) {
+            let open = match dirs.iter().position(|(d, _)| d == dir) {
+                Some(at) => Ok(at),
+                None => dirq::open_dir(&q.root_dir, &q.root, dir).map(|d| {
+                    dirs.push((dir.clone(), d));
+                    dirs.len() - 1
+                }),
+            };
+            match open.and_then(|at| dirq::publish(&dirs[at].1, &q.root, q.rndhex, dir, tmp)) {
                 Ok(id) => ids.push(id),
                 Err(e) => {
-                    // Don't leave the rest behind as temporary files.
-                    for (_, rest, _) in &pending[i..] {
-                        let _ = fs::remove_file(rest);
-                    }
+                    // Don't leave the rest behind as temporary files (Drop).
+                    self.pending = pending[i..].to_vec();
                     return Err(e);
                 }
             }
-            if !dirs.contains(&dir.as_str()) {
-                dirs.push(dir);
-            }
         }
         let mut synced = q.synced_dirs.lock().unwrap_or_else(PoisonError::into_inner);
-        for dir in &dirs {
-            let path = q.root.join(dir);
-            sync_dir(&path).map_err(io_err("fsync", &path))?;
+        for (dir, d) in &dirs {
+            d.sync().map_err(io_err("fsync", &q.root.join(dir)))?;
         }
         // A directory another process created may not be durable in the root.
-        if dirs.iter().any(|d| !synced.contains(*d)) {
-            sync_dir(&q.root).map_err(io_err("fsync", &q.root))?;
-            synced.extend(dirs.iter().map(|d| d.to_string()));
+        if dirs.iter().any(|(d, _)| !synced.contains(d)) {
+            q.root_dir.sync().map_err(io_err("fsync", &q.root))?;
+            synced.extend(dirs.into_iter().map(|(d, _)| d));
         }
         Ok(ids)
     }
@@ -542,21 +551,11 @@ impl Batch<'_> {
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
-        for (_, tmp, _) in &self.pending {
-            let _ = fs::remove_file(tmp);
+        for (dir, tmp, _) in &self.pending {
+            if let Ok(d) = self.queue.root_dir.open_dir(OsStr::new(dir)) {
+                let _ = d.unlink(OsStr::new(tmp));
+            }
         }
-    }
-}
-
-/// `syncfs(2)`: writes back every dirty page and inode of the file system
-/// holding `path`, one call for a whole batch instead of an fsync per file.
-fn sync_fs(path: &Path) -> io::Result<()> {
-    let f = File::open(path)?;
-    // SAFETY: a valid open file descriptor.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
