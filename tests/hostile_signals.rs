@@ -511,7 +511,7 @@ impl ExtractSite {
             .iter()
             .map(|id| {
                 assert!(q.lock(id).unwrap(), "{id} is locked");
-                let text = String::from_utf8(q.get(id).unwrap()).unwrap();
+                let text = String::from_utf8(q.get(id, 1_000_000).unwrap()).unwrap();
                 q.unlock(id).unwrap();
                 text
             })
