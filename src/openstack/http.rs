@@ -16,6 +16,7 @@ use super::{
     AppCredentialRef, AuthConfig, AuthMethod, DomainRef, Interface, OpenStackError, Scope, Secret,
     Service, UserRef,
 };
+use crate::reply::{BodyError, Redirect, excerpt, read_body, same_origin_redirects};
 use crate::time::Timestamp;
 
 /// A token is renewed when it has less than this left (keystoneauth uses
@@ -25,6 +26,11 @@ const MIN_TOKEN_LIFE_MICROS: i64 = 120_000_000;
 
 /// Longest wait between two retries, whatever the configured backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Largest response body read from any OpenStack request (64 MiB): a Nova
+/// page of 1000 servers with embedded flavors is a few MB. A longer body is
+/// an error for the request, given up while it is read.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
 
 type Result<T> = std::result::Result<T, OpenStackError>;
 
@@ -194,28 +200,25 @@ impl Raw {
 /// The server's own words from an error body: OpenStack services wrap them
 /// as `{"<kind>": {"message": ...}}` (Nova, Cinder, Keystone's `error`,
 /// Neutron's `NeutronError`), some as a bare `message`, Glance as text.
+/// Only ever a short printable [`excerpt`] of it.
 fn server_message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         if let Some(m) = v.get("message").and_then(Value::as_str) {
-            return m.to_string();
+            return excerpt(m.as_bytes());
         }
         if let Some(obj) = v.as_object() {
             for inner in obj.values() {
                 if let Some(m) = inner.get("message").and_then(Value::as_str) {
-                    return m.to_string();
+                    return excerpt(m.as_bytes());
                 }
             }
         }
     }
-    let text: String = String::from_utf8_lossy(body)
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(300)
-        .collect();
-    if text.trim().is_empty() {
+    let text = excerpt(body);
+    if text.is_empty() {
         "(empty body)".to_string()
     } else {
-        text.trim().to_string()
+        text
     }
 }
 
@@ -300,6 +303,7 @@ fn build_client(cfg: &AuthConfig) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(cfg.timeout)
         .timeout(cfg.timeout)
+        .redirect(same_origin_redirects())
         .user_agent(concat!("cloud-accounting/", env!("CARGO_PKG_VERSION")));
     if let Some(cafile) = &cfg.tls.cafile {
         let pem = read_file("cafile", cafile)?;
@@ -922,9 +926,25 @@ impl Session {
             self.count(service);
             let failure = match build().send().await {
                 Ok(resp) => {
+                    if let Some(redirect) = Redirect::from_response(&resp) {
+                        return Err(OpenStackError::Redirected {
+                            service,
+                            method: method_name,
+                            path,
+                            redirect,
+                        });
+                    }
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    match resp.bytes().await {
+                    match read_body(resp, MAX_BODY_BYTES).await {
+                        Err(BodyError::TooLarge { limit }) => {
+                            return Err(OpenStackError::TooLarge {
+                                service,
+                                method: method_name,
+                                path,
+                                limit,
+                            });
+                        }
                         Ok(body) => {
                             tracing::debug!(%service, method = method_name, %path, status = status.as_u16(), "OpenStack request");
                             if !status.is_server_error() || attempt > cfg.retries {
@@ -939,7 +959,9 @@ impl Session {
                             }
                             format!("HTTP {}: {}", status.as_u16(), server_message(&body))
                         }
-                        Err(e) => self.transport_failure(service, &path, attempt, e)?,
+                        Err(BodyError::Transport(e)) => {
+                            self.transport_failure(service, &path, attempt, e)?
+                        }
                     }
                 }
                 Err(e) => self.transport_failure(service, &path, attempt, e)?,

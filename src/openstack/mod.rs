@@ -29,7 +29,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cache::Cache;
-pub use http::{RequestCounts, Session};
+pub use http::{MAX_BODY_BYTES, RequestCounts, Session};
+pub use paging::MAX_PAGES;
 
 /// A secret string (password, application credential secret, OIDC access
 /// token, Keystone token): never shown by `Debug` or `Display`.
@@ -361,6 +362,29 @@ pub enum OpenStackError {
     Malformed { what: String, detail: String },
     #[error("{what}: the server returned marker {marker:?} twice; stopping instead of looping")]
     RepeatingMarker { what: String, marker: String },
+    /// A list still linking to a next page after [`MAX_PAGES`]
+    /// pages, or a page holding more items than the `limit` asked for.
+    #[error("{what}: {detail}; stopping instead of following it")]
+    EndlessList { what: String, detail: String },
+    /// A body over [`MAX_BODY_BYTES`]: given up while read.
+    #[error(
+        "{service}: the answer to {method} {path} is over the {limit} byte limit; not read further"
+    )]
+    TooLarge {
+        service: Service,
+        method: &'static str,
+        path: String,
+        limit: usize,
+    },
+    /// A redirect to another origin (or too many on the same one): never
+    /// followed with the token.
+    #[error("{service}: {method} {path}: {redirect}")]
+    Redirected {
+        service: Service,
+        method: &'static str,
+        path: String,
+        redirect: crate::reply::Redirect,
+    },
     #[error("{service}: timed out after {attempts} attempt(s) at {path}")]
     Timeout {
         service: Service,

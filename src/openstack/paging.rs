@@ -18,6 +18,11 @@ use super::{OpenStackError, Scope, Service, Session};
 
 type Result<T> = std::result::Result<T, OpenStackError>;
 
+/// Pages read from one list before a further next link is an error: ten
+/// million items at the 1000 per page we ask for, far beyond any project,
+/// yet an end to a server whose every page links to a new one.
+pub const MAX_PAGES: usize = 10_000;
+
 /// Where a page says what comes next.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum NextLink {
@@ -95,6 +100,15 @@ pub(crate) async fn collect<T: DeserializeOwned>(
         if count == 0 {
             // A link after an empty page leads nowhere new.
             break;
+        }
+        if page_no >= MAX_PAGES {
+            return Err(OpenStackError::EndlessList {
+                what: format!("{} list from {}", c.what, raw.path),
+                detail: format!(
+                    "page {page_no} ({} items so far) still links to a next page, and {MAX_PAGES} pages is the limit",
+                    out.len()
+                ),
+            });
         }
         url = next_url(&c.url, &href, c.what, &mut seen)?;
     }
