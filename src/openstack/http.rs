@@ -12,6 +12,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::decode::decode;
 use super::{
     AppCredentialRef, AuthConfig, AuthMethod, DomainRef, Interface, OpenStackError, Scope, Secret,
     Service, UserRef,
@@ -189,11 +190,28 @@ impl Raw {
         self.ok()
     }
 
+    /// The body as a `T`; an error names `what`, the request and the field
+    /// path that does not decode.
     pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|e| OpenStackError::Malformed {
+        serde_json::from_slice(&self.body).map_err(|fast| OpenStackError::Malformed {
             what: format!("{what} from {} {}", self.service, self.path),
-            detail: e.to_string(),
+            detail: self.decode_error::<T>(fast),
         })
+    }
+
+    /// Why the body is not a `T`: with the field path when it is JSON (read
+    /// again the slow way), else serde_json's line and column.
+    fn decode_error<T: serde::de::DeserializeOwned>(&self, fast: serde_json::Error) -> String {
+        if fast.is_syntax() || fast.is_eof() || fast.is_io() {
+            return fast.to_string();
+        }
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(v) => match decode::<T>(&v) {
+                Err(e) => e.to_string(),
+                Ok(_) => fast.to_string(),
+            },
+            Err(_) => fast.to_string(),
+        }
     }
 }
 

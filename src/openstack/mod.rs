@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod cinder;
+mod decode;
 pub mod glance;
 mod http;
 pub mod keystone;

@@ -13,6 +13,7 @@ use reqwest::Url;
 use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
+use super::decode::decode;
 use super::http::Raw;
 use super::{OpenStackError, Scope, Service, Session};
 
@@ -188,7 +189,7 @@ fn page_error<T: DeserializeOwned>(
         _ => return malformed(list, format!("{:?} is not a list", c.items.join("."))),
     };
     for (i, item) in items.iter().enumerate() {
-        if let Err(e) = T::deserialize(item) {
+        if let Err(e) = decode::<T>(item) {
             let id = item
                 .get("id")
                 .or_else(|| item.get("instance_id"))
