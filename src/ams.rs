@@ -30,7 +30,7 @@ use openssl::x509::X509;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::reply::{BodyError, Redirect, excerpt, read_body};
+use crate::reply::{BodyError, Redirect, excerpt, read_body, scrub};
 
 /// Port of the AMS API when the configuration names none.
 pub const DEFAULT_PORT: u16 = 443;
@@ -565,6 +565,12 @@ impl Client {
             Ok(b) => b,
             Err(BodyError::TooLarge { limit }) => return too_large(url, limit),
             Err(BodyError::Transport(e)) => return publish_transport_error(url, msg_id, e),
+        };
+        // An error page may echo the request, token included.
+        let reply = if status == 200 {
+            reply
+        } else {
+            scrub(reply, &[token.expose()])
         };
         match status {
             200 => match serde_json::from_slice::<PublishReply>(&reply) {

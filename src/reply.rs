@@ -71,7 +71,8 @@ pub struct Redirect {
 impl Redirect {
     /// The redirect a response is, if it is one.
     pub fn from_response(resp: &reqwest::Response) -> Option<Redirect> {
-        if !resp.status().is_redirection() {
+        // The statuses a client follows; 300 and 304 are plain answers.
+        if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
             return None;
         }
         let to = match resp
@@ -142,6 +143,29 @@ pub async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Byte
     Ok(body.freeze())
 }
 
+/// The body with every occurrence of a secret replaced by `***`: a broken
+/// proxy may echo the request (password, token) in its error page, and the
+/// excerpt of that page goes to the logs.
+pub fn scrub(body: Bytes, secrets: &[&str]) -> Bytes {
+    let mut out: Option<Vec<u8>> = None;
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let current = out.as_deref().unwrap_or(&body);
+        if memchr::memmem::find(current, secret.as_bytes()).is_none() {
+            continue;
+        }
+        let mut next = Vec::with_capacity(current.len());
+        let mut rest = current;
+        while let Some(i) = memchr::memmem::find(rest, secret.as_bytes()) {
+            next.extend_from_slice(&rest[..i]);
+            next.extend_from_slice(b"***");
+            rest = &rest[i + secret.len()..];
+        }
+        next.extend_from_slice(rest);
+        out = Some(next);
+    }
+    out.map_or(body, Bytes::from)
+}
+
 /// A short printable excerpt of a server's text: at most [`EXCERPT_CHARS`]
 /// characters, control characters escaped (`\n`, `\u{1b}`), invalid UTF-8
 /// replaced, and the full length said when cut.
@@ -194,6 +218,17 @@ mod tests {
         assert!(long.starts_with(&"x".repeat(EXCERPT_CHARS)));
         assert!(long.ends_with("(10000 bytes in all)"), "{long}");
         assert_eq!(excerpt(b"\xff\xfe"), "\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn scrub_hides_every_occurrence() {
+        let b = scrub(
+            Bytes::from_static(b"pw=Pw-1 and Pw-1, tok T0k"),
+            &["Pw-1", "", "T0k"],
+        );
+        assert_eq!(&b[..], b"pw=*** and ***, tok ***");
+        let same = Bytes::from_static(b"nothing here");
+        assert_eq!(scrub(same.clone(), &["x1"]), same);
     }
 
     proptest! {

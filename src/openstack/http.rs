@@ -17,7 +17,7 @@ use super::{
     AppCredentialRef, AuthConfig, AuthMethod, DomainRef, Interface, OpenStackError, Scope, Secret,
     Service, UserRef,
 };
-use crate::reply::{BodyError, Redirect, excerpt, read_body, same_origin_redirects};
+use crate::reply::{BodyError, Redirect, excerpt, read_body, same_origin_redirects, scrub};
 use crate::time::Timestamp;
 
 /// A token is renewed when it has less than this left (keystoneauth uses
@@ -942,7 +942,19 @@ impl Session {
         loop {
             attempt += 1;
             self.count(service);
-            let failure = match build().send().await {
+            // The token sent is a secret to scrub from error bodies too.
+            let (sent, token) = match build().build() {
+                Ok(request) => {
+                    let token = request
+                        .headers()
+                        .get("X-Auth-Token")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    (self.inner.client.execute(request).await, token)
+                }
+                Err(e) => (Err(e), None),
+            };
+            let failure = match sent {
                 Ok(resp) => {
                     if let Some(redirect) = Redirect::from_response(&resp) {
                         return Err(OpenStackError::Redirected {
@@ -964,6 +976,13 @@ impl Session {
                             });
                         }
                         Ok(body) => {
+                            let body = if status.is_success() {
+                                body
+                            } else {
+                                let mut secrets = self.secrets();
+                                secrets.extend(token.as_deref());
+                                scrub(body, &secrets)
+                            };
                             tracing::debug!(%service, method = method_name, %path, status = status.as_u16(), "OpenStack request");
                             if !status.is_server_error() || attempt > cfg.retries {
                                 return Ok(Raw {
@@ -990,6 +1009,15 @@ impl Session {
                 .min(MAX_BACKOFF);
             tracing::warn!(%service, method = method_name, %path, attempt, retry_in = %humantime::format_duration(wait), "{failure}");
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The configured credentials, scrubbed from error bodies.
+    fn secrets(&self) -> Vec<&str> {
+        match &self.inner.cfg.method {
+            AuthMethod::Password { password, .. } => vec![password.expose()],
+            AuthMethod::ApplicationCredential { secret, .. } => vec![secret.expose()],
+            AuthMethod::OidcAccessToken { access_token, .. } => vec![access_token.expose()],
         }
     }
 
