@@ -170,12 +170,17 @@ pub fn scrub(body: Bytes, secrets: &[&str]) -> Bytes {
 /// characters, control characters escaped (`\n`, `\u{1b}`), invalid UTF-8
 /// replaced, and the full length said when cut.
 pub fn excerpt(text: &[u8]) -> String {
+    excerpt_chars(text, EXCERPT_CHARS)
+}
+
+/// [`excerpt`] with another length.
+pub fn excerpt_chars(text: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(text);
     let text = text.trim();
     let mut out = String::new();
     let mut chars = 0;
     for c in text.chars() {
-        if chars >= EXCERPT_CHARS {
+        if chars >= max {
             out.push_str(&format!("... ({} bytes in all)", text.len()));
             return out;
         }

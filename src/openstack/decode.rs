@@ -11,6 +11,8 @@ use std::fmt;
 use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
 use serde_json::Value;
 
+use crate::reply::excerpt_chars;
+
 /// A decode error with the path of the field it is about (empty: the value
 /// itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +41,21 @@ impl de::Error for PathError {
     }
 }
 
+/// Characters of a decode error's message: serde quotes the offending
+/// value whole (a string of megabytes, a float of 300 digits).
+pub(crate) const MESSAGE_CHARS: usize = 300;
+
 /// `T` from `value`; an error names the field path it happened at.
 pub(crate) fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, PathError> {
     T::deserialize(At {
         value,
         path: String::new(),
+    })
+    .map_err(|mut e| {
+        e.message = excerpt_chars(e.message.as_bytes(), MESSAGE_CHARS);
+        // Raised by a type's own code, not below a node: the value itself.
+        e.path.get_or_insert_with(String::new);
+        e
     })
 }
 
@@ -203,6 +215,33 @@ impl<'de> de::MapAccess<'de> for Fields<'_, 'de> {
     }
 }
 
+/// Takes `key` out of an object and decodes it; an error names the key.
+/// For types that keep the keys they do not know (`flatten` would lose the
+/// field's name in its errors).
+pub(crate) fn take<T: DeserializeOwned, E: de::Error>(
+    object: &mut serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<T>, E> {
+    match object.remove(key) {
+        None => Ok(None),
+        Some(v) => decode::<T>(&v).map(Some).map_err(|e| {
+            E::custom(format!(
+                "{key}{}{e}",
+                if e.path.as_deref().is_some_and(|p| !p.is_empty()) {
+                    "."
+                } else {
+                    ": "
+                }
+            ))
+        }),
+    }
+}
+
+/// A required field of [`take`].
+pub(crate) fn required<T, E: de::Error>(v: Option<T>, key: &'static str) -> Result<T, E> {
+    v.ok_or_else(|| E::missing_field(key))
+}
+
 /// What a JSON value is, for messages that must not quote it.
 pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
@@ -262,6 +301,11 @@ mod tests {
                 list: vec![]
             }
         );
+        let huge = "z".repeat(100_000);
+        let e = decode::<Outer>(&json!({"id": "s", "flavor": {"vcpus": huge}})).unwrap_err();
+        assert!(e.message.len() < MESSAGE_CHARS + 40, "{e}");
+        let e = decode::<Outer>(&json!({"id": "s", "flavor": {"vcpus": -6.5e299}})).unwrap_err();
+        assert!(e.message.len() < MESSAGE_CHARS + 40, "{e}");
         let e = decode::<Outer>(&json!("x")).unwrap_err();
         assert_eq!(e.path.as_deref(), Some(""), "{e}");
         assert!(e.to_string().starts_with("invalid type: string"), "{e}");

@@ -17,7 +17,9 @@ use super::{
     AppCredentialRef, AuthConfig, AuthMethod, DomainRef, Interface, OpenStackError, Scope, Secret,
     Service, UserRef,
 };
-use crate::reply::{BodyError, Redirect, excerpt, read_body, same_origin_redirects, scrub};
+use crate::reply::{
+    BodyError, Redirect, excerpt, excerpt_chars, read_body, same_origin_redirects, scrub,
+};
 use crate::time::Timestamp;
 
 /// A token is renewed when it has less than this left (keystoneauth uses
@@ -32,6 +34,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// page of 1000 servers with embedded flavors is a few MB. A longer body is
 /// an error for the request, given up while it is read.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Characters of a decode error kept in a `Malformed` error: serde quotes
+/// the offending value whole.
+pub(crate) const DETAIL_CHARS: usize = 400;
 
 type Result<T> = std::result::Result<T, OpenStackError>;
 
@@ -195,7 +201,7 @@ impl Raw {
     pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|fast| OpenStackError::Malformed {
             what: format!("{what} from {} {}", self.service, self.path),
-            detail: self.decode_error::<T>(fast),
+            detail: excerpt_chars(self.decode_error::<T>(fast).as_bytes(), DETAIL_CHARS),
         })
     }
 

@@ -24,6 +24,8 @@ pub mod keystone;
 pub mod neutron;
 pub mod nova;
 mod paging;
+#[cfg(test)]
+mod proptests;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -14,8 +14,9 @@ use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, Map
 use serde_json::Value;
 
 use super::decode::decode;
-use super::http::Raw;
+use super::http::{DETAIL_CHARS, Raw};
 use super::{OpenStackError, Scope, Service, Session};
+use crate::reply::excerpt_chars;
 
 type Result<T> = std::result::Result<T, OpenStackError>;
 
@@ -117,14 +118,14 @@ pub(crate) async fn collect<T: DeserializeOwned>(
 }
 
 /// One page: its items and the value of the key that names the next page.
-struct Page<T> {
+pub(super) struct Page<T> {
     items: Vec<T>,
     next: Option<Value>,
 }
 
 /// Reads a page in one pass straight into `T`s, skipping everything else
 /// (no intermediate `Value` per item: the bulk of a run's CPU time).
-fn read_page<T: DeserializeOwned>(
+pub(super) fn read_page<T: DeserializeOwned>(
     body: &[u8],
     c: &Collection<'_>,
 ) -> std::result::Result<Page<T>, serde_json::Error> {
@@ -169,7 +170,10 @@ fn page_error<T: DeserializeOwned>(
     page_no: usize,
     fast: serde_json::Error,
 ) -> OpenStackError {
-    let malformed = |what: String, detail: String| OpenStackError::Malformed { what, detail };
+    let malformed = |what: String, detail: String| OpenStackError::Malformed {
+        what,
+        detail: excerpt_chars(detail.as_bytes(), DETAIL_CHARS),
+    };
     let list = format!("page {page_no} of {} list from {}", c.what, raw.path);
     let page: Value = match raw.json(&format!("page {page_no} of {} list", c.what)) {
         Ok(v) => v,
@@ -194,7 +198,7 @@ fn page_error<T: DeserializeOwned>(
                 .get("id")
                 .or_else(|| item.get("instance_id"))
                 .and_then(Value::as_str)
-                .map(|id| format!(" {id:?}"))
+                .map(|id| format!(" {:?}", excerpt_chars(id.as_bytes(), 80)))
                 .unwrap_or_else(|| format!(" #{} of page {page_no}", i + 1));
             return malformed(format!("{}{id} from {}", c.what, raw.path), e.to_string());
         }
