@@ -178,9 +178,8 @@ pub fn excerpt_chars(text: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(text);
     let text = text.trim();
     let mut out = String::new();
-    let mut chars = 0;
-    for c in text.chars() {
-        if chars >= max {
+    for (n, c) in text.chars().enumerate() {
+        if n >= max {
             out.push_str(&format!("... ({} bytes in all)", text.len()));
             return out;
         }
@@ -189,7 +188,6 @@ pub fn excerpt_chars(text: &[u8], max: usize) -> String {
         } else {
             out.push(c);
         }
-        chars += 1;
     }
     out
 }

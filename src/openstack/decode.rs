@@ -30,6 +30,14 @@ impl fmt::Display for PathError {
     }
 }
 
+impl PathError {
+    /// Gives the error `path` unless it has a deeper one already.
+    fn at(mut self, path: String) -> PathError {
+        self.path.get_or_insert(path);
+        self
+    }
+}
+
 impl std::error::Error for PathError {}
 
 impl de::Error for PathError {
@@ -170,12 +178,14 @@ impl<'de, I: Iterator<Item = (usize, &'de Value)>> de::SeqAccess<'de> for Seq<'_
     ) -> Result<Option<T::Value>, PathError> {
         match self.items.next() {
             None => Ok(None),
-            Some((i, value)) => seed
-                .deserialize(At {
+            Some((i, value)) => {
+                let at = At {
                     value,
                     path: format!("{}[{i}]", self.path),
-                })
-                .map(Some),
+                };
+                let path = at.path.clone();
+                seed.deserialize(at).map(Some).map_err(|e| e.at(path))
+            }
         }
     }
 }
@@ -208,10 +218,14 @@ impl<'de> de::MapAccess<'de> for Fields<'_, 'de> {
         let Some((k, value)) = self.pending.take() else {
             return Err(de::Error::custom("a value without its key"));
         };
+        let path = self.at.child(k);
         seed.deserialize(At {
             value,
-            path: self.at.child(k),
+            path: path.clone(),
         })
+        // An error of the value's own type (raised after its fields were
+        // read) belongs to the value.
+        .map_err(|e| e.at(path))
     }
 }
 

@@ -402,6 +402,52 @@ mod tests {
         id: String,
     }
 
+    /// The error names the item, its id and the field path, and says which
+    /// shapes a flavor may have (no "did not match any variant").
+    #[test]
+    fn a_bad_server_is_named_with_its_field() {
+        use crate::openstack::nova::Server;
+        let c = collection(&["servers"], false, NextLink::Links("servers_links"));
+        let server = |flavor: &str| {
+            format!(
+                r#"{{"id":"s1","name":"vm","status":"ACTIVE","tenant_id":"p","user_id":"u",
+                "created":"2026-11-24T10:00:01Z","flavor":{flavor}}}"#
+            )
+        };
+        for (flavor, expected) in [
+            (
+                r#"{"vcpus":"2","ram":1,"disk":1}"#,
+                "flavor.vcpus: invalid type: string",
+            ),
+            (
+                r#"{"vcpus":2,"disk":1}"#,
+                "flavor: an embedded flavor without ram",
+            ),
+            (r#"{"links":[]}"#, "flavor: neither an embedded flavor"),
+            (r#"{"id":7}"#, "flavor.id: invalid type: integer"),
+        ] {
+            let body = format!(r#"{{"servers":[{}]}}"#, server(flavor));
+            let raw = Raw {
+                status: reqwest::StatusCode::OK,
+                headers: Default::default(),
+                body: body.clone().into(),
+                service: Service::Compute,
+                method: "GET",
+                path: "/compute/v2.1/servers/detail".into(),
+            };
+            let fast = read_page::<Server>(body.as_bytes(), &c)
+                .err()
+                .expect("refused");
+            let e = page_error::<Server>(&raw, &c, 1, fast).to_string();
+            assert!(
+                e.starts_with(r#"malformed thing "s1" from /compute/v2.1/servers/detail: "#)
+                    && e.contains(expected),
+                "{e}"
+            );
+            assert!(!e.contains("untagged"), "{e}");
+        }
+    }
+
     #[test]
     fn a_page_is_read_in_one_pass_with_its_next_link() {
         let c = collection(&["servers"], false, NextLink::Links("servers_links"));
