@@ -143,6 +143,37 @@ pub async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Byte
     Ok(body.freeze())
 }
 
+/// Whether a JSON text holds more than `limit` values (counted as the
+/// commas, colons and opening brackets outside strings: one per value but
+/// the first of each container). Decoding costs memory per value, up to 30
+/// times the two bytes a `0,` takes: counting first bounds it.
+pub fn json_values_exceed(body: &[u8], limit: usize) -> bool {
+    let (mut in_string, mut escaped, mut n) = (false, false, 0usize);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b':' | b'[' | b'{' => {
+                n += 1;
+                if n > limit {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The body with every occurrence of a secret replaced by `***`: a broken
 /// proxy may echo the request (password, token) in its error page, and the
 /// excerpt of that page goes to the logs.
@@ -221,6 +252,20 @@ mod tests {
         assert!(long.starts_with(&"x".repeat(EXCERPT_CHARS)));
         assert!(long.ends_with("(10000 bytes in all)"), "{long}");
         assert_eq!(excerpt(b"\xff\xfe"), "\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn json_values_are_counted_outside_strings() {
+        assert!(!json_values_exceed(
+            br#"{"a": [1, 2, 3], "b": "x,y,z:[{"}"#,
+            7
+        ));
+        assert!(json_values_exceed(
+            br#"{"a": [1, 2, 3], "b": "x,y,z:[{"}"#,
+            6
+        ));
+        assert!(!json_values_exceed(br#"["\",", 1]"#, 2));
+        assert!(json_values_exceed(&b"0,".repeat(1000), 999));
     }
 
     #[test]

@@ -367,7 +367,7 @@ async fn a_1gb_nova_servers_body_fails_that_project_only() {
         Run::against_one(|p| format!("huge-body=1G:path=/compute/v2.1/servers/detail:project={p}"))
             .await;
     let o = run.run(true);
-    run.only_the_attacked_project_failed(&o, "nova servers", "byte limit")
+    run.only_the_attacked_project_failed(&o, "nova servers", "over the limit of")
         .await;
 }
 
@@ -375,7 +375,7 @@ async fn a_1gb_nova_servers_body_fails_that_project_only() {
 async fn an_endless_chunked_cinder_body_fails_that_project_only() {
     let run = Run::against_one(|p| format!("endless-body:path=/volume:project={p}")).await;
     let o = run.run(true);
-    run.only_the_attacked_project_failed(&o, "cinder volumes", "byte limit")
+    run.only_the_attacked_project_failed(&o, "cinder volumes", "over the limit of")
         .await;
 }
 
@@ -383,7 +383,7 @@ async fn an_endless_chunked_cinder_body_fails_that_project_only() {
 async fn a_lying_content_length_from_neutron_fails_that_project_only() {
     let run = Run::against_one(|p| format!("lying-length:path=/network:project={p}")).await;
     let o = run.run(true);
-    run.only_the_attacked_project_failed(&o, "neutron floating IPs", "byte limit")
+    run.only_the_attacked_project_failed(&o, "neutron floating IPs", "over the limit of")
         .await;
 }
 
@@ -394,7 +394,7 @@ async fn an_endless_nova_usage_body_fails_that_project_only() {
     })
     .await;
     let o = run.run(true);
-    run.only_the_attacked_project_failed(&o, "nova usage report", "byte limit")
+    run.only_the_attacked_project_failed(&o, "nova usage report", "over the limit of")
         .await;
 }
 
@@ -403,7 +403,7 @@ async fn a_1gb_glance_image_body_fails_that_project_only() {
     let run =
         Run::against_first_image_reader(|p| format!("huge-body=1G:path=/image:project={p}")).await;
     let o = run.run(true);
-    run.only_the_attacked_project_failed(&o, "glance image", "byte limit")
+    run.only_the_attacked_project_failed(&o, "glance image", "over the limit of")
         .await;
 }
 
@@ -411,7 +411,26 @@ async fn a_1gb_glance_image_body_fails_that_project_only() {
 async fn a_1gb_keystone_project_list_stops_the_run_cleanly() {
     let run = Run::start(&["--fault", "huge-body=1G:path=/identity/v3/projects"]).await;
     let o = run.run(true);
-    run.nothing_extracted(&o, "byte limit");
+    run.nothing_extracted(&o, "over the limit of");
+}
+
+/// 60 MB of `0,` costs about a gigabyte decoded: refused before decoding.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dense_keystone_project_list_is_not_decoded() {
+    let run = Run::start(&["--fault", "dense-json=60M:path=/identity/v3/projects"]).await;
+    let o = run.run(true);
+    run.nothing_extracted(&o, "JSON values");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dense_nova_servers_page_fails_that_project_only() {
+    let run = Run::against_one(|p| {
+        format!("dense-json=60M:path=/compute/v2.1/servers/detail:project={p}")
+    })
+    .await;
+    let o = run.run(true);
+    run.only_the_attacked_project_failed(&o, "nova servers", "JSON values")
+        .await;
 }
 
 // -------------------------------------------------------- class 3: pagination

@@ -18,7 +18,8 @@ use super::{
     Service, UserRef,
 };
 use crate::reply::{
-    BodyError, Redirect, excerpt, excerpt_chars, read_body, same_origin_redirects, scrub,
+    BodyError, Redirect, excerpt, excerpt_chars, json_values_exceed, read_body,
+    same_origin_redirects, scrub,
 };
 use crate::time::Timestamp;
 
@@ -34,6 +35,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// page of 1000 servers with embedded flavors is a few MB. A longer body is
 /// an error for the request, given up while it is read.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Most JSON values (numbers, strings, objects...) a successful answer may
+/// hold: decoding costs memory per value (up to 30 times the bytes of a
+/// dense list), so a body within [`MAX_BODY_BYTES`] could still need
+/// gigabytes. A page of 1000 Nova servers holds about 150,000.
+pub const MAX_JSON_VALUES: usize = 1_000_000;
+
+/// Error bodies longer than this are only excerpted, never decoded.
+const MAX_ERROR_JSON_BYTES: usize = 64 << 10;
 
 /// Characters of a decode error kept in a `Malformed` error: serde quotes
 /// the offending value whole.
@@ -226,7 +236,9 @@ impl Raw {
 /// Neutron's `NeutronError`), some as a bare `message`, Glance as text.
 /// Only ever a short printable [`excerpt`] of it.
 fn server_message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+    if body.len() <= MAX_ERROR_JSON_BYTES
+        && let Ok(v) = serde_json::from_slice::<Value>(body)
+    {
         if let Some(m) = v.get("message").and_then(Value::as_str) {
             return excerpt(m.as_bytes());
         }
@@ -978,7 +990,18 @@ impl Session {
                                 service,
                                 method: method_name,
                                 path,
-                                limit,
+                                limit: format!("{limit} bytes"),
+                            });
+                        }
+                        Ok(body)
+                            if status.is_success()
+                                && json_values_exceed(&body, MAX_JSON_VALUES) =>
+                        {
+                            return Err(OpenStackError::TooLarge {
+                                service,
+                                method: method_name,
+                                path,
+                                limit: format!("{MAX_JSON_VALUES} JSON values"),
                             });
                         }
                         Ok(body) => {

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cache::Cache;
-pub use http::{MAX_BODY_BYTES, RequestCounts, Session};
+pub use http::{MAX_BODY_BYTES, MAX_JSON_VALUES, RequestCounts, Session};
 pub use paging::MAX_PAGES;
 
 /// A secret string (password, application credential secret, OIDC access
@@ -365,19 +365,20 @@ pub enum OpenStackError {
     Malformed { what: String, detail: String },
     #[error("{what}: the server returned marker {marker:?} twice; stopping instead of looping")]
     RepeatingMarker { what: String, marker: String },
-    /// A list still linking to a next page after [`MAX_PAGES`]
-    /// pages, or a page holding more items than the `limit` asked for.
+    /// A list still linking to a next page after [`MAX_PAGES`] pages.
     #[error("{what}: {detail}; stopping instead of following it")]
     EndlessList { what: String, detail: String },
-    /// A body over [`MAX_BODY_BYTES`]: given up while read.
+    /// A body over [`MAX_BODY_BYTES`] (given up while read) or holding
+    /// more than [`MAX_JSON_VALUES`] (not decoded).
     #[error(
-        "{service}: the answer to {method} {path} is over the {limit} byte limit; not read further"
+        "{service}: the answer to {method} {path} is over the limit of {limit}; not read further"
     )]
     TooLarge {
         service: Service,
         method: &'static str,
         path: String,
-        limit: usize,
+        /// The limit with its unit ("67108864 bytes").
+        limit: String,
     },
     /// A redirect to another origin (or too many on the same one): never
     /// followed with the token.

@@ -16,6 +16,9 @@
 //! - `huge-body=SIZE`  answer 200 with a body of SIZE bytes (`1G`, `64M`, `10K` or a
 //!   number), honestly announced in `Content-Length`, streamed
 //! - `endless-body`    answer 200 with a chunked body that never ends
+//! - `dense-json=SIZE` answer 200 with a list of the request's kind (`projects`,
+//!   `servers`, `volumes`, `floatingips`, `images`) holding one item whose `x` is a
+//!   list of zeros, SIZE bytes in all: cheap to send, costly to decode
 //! - `lying-length`    answer 200 announcing `Content-Length: 1099511627776` (1 TiB)
 //!   and streaming bytes as long as the client reads
 //! - `endless-pages`   every list page (Nova, Keystone projects, Glance, Cinder,
@@ -55,6 +58,7 @@ pub enum Kind {
     RevokeAfter(u64),
     HugeBody(u64),
     EndlessBody,
+    DenseJson(u64),
     LyingLength,
     EndlessPages,
     /// `None`: the simulator's own origin.
@@ -74,6 +78,7 @@ impl Kind {
             Kind::RevokeAfter(_) => "401-after",
             Kind::HugeBody(_) => "huge-body",
             Kind::EndlessBody => "endless-body",
+            Kind::DenseJson(_) => "dense-json",
             Kind::LyingLength => "lying-length",
             Kind::EndlessPages => "endless-pages",
             Kind::Redirect(_) => "redirect",
@@ -157,6 +162,7 @@ impl Fault {
             "401-after" => Kind::RevokeAfter(num(need("N")?)?),
             "huge-body" => Kind::HugeBody(parse_size(need("SIZE")?)?),
             "endless-body" => Kind::EndlessBody,
+            "dense-json" => Kind::DenseJson(parse_size(need("SIZE")?)?),
             "lying-length" => Kind::LyingLength,
             "endless-pages" => Kind::EndlessPages,
             "redirect" => match need("PORT")? {

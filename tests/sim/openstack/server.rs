@@ -470,6 +470,9 @@ async fn openstack(state: &State, req: &Req) -> Reply {
                 Kind::RevokeAfter(_) => state.revoke_all(),
                 Kind::HugeBody(n) => stream = Some(Stream::Sized(*n)),
                 Kind::EndlessBody => stream = Some(Stream::Endless),
+                Kind::DenseJson(n) => {
+                    fail.get_or_insert_with(|| dense_json(&req.path, *n));
+                }
                 Kind::LyingLength => stream = Some(Stream::Lying),
                 Kind::EndlessPages => list_fault.endless = true,
                 Kind::Redirect(port) => {
@@ -515,6 +518,23 @@ async fn openstack(state: &State, req: &Req) -> Reply {
         reply.body = Bytes::from(b);
     }
     reply
+}
+
+/// `{"<list>": [{"id": "a", "name": "b", "x": [0,0,...]}]}` of `size` bytes.
+fn dense_json(path: &str, size: u64) -> Reply {
+    let list = ["projects", "servers", "volumes", "floatingips", "images"]
+        .into_iter()
+        .find(|l| path.contains(l))
+        .unwrap_or("items");
+    let head = format!(r#"{{"{list}":[{{"id":"a","name":"b","x":["#);
+    let tail = "0]}]}";
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    let zeros = size.saturating_sub(head.len() + tail.len()) / 2;
+    let mut body = String::with_capacity(size);
+    body.push_str(&head);
+    body.push_str(&"0,".repeat(zeros));
+    body.push_str(tail);
+    Reply::raw(StatusCode::OK, body)
 }
 
 /// A 401 whose body echoes what the client sent (request body, token),
