@@ -5,7 +5,8 @@
 //! `tenant_usage_links`: `[{"rel": "next", "href": ...}]`; Glance: `next`;
 //! Keystone: `links.next`). Link hosts and path prefixes are often wrong
 //! behind proxies, so only the link's query is taken and applied to our own
-//! endpoint URL. A marker seen twice is an error, never an endless loop.
+//! endpoint URL. A marker seen twice is an error, never an endless loop, and
+//! so is a list still linking to more after [`MAX_PAGES`] pages.
 
 use std::collections::HashSet;
 
