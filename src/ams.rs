@@ -586,7 +586,10 @@ impl Client {
                 }),
                 Err(e) => Attempt::Fail(AmsError::Protocol {
                     url: url.to_owned(),
-                    detail: format!("publish reply is not {{\"messageIds\": [...]}}: {e}"),
+                    detail: format!(
+                        "publish reply is not {{\"messageIds\": [...]}}: {}",
+                        excerpt(e.to_string().as_bytes())
+                    ),
                 }),
             },
             401 | 403 => Attempt::Unauthorized {

@@ -143,11 +143,17 @@ pub async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Byte
     Ok(body.freeze())
 }
 
-/// Whether a JSON text holds more than `limit` values (counted as the
-/// commas, colons and opening brackets outside strings: one per value but
-/// the first of each container). Decoding costs memory per value, up to 30
-/// times the two bytes a `0,` takes: counting first bounds it.
+/// Whether a JSON text holds more than `limit` values: see
+/// [`json_values`].
 pub fn json_values_exceed(body: &[u8], limit: usize) -> bool {
+    json_values(body, limit) > limit
+}
+
+/// How many values a JSON text holds, counted as the commas, colons and
+/// opening brackets outside strings (one per value but the first of each
+/// container), up to `stop_after` + 1. Decoding costs memory per value, up
+/// to 30 times the two bytes a `0,` takes: counting first bounds it.
+pub fn json_values(body: &[u8], stop_after: usize) -> usize {
     let (mut in_string, mut escaped, mut n) = (false, false, 0usize);
     for &b in body {
         if in_string {
@@ -164,14 +170,14 @@ pub fn json_values_exceed(body: &[u8], limit: usize) -> bool {
             b'"' => in_string = true,
             b',' | b':' | b'[' | b'{' => {
                 n += 1;
-                if n > limit {
-                    return true;
+                if n > stop_after {
+                    return n;
                 }
             }
             _ => {}
         }
     }
-    false
+    n
 }
 
 /// The body with every occurrence of a secret replaced by `***`: a broken

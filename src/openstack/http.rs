@@ -617,7 +617,7 @@ impl Session {
                     let url = Url::parse(ep.url.trim_end_matches('/')).map_err(|e| {
                         OpenStackError::Malformed {
                             what: format!("{service} endpoint URL in the service catalog"),
-                            detail: format!("{:?}: {e}", ep.url),
+                            detail: format!("{:?}: {e}", excerpt(ep.url.as_bytes())),
                         }
                     })?;
                     if service == Service::Identity && !ends_with_version(&url, "v3") {

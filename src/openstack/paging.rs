@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::decode::decode;
 use super::http::{DETAIL_CHARS, Raw};
 use super::{OpenStackError, Scope, Service, Session};
-use crate::reply::excerpt_chars;
+use crate::reply::{excerpt, excerpt_chars, json_values};
 
 type Result<T> = std::result::Result<T, OpenStackError>;
 
@@ -25,6 +25,12 @@ type Result<T> = std::result::Result<T, OpenStackError>;
 /// million items at the 1000 per page we ask for, far beyond any project,
 /// yet an end to a server whose every page links to a new one.
 pub const MAX_PAGES: usize = 10_000;
+
+/// JSON values all pages of one list may hold together (ten million: some
+/// 60,000 Nova servers): what the items of a list cost in memory, however
+/// the server spreads them over pages. Each page is also bounded alone
+/// ([`super::MAX_JSON_VALUES`]).
+pub const MAX_LIST_VALUES: usize = 10_000_000;
 
 /// Where a page says what comes next.
 #[derive(Clone, Copy, Debug)]
@@ -88,9 +94,19 @@ pub(crate) async fn collect<T: DeserializeOwned>(
 ) -> Result<Vec<T>> {
     let mut out = Vec::new();
     let mut url = c.url.clone();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut values = 0usize;
     for page_no in 1.. {
         let raw = fetch.fetch(session, c.service, c.scope, &url).await?.ok()?;
+        values += json_values(&raw.body, MAX_LIST_VALUES);
+        if values > MAX_LIST_VALUES {
+            return Err(OpenStackError::EndlessList {
+                what: format!("{} list from {}", c.what, raw.path),
+                detail: format!(
+                    "{page_no} pages hold more than {MAX_LIST_VALUES} JSON values in all, the limit"
+                ),
+            });
+        }
         let page = match read_page::<T>(&raw.body, &c) {
             Ok(page) => page,
             Err(e) => return Err(page_error::<T>(&raw, &c, page_no, e)),
@@ -207,6 +223,14 @@ fn page_error<T: DeserializeOwned>(
     malformed(list, fast.to_string())
 }
 
+fn marker_hash(marker: &str) -> u64 {
+    use std::hash::BuildHasher;
+    // Keys drawn once: the same marker hashes the same within a run.
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default).hash_one(marker)
+}
+
 /// Which key of a page object this is.
 enum Key {
     Items,
@@ -309,12 +333,14 @@ fn next_href(value: &Value, style: NextLink) -> Option<String> {
 
 /// Our first-page URL with the link's query merged over it (the link wins
 /// for keys it has).
-fn next_url(first: &Url, href: &str, what: &str, seen: &mut HashSet<String>) -> Result<Url> {
+/// `seen` holds hashes of the markers followed: a hostile server's markers
+/// may be long, and there are up to [`MAX_PAGES`] of them.
+fn next_url(first: &Url, href: &str, what: &str, seen: &mut HashSet<u64>) -> Result<Url> {
     // Relative links (Glance) are resolved against the first page only to
     // read their query.
     let link = first.join(href).map_err(|e| OpenStackError::Malformed {
         what: format!("next link of the {what} list"),
-        detail: format!("{href:?}: {e}"),
+        detail: format!("{:?}: {e}", excerpt(href.as_bytes())),
     })?;
     let link_pairs: Vec<(String, String)> = link
         .query_pairs()
@@ -325,10 +351,10 @@ fn next_url(first: &Url, href: &str, what: &str, seen: &mut HashSet<String>) -> 
         .find(|(k, _)| k == "marker")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| link.query().unwrap_or_default().to_string());
-    if !seen.insert(marker.clone()) {
+    if !seen.insert(marker_hash(&marker)) {
         return Err(OpenStackError::RepeatingMarker {
             what: format!("{what} list"),
-            marker,
+            marker: excerpt(marker.as_bytes()),
         });
     }
     let mut pairs: Vec<(String, String)> = first
