@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use cache::Cache;
 pub use http::{MAX_BODY_BYTES, MAX_JSON_VALUES, RequestCounts, Session};
-pub use paging::MAX_PAGES;
+pub use paging::{MAX_LIST_VALUES, MAX_PAGES};
 
 /// A secret string (password, application credential secret, OIDC access
 /// token, Keystone token): never shown by `Debug` or `Display`.
@@ -365,7 +365,8 @@ pub enum OpenStackError {
     Malformed { what: String, detail: String },
     #[error("{what}: the server returned marker {marker:?} twice; stopping instead of looping")]
     RepeatingMarker { what: String, marker: String },
-    /// A list still linking to a next page after [`MAX_PAGES`] pages.
+    /// A list still linking to a next page after [`MAX_PAGES`] pages, or
+    /// holding more than [`MAX_LIST_VALUES`] JSON values in all.
     #[error("{what}: {detail}; stopping instead of following it")]
     EndlessList { what: String, detail: String },
     /// A body over [`MAX_BODY_BYTES`] (given up while read) or holding

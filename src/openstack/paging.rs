@@ -29,7 +29,7 @@ pub const MAX_PAGES: usize = 10_000;
 /// JSON values all pages of one list may hold together (ten million: some
 /// 60,000 Nova servers): what the items of a list cost in memory, however
 /// the server spreads them over pages. Each page is also bounded alone
-/// ([`super::MAX_JSON_VALUES`]).
+/// ([`MAX_JSON_VALUES`](super::MAX_JSON_VALUES)).
 pub const MAX_LIST_VALUES: usize = 10_000_000;
 
 /// Where a page says what comes next.
