@@ -30,12 +30,17 @@ use openssl::x509::X509;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use crate::reply::{BodyError, Redirect, excerpt, read_body, scrub};
+
 /// Port of the AMS API when the configuration names none.
 pub const DEFAULT_PORT: u16 = 443;
 /// Port of the ARGO authentication service (`authn_port` of argo-ams-library).
 pub const DEFAULT_AUTHN_PORT: u16 = 8443;
 /// Requests in flight at once when the configuration names no other number.
 pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Largest reply body read from AMS or the authentication service (1 MiB):
+/// their replies are a token or one message id.
+pub const MAX_REPLY_BYTES: usize = 1 << 20;
 
 const GOCDB_HINT: &str = "the DN of the host certificate must be registered in GOCDB as the \
 Host DN of a production service of type eu.egi.cloud.accounting (eu.egi.storage.accounting \
@@ -254,6 +259,13 @@ pub enum AmsError {
     /// A reply that does not follow the AMS API.
     #[error("{url}: unexpected reply: {detail}")]
     Protocol { url: String, detail: String },
+    /// A redirect to another origin than `sender.cfg` names: not followed, so
+    /// neither the token nor the host certificate goes there.
+    #[error("{url}: {redirect}")]
+    Redirected {
+        url: String,
+        redirect: crate::reply::Redirect,
+    },
     /// Not sent: an earlier message of the same [`Client::publish_all`] failed for a reason
     /// that would fail this one too (refused access, AMS unreachable after every retry, ...).
     #[error("message {msg_id}: not sent, an earlier message of this run could not be delivered")]
@@ -265,7 +277,10 @@ impl AmsError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            AmsError::Config(_) | AmsError::Unauthorized { .. } | AmsError::NotAttempted { .. }
+            AmsError::Config(_)
+                | AmsError::Unauthorized { .. }
+                | AmsError::NotAttempted { .. }
+                | AmsError::Redirected { .. }
         )
     }
 
@@ -371,7 +386,8 @@ impl Client {
             .tcp_nodelay(true)
             .pool_max_idle_per_host(cfg.concurrency.get())
             .tls_built_in_root_certs(cfg.trust.system_roots)
-            .danger_accept_invalid_certs(!cfg.trust.verify);
+            .danger_accept_invalid_certs(!cfg.trust.verify)
+            .redirect(crate::reply::same_origin_redirects());
         for ca in &cfg.trust.extra_roots {
             let der = ca
                 .to_der()
@@ -460,11 +476,18 @@ impl Client {
                     Ok(r) => r,
                     Err(e) => return transport_error(url, e),
                 };
+                if let Some(redirect) = Redirect::from_response(&resp) {
+                    return Attempt::Fail(AmsError::Redirected {
+                        url: url.clone(),
+                        redirect,
+                    });
+                }
                 let status = resp.status().as_u16();
                 let retry_after = retry_after(&resp);
-                let body = match resp.bytes().await {
+                let body = match read_body(resp, MAX_REPLY_BYTES).await {
                     Ok(b) => b,
-                    Err(e) => return transport_error(url, e),
+                    Err(BodyError::TooLarge { limit }) => return too_large(url, limit),
+                    Err(BodyError::Transport(e)) => return transport_error(url, e),
                 };
                 match status {
                     200 => match serde_json::from_slice::<TokenReply>(&body) {
@@ -530,11 +553,24 @@ impl Client {
             Ok(r) => r,
             Err(e) => return publish_transport_error(url, msg_id, e),
         };
+        if let Some(redirect) = Redirect::from_response(&resp) {
+            return Attempt::Fail(AmsError::Redirected {
+                url: url.to_owned(),
+                redirect,
+            });
+        }
         let status = resp.status().as_u16();
         let retry_after = retry_after(&resp);
-        let reply = match resp.bytes().await {
+        let reply = match read_body(resp, MAX_REPLY_BYTES).await {
             Ok(b) => b,
-            Err(e) => return publish_transport_error(url, msg_id, e),
+            Err(BodyError::TooLarge { limit }) => return too_large(url, limit),
+            Err(BodyError::Transport(e)) => return publish_transport_error(url, msg_id, e),
+        };
+        // An error page may echo the request, token included.
+        let reply = if status == 200 {
+            reply
+        } else {
+            scrub(reply, &[token.expose()])
         };
         match status {
             200 => match serde_json::from_slice::<PublishReply>(&reply) {
@@ -550,7 +586,10 @@ impl Client {
                 }),
                 Err(e) => Attempt::Fail(AmsError::Protocol {
                     url: url.to_owned(),
-                    detail: format!("publish reply is not {{\"messageIds\": [...]}}: {e}"),
+                    detail: format!(
+                        "publish reply is not {{\"messageIds\": [...]}}: {}",
+                        excerpt(e.to_string().as_bytes())
+                    ),
                 }),
             },
             401 | 403 => Attempt::Unauthorized {
@@ -658,6 +697,14 @@ fn reqwest_identity(id: &ClientIdentity) -> Result<reqwest::Identity, AmsError> 
     reqwest::Identity::from_pkcs8_pem(&cert_pem, &key_pem).map_err(|e| bad(&e))
 }
 
+/// A reply body over the limit: not an AMS reply, and not worth a retry.
+fn too_large<T>(url: &str, limit: usize) -> Attempt<T> {
+    Attempt::Fail(AmsError::Protocol {
+        url: url.to_owned(),
+        detail: format!("reply body over the {limit} byte limit; not read further"),
+    })
+}
+
 fn transport_error<T>(url: &str, e: reqwest::Error) -> Attempt<T> {
     if e.is_builder() {
         return Attempt::Fail(AmsError::Config(format!("{url}: {e}")));
@@ -722,14 +769,11 @@ fn error_message(body: &[u8]) -> String {
         error: ErrorBody { message: Some(m) },
     }) = serde_json::from_slice(body)
     {
-        return m;
+        return excerpt(m.as_bytes());
     }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None if text.is_empty() => "(empty reply)".to_owned(),
-        None => text.to_owned(),
+    match excerpt(body) {
+        text if text.is_empty() => "(empty reply)".to_owned(),
+        text => text,
     }
 }
 

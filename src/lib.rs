@@ -12,6 +12,7 @@ pub mod lastrun;
 pub mod logging;
 pub mod openstack;
 pub mod record;
+pub mod reply;
 pub mod runlock;
 pub mod send;
 pub mod smime;

@@ -133,8 +133,14 @@ pub async fn admin_scope_and_tagged(session: &Session, tag: &str) -> (Scope, Opt
     for scope in candidates {
         match keystone::list_projects_by_tag(session, &scope, tag).await {
             Ok(found) => return (scope, Some(found)),
-            Err(e) => {
+            // A scope that may not list is expected; anything else (a
+            // hostile answer, Keystone trouble) is worth saying.
+            Err(e @ (OpenStackError::Forbidden { .. } | OpenStackError::Unauthorized { .. })) => {
                 tracing::debug!(%scope, "cannot list tagged projects with this scope: {e}");
+                last = Some(e);
+            }
+            Err(e) => {
+                tracing::warn!(%scope, "cannot list tagged projects with this scope: {e}");
                 last = Some(e);
             }
         }

@@ -6,6 +6,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::decode::{required, take};
 use super::http::{ends_with_version, join};
 use super::paging::{Collection, NextLink, PlainGet, collect};
 use super::{Cache, OpenStackError, Scope, Service, Session};
@@ -17,15 +18,27 @@ pub type ImageCache = Cache<Image>;
 
 /// An image. Glance v2 puts custom properties (e.g. `vmcatcher_event_ad_mpuri`)
 /// at the top level beside the standard fields.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Image {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(flatten)]
+    /// Every other key.
     pub properties: Map<String, Value>,
+}
+
+/// By hand rather than with `#[serde(flatten)]`, whose errors do not name
+/// the field.
+impl<'de> Deserialize<'de> for Image {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let mut m = Map::<String, Value>::deserialize(d)?;
+        Ok(Image {
+            id: required(take(&mut m, "id")?, "id")?,
+            name: take::<Option<String>, _>(&mut m, "name")?.flatten(),
+            status: take::<Option<String>, _>(&mut m, "status")?.flatten(),
+            properties: m,
+        })
+    }
 }
 
 impl Image {

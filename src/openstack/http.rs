@@ -12,9 +12,14 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::decode::decode;
 use super::{
     AppCredentialRef, AuthConfig, AuthMethod, DomainRef, Interface, OpenStackError, Scope, Secret,
     Service, UserRef,
+};
+use crate::reply::{
+    BodyError, Redirect, excerpt, excerpt_chars, json_values_exceed, read_body,
+    same_origin_redirects, scrub,
 };
 use crate::time::Timestamp;
 
@@ -25,6 +30,24 @@ const MIN_TOKEN_LIFE_MICROS: i64 = 120_000_000;
 
 /// Longest wait between two retries, whatever the configured backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Largest response body read from any OpenStack request (64 MiB): a Nova
+/// page of 1000 servers with embedded flavors is a few MB. A longer body is
+/// an error for the request, given up while it is read.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Most JSON values (numbers, strings, objects...) a successful answer may
+/// hold: decoding costs memory per value (up to 30 times the bytes of a
+/// dense list), so a body within [`MAX_BODY_BYTES`] could still need
+/// gigabytes. A page of 1000 Nova servers holds about 150,000.
+pub const MAX_JSON_VALUES: usize = 1_000_000;
+
+/// Error bodies longer than this are only excerpted, never decoded.
+const MAX_ERROR_JSON_BYTES: usize = 64 << 10;
+
+/// Characters of a decode error kept in a `Malformed` error: serde quotes
+/// the offending value whole.
+pub(crate) const DETAIL_CHARS: usize = 400;
 
 type Result<T> = std::result::Result<T, OpenStackError>;
 
@@ -183,39 +206,55 @@ impl Raw {
         self.ok()
     }
 
+    /// The body as a `T`; an error names `what`, the request and the field
+    /// path that does not decode.
     pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|e| OpenStackError::Malformed {
+        serde_json::from_slice(&self.body).map_err(|fast| OpenStackError::Malformed {
             what: format!("{what} from {} {}", self.service, self.path),
-            detail: e.to_string(),
+            detail: excerpt_chars(self.decode_error::<T>(fast).as_bytes(), DETAIL_CHARS),
         })
+    }
+
+    /// Why the body is not a `T`: with the field path when it is JSON (read
+    /// again the slow way), else serde_json's line and column.
+    fn decode_error<T: serde::de::DeserializeOwned>(&self, fast: serde_json::Error) -> String {
+        if fast.is_syntax() || fast.is_eof() || fast.is_io() {
+            return fast.to_string();
+        }
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(v) => match decode::<T>(&v) {
+                Err(e) => e.to_string(),
+                Ok(_) => fast.to_string(),
+            },
+            Err(_) => fast.to_string(),
+        }
     }
 }
 
 /// The server's own words from an error body: OpenStack services wrap them
 /// as `{"<kind>": {"message": ...}}` (Nova, Cinder, Keystone's `error`,
 /// Neutron's `NeutronError`), some as a bare `message`, Glance as text.
+/// Only ever a short printable [`excerpt`] of it.
 fn server_message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+    if body.len() <= MAX_ERROR_JSON_BYTES
+        && let Ok(v) = serde_json::from_slice::<Value>(body)
+    {
         if let Some(m) = v.get("message").and_then(Value::as_str) {
-            return m.to_string();
+            return excerpt(m.as_bytes());
         }
         if let Some(obj) = v.as_object() {
             for inner in obj.values() {
                 if let Some(m) = inner.get("message").and_then(Value::as_str) {
-                    return m.to_string();
+                    return excerpt(m.as_bytes());
                 }
             }
         }
     }
-    let text: String = String::from_utf8_lossy(body)
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(300)
-        .collect();
-    if text.trim().is_empty() {
+    let text = excerpt(body);
+    if text.is_empty() {
         "(empty body)".to_string()
     } else {
-        text.trim().to_string()
+        text
     }
 }
 
@@ -300,6 +339,7 @@ fn build_client(cfg: &AuthConfig) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(cfg.timeout)
         .timeout(cfg.timeout)
+        .redirect(same_origin_redirects())
         .user_agent(concat!("cloud-accounting/", env!("CARGO_PKG_VERSION")));
     if let Some(cafile) = &cfg.tls.cafile {
         let pem = read_file("cafile", cafile)?;
@@ -577,7 +617,7 @@ impl Session {
                     let url = Url::parse(ep.url.trim_end_matches('/')).map_err(|e| {
                         OpenStackError::Malformed {
                             what: format!("{service} endpoint URL in the service catalog"),
-                            detail: format!("{:?}: {e}", ep.url),
+                            detail: format!("{:?}: {e}", excerpt(ep.url.as_bytes())),
                         }
                     })?;
                     if service == Service::Identity && !ends_with_version(&url, "v3") {
@@ -920,12 +960,58 @@ impl Session {
         loop {
             attempt += 1;
             self.count(service);
-            let failure = match build().send().await {
+            // The token sent is a secret to scrub from error bodies too.
+            let (sent, token) = match build().build() {
+                Ok(request) => {
+                    let token = request
+                        .headers()
+                        .get("X-Auth-Token")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    (self.inner.client.execute(request).await, token)
+                }
+                Err(e) => (Err(e), None),
+            };
+            let failure = match sent {
                 Ok(resp) => {
+                    if let Some(redirect) = Redirect::from_response(&resp) {
+                        return Err(OpenStackError::Redirected {
+                            service,
+                            method: method_name,
+                            path,
+                            redirect,
+                        });
+                    }
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    match resp.bytes().await {
+                    match read_body(resp, MAX_BODY_BYTES).await {
+                        Err(BodyError::TooLarge { limit }) => {
+                            return Err(OpenStackError::TooLarge {
+                                service,
+                                method: method_name,
+                                path,
+                                limit: format!("{limit} bytes"),
+                            });
+                        }
+                        Ok(body)
+                            if status.is_success()
+                                && json_values_exceed(&body, MAX_JSON_VALUES) =>
+                        {
+                            return Err(OpenStackError::TooLarge {
+                                service,
+                                method: method_name,
+                                path,
+                                limit: format!("{MAX_JSON_VALUES} JSON values"),
+                            });
+                        }
                         Ok(body) => {
+                            let body = if status.is_success() {
+                                body
+                            } else {
+                                let mut secrets = self.secrets();
+                                secrets.extend(token.as_deref());
+                                scrub(body, &secrets)
+                            };
                             tracing::debug!(%service, method = method_name, %path, status = status.as_u16(), "OpenStack request");
                             if !status.is_server_error() || attempt > cfg.retries {
                                 return Ok(Raw {
@@ -939,7 +1025,9 @@ impl Session {
                             }
                             format!("HTTP {}: {}", status.as_u16(), server_message(&body))
                         }
-                        Err(e) => self.transport_failure(service, &path, attempt, e)?,
+                        Err(BodyError::Transport(e)) => {
+                            self.transport_failure(service, &path, attempt, e)?
+                        }
                     }
                 }
                 Err(e) => self.transport_failure(service, &path, attempt, e)?,
@@ -950,6 +1038,15 @@ impl Session {
                 .min(MAX_BACKOFF);
             tracing::warn!(%service, method = method_name, %path, attempt, retry_in = %humantime::format_duration(wait), "{failure}");
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The configured credentials, scrubbed from error bodies.
+    fn secrets(&self) -> Vec<&str> {
+        match &self.inner.cfg.method {
+            AuthMethod::Password { password, .. } => vec![password.expose()],
+            AuthMethod::ApplicationCredential { secret, .. } => vec![secret.expose()],
+            AuthMethod::OidcAccessToken { access_token, .. } => vec![access_token.expose()],
         }
     }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::decode::{required, take};
 use super::http::join;
 use super::paging::{Collection, NextLink, PlainGet, collect};
 use super::{Cache, OpenStackError, Scope, Service, Session};
@@ -18,22 +19,32 @@ use super::{Cache, OpenStackError, Scope, Service, Session};
 type Result<T> = std::result::Result<T, OpenStackError>;
 
 /// A project. Keystone returns custom properties (e.g. `VO`) at the top level.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Project {
     pub id: String,
     pub name: String,
-    #[serde(default)]
     pub domain_id: Option<String>,
-    #[serde(default = "enabled")]
+    /// `true` when absent.
     pub enabled: bool,
-    #[serde(default)]
     pub tags: Vec<String>,
-    #[serde(flatten)]
+    /// Every other key.
     pub properties: Map<String, Value>,
 }
 
-fn enabled() -> bool {
-    true
+/// By hand rather than with `#[serde(flatten)]`, whose errors do not name
+/// the field.
+impl<'de> Deserialize<'de> for Project {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let mut m = Map::<String, Value>::deserialize(d)?;
+        Ok(Project {
+            id: required(take(&mut m, "id")?, "id")?,
+            name: required(take(&mut m, "name")?, "name")?,
+            domain_id: take::<Option<String>, _>(&mut m, "domain_id")?.flatten(),
+            enabled: take(&mut m, "enabled")?.unwrap_or(true),
+            tags: take(&mut m, "tags")?.unwrap_or_default(),
+            properties: m,
+        })
+    }
 }
 
 impl Project {

@@ -17,19 +17,23 @@
 
 pub mod cache;
 pub mod cinder;
+mod decode;
 pub mod glance;
 mod http;
 pub mod keystone;
 pub mod neutron;
 pub mod nova;
 mod paging;
+#[cfg(test)]
+mod proptests;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cache::Cache;
-pub use http::{RequestCounts, Session};
+pub use http::{MAX_BODY_BYTES, MAX_JSON_VALUES, RequestCounts, Session};
+pub use paging::{MAX_LIST_VALUES, MAX_PAGES};
 
 /// A secret string (password, application credential secret, OIDC access
 /// token, Keystone token): never shown by `Debug` or `Display`.
@@ -361,6 +365,31 @@ pub enum OpenStackError {
     Malformed { what: String, detail: String },
     #[error("{what}: the server returned marker {marker:?} twice; stopping instead of looping")]
     RepeatingMarker { what: String, marker: String },
+    /// A list still linking to a next page after [`MAX_PAGES`] pages, or
+    /// holding more than [`MAX_LIST_VALUES`] JSON values in all.
+    #[error("{what}: {detail}; stopping instead of following it")]
+    EndlessList { what: String, detail: String },
+    /// A body over [`MAX_BODY_BYTES`] (given up while read) or holding
+    /// more than [`MAX_JSON_VALUES`] (not decoded).
+    #[error(
+        "{service}: the answer to {method} {path} is over the limit of {limit}; not read further"
+    )]
+    TooLarge {
+        service: Service,
+        method: &'static str,
+        path: String,
+        /// The limit with its unit ("67108864 bytes").
+        limit: String,
+    },
+    /// A redirect to another origin (or too many on the same one): never
+    /// followed with the token.
+    #[error("{service}: {method} {path}: {redirect}")]
+    Redirected {
+        service: Service,
+        method: &'static str,
+        path: String,
+        redirect: crate::reply::Redirect,
+    },
     #[error("{service}: timed out after {attempts} attempt(s) at {path}")]
     Timeout {
         service: Service,

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use reqwest::{StatusCode, Url};
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::http::{Raw, join};
@@ -73,11 +74,65 @@ pub struct Address {
 }
 
 /// A server's flavor: embedded (microversion 2.47+) or a reference to look up.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerFlavor {
     Embedded(EmbeddedFlavor),
     Ref { id: String },
+}
+
+/// Not `untagged`: its error ("did not match any variant") names neither
+/// the field nor the shapes expected. Read every field either shape has,
+/// then decide, saying which one is missing.
+impl<'de> Deserialize<'de> for ServerFlavor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Either {
+            #[serde(default)]
+            id: Option<String>,
+            #[serde(default)]
+            original_name: Option<String>,
+            #[serde(default)]
+            vcpus: Option<u32>,
+            #[serde(default)]
+            ram: Option<u64>,
+            #[serde(default)]
+            disk: Option<u64>,
+            #[serde(default)]
+            ephemeral: Option<u64>,
+            #[serde(default)]
+            extra_specs: Option<BTreeMap<String, String>>,
+        }
+        let f = Either::deserialize(d)?;
+        match (f.vcpus, f.ram, f.disk, f.id) {
+            (Some(vcpus), Some(ram), Some(disk), _) => Ok(ServerFlavor::Embedded(EmbeddedFlavor {
+                original_name: f.original_name,
+                vcpus,
+                ram,
+                disk,
+                ephemeral: f.ephemeral.unwrap_or(0),
+                extra_specs: f.extra_specs,
+            })),
+            (None, None, None, Some(id)) => Ok(ServerFlavor::Ref { id }),
+            (None, None, None, None) => Err(serde::de::Error::custom(
+                "neither an embedded flavor (vcpus, ram, disk: microversion 2.47+) nor a reference ({\"id\": ...})",
+            )),
+            (vcpus, ram, disk, _) => {
+                let missing: Vec<&str> = [
+                    ("vcpus", vcpus.is_none()),
+                    ("ram", ram.is_none()),
+                    ("disk", disk.is_none()),
+                ]
+                .iter()
+                .filter(|(_, absent)| *absent)
+                .map(|(name, _)| *name)
+                .collect();
+                Err(serde::de::Error::custom(format!(
+                    "an embedded flavor without {}",
+                    missing.join(" and ")
+                )))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -96,19 +151,42 @@ pub struct EmbeddedFlavor {
     pub extra_specs: Option<BTreeMap<String, String>>,
 }
 
+/// `"<id>"`, `{"id": "<id>", ...}`, `""` or `null` (booted from a volume).
 fn image_id<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Image {
-        Text(String),
-        Ref { id: String },
-        Null(()),
+    struct ImageId;
+    impl<'de> Visitor<'de> for ImageId {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an image id, {\"id\": ...}, \"\" or null")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Self::Value, E> {
+            Ok(Some(s.to_string()).filter(|s| !s.is_empty()))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            #[derive(Deserialize)]
+            struct Ref {
+                id: String,
+            }
+            let r = Ref::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            Ok(Some(r.id))
+        }
     }
-    Ok(match Image::deserialize(d)? {
-        Image::Ref { id } => Some(id),
-        Image::Text(s) if !s.is_empty() => Some(s),
-        Image::Text(_) | Image::Null(()) => None,
-    })
+    d.deserialize_any(ImageId)
 }
 
 /// A flavor with its extra specs.

@@ -5,7 +5,8 @@
 //! `tenant_usage_links`: `[{"rel": "next", "href": ...}]`; Glance: `next`;
 //! Keystone: `links.next`). Link hosts and path prefixes are often wrong
 //! behind proxies, so only the link's query is taken and applied to our own
-//! endpoint URL. A marker seen twice is an error, never an endless loop.
+//! endpoint URL. A marker seen twice is an error, never an endless loop, and
+//! so is a list still linking to more after [`MAX_PAGES`] pages.
 
 use std::collections::HashSet;
 
@@ -13,10 +14,23 @@ use reqwest::Url;
 use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::http::Raw;
+use super::decode::decode;
+use super::http::{DETAIL_CHARS, Raw};
 use super::{OpenStackError, Scope, Service, Session};
+use crate::reply::{excerpt, excerpt_chars, json_values};
 
 type Result<T> = std::result::Result<T, OpenStackError>;
+
+/// Pages read from one list before a further next link is an error: ten
+/// million items at the 1000 per page we ask for, far beyond any project,
+/// yet an end to a server whose every page links to a new one.
+pub const MAX_PAGES: usize = 10_000;
+
+/// JSON values all pages of one list may hold together (ten million: some
+/// 60,000 Nova servers): what the items of a list cost in memory, however
+/// the server spreads them over pages. Each page is also bounded alone
+/// ([`MAX_JSON_VALUES`](super::MAX_JSON_VALUES)).
+pub const MAX_LIST_VALUES: usize = 10_000_000;
 
 /// Where a page says what comes next.
 #[derive(Clone, Copy, Debug)]
@@ -80,9 +94,19 @@ pub(crate) async fn collect<T: DeserializeOwned>(
 ) -> Result<Vec<T>> {
     let mut out = Vec::new();
     let mut url = c.url.clone();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut values = 0usize;
     for page_no in 1.. {
         let raw = fetch.fetch(session, c.service, c.scope, &url).await?.ok()?;
+        values += json_values(&raw.body, MAX_LIST_VALUES);
+        if values > MAX_LIST_VALUES {
+            return Err(OpenStackError::EndlessList {
+                what: format!("{} list from {}", c.what, raw.path),
+                detail: format!(
+                    "{page_no} pages hold more than {MAX_LIST_VALUES} JSON values in all, the limit"
+                ),
+            });
+        }
         let page = match read_page::<T>(&raw.body, &c) {
             Ok(page) => page,
             Err(e) => return Err(page_error::<T>(&raw, &c, page_no, e)),
@@ -96,20 +120,29 @@ pub(crate) async fn collect<T: DeserializeOwned>(
             // A link after an empty page leads nowhere new.
             break;
         }
+        if page_no >= MAX_PAGES {
+            return Err(OpenStackError::EndlessList {
+                what: format!("{} list from {}", c.what, raw.path),
+                detail: format!(
+                    "page {page_no} ({} items so far) still links to a next page, and {MAX_PAGES} pages is the limit",
+                    out.len()
+                ),
+            });
+        }
         url = next_url(&c.url, &href, c.what, &mut seen)?;
     }
     Ok(out)
 }
 
 /// One page: its items and the value of the key that names the next page.
-struct Page<T> {
+pub(super) struct Page<T> {
     items: Vec<T>,
     next: Option<Value>,
 }
 
 /// Reads a page in one pass straight into `T`s, skipping everything else
 /// (no intermediate `Value` per item: the bulk of a run's CPU time).
-fn read_page<T: DeserializeOwned>(
+pub(super) fn read_page<T: DeserializeOwned>(
     body: &[u8],
     c: &Collection<'_>,
 ) -> std::result::Result<Page<T>, serde_json::Error> {
@@ -154,7 +187,10 @@ fn page_error<T: DeserializeOwned>(
     page_no: usize,
     fast: serde_json::Error,
 ) -> OpenStackError {
-    let malformed = |what: String, detail: String| OpenStackError::Malformed { what, detail };
+    let malformed = |what: String, detail: String| OpenStackError::Malformed {
+        what,
+        detail: excerpt_chars(detail.as_bytes(), DETAIL_CHARS),
+    };
     let list = format!("page {page_no} of {} list from {}", c.what, raw.path);
     let page: Value = match raw.json(&format!("page {page_no} of {} list", c.what)) {
         Ok(v) => v,
@@ -174,17 +210,25 @@ fn page_error<T: DeserializeOwned>(
         _ => return malformed(list, format!("{:?} is not a list", c.items.join("."))),
     };
     for (i, item) in items.iter().enumerate() {
-        if let Err(e) = T::deserialize(item) {
+        if let Err(e) = decode::<T>(item) {
             let id = item
                 .get("id")
                 .or_else(|| item.get("instance_id"))
                 .and_then(Value::as_str)
-                .map(|id| format!(" {id:?}"))
+                .map(|id| format!(" {:?}", excerpt_chars(id.as_bytes(), 80)))
                 .unwrap_or_else(|| format!(" #{} of page {page_no}", i + 1));
             return malformed(format!("{}{id} from {}", c.what, raw.path), e.to_string());
         }
     }
     malformed(list, fast.to_string())
+}
+
+fn marker_hash(marker: &str) -> u64 {
+    use std::hash::BuildHasher;
+    // Keys drawn once: the same marker hashes the same within a run.
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default).hash_one(marker)
 }
 
 /// Which key of a page object this is.
@@ -289,12 +333,14 @@ fn next_href(value: &Value, style: NextLink) -> Option<String> {
 
 /// Our first-page URL with the link's query merged over it (the link wins
 /// for keys it has).
-fn next_url(first: &Url, href: &str, what: &str, seen: &mut HashSet<String>) -> Result<Url> {
+/// `seen` holds hashes of the markers followed: a hostile server's markers
+/// may be long, and there are up to [`MAX_PAGES`] of them.
+fn next_url(first: &Url, href: &str, what: &str, seen: &mut HashSet<u64>) -> Result<Url> {
     // Relative links (Glance) are resolved against the first page only to
     // read their query.
     let link = first.join(href).map_err(|e| OpenStackError::Malformed {
         what: format!("next link of the {what} list"),
-        detail: format!("{href:?}: {e}"),
+        detail: format!("{:?}: {e}", excerpt(href.as_bytes())),
     })?;
     let link_pairs: Vec<(String, String)> = link
         .query_pairs()
@@ -305,10 +351,10 @@ fn next_url(first: &Url, href: &str, what: &str, seen: &mut HashSet<String>) -> 
         .find(|(k, _)| k == "marker")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| link.query().unwrap_or_default().to_string());
-    if !seen.insert(marker.clone()) {
+    if !seen.insert(marker_hash(&marker)) {
         return Err(OpenStackError::RepeatingMarker {
             what: format!("{what} list"),
-            marker,
+            marker: excerpt(marker.as_bytes()),
         });
     }
     let mut pairs: Vec<(String, String)> = first
@@ -381,6 +427,52 @@ mod tests {
     #[derive(serde::Deserialize, Debug, PartialEq)]
     struct Item {
         id: String,
+    }
+
+    /// The error names the item, its id and the field path, and says which
+    /// shapes a flavor may have (no "did not match any variant").
+    #[test]
+    fn a_bad_server_is_named_with_its_field() {
+        use crate::openstack::nova::Server;
+        let c = collection(&["servers"], false, NextLink::Links("servers_links"));
+        let server = |flavor: &str| {
+            format!(
+                r#"{{"id":"s1","name":"vm","status":"ACTIVE","tenant_id":"p","user_id":"u",
+                "created":"2026-11-24T10:00:01Z","flavor":{flavor}}}"#
+            )
+        };
+        for (flavor, expected) in [
+            (
+                r#"{"vcpus":"2","ram":1,"disk":1}"#,
+                "flavor.vcpus: invalid type: string",
+            ),
+            (
+                r#"{"vcpus":2,"disk":1}"#,
+                "flavor: an embedded flavor without ram",
+            ),
+            (r#"{"links":[]}"#, "flavor: neither an embedded flavor"),
+            (r#"{"id":7}"#, "flavor.id: invalid type: integer"),
+        ] {
+            let body = format!(r#"{{"servers":[{}]}}"#, server(flavor));
+            let raw = Raw {
+                status: reqwest::StatusCode::OK,
+                headers: Default::default(),
+                body: body.clone().into(),
+                service: Service::Compute,
+                method: "GET",
+                path: "/compute/v2.1/servers/detail".into(),
+            };
+            let fast = read_page::<Server>(body.as_bytes(), &c)
+                .err()
+                .expect("refused");
+            let e = page_error::<Server>(&raw, &c, 1, fast).to_string();
+            assert!(
+                e.starts_with(r#"malformed thing "s1" from /compute/v2.1/servers/detail: "#)
+                    && e.contains(expected),
+                "{e}"
+            );
+            assert!(!e.contains("untagged"), "{e}");
+        }
     }
 
     #[test]

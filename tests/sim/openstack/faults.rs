@@ -13,6 +13,21 @@
 //! - `401-after=N`     on the (N+1)th matching request, revoke every token issued so
 //!   far (once): that request and later ones with old tokens get 401, new
 //!   authentications succeed
+//! - `huge-body=SIZE`  answer 200 with a body of SIZE bytes (`1G`, `64M`, `10K` or a
+//!   number), honestly announced in `Content-Length`, streamed
+//! - `endless-body`    answer 200 with a chunked body that never ends
+//! - `dense-json=SIZE` answer 200 with a list of the request's kind (`projects`,
+//!   `servers`, `volumes`, `floatingips`, `images`) holding one item whose `x` is a
+//!   list of zeros, SIZE bytes in all: cheap to send, costly to decode
+//! - `lying-length`    answer 200 announcing `Content-Length: 1099511627776` (1 TiB)
+//!   and streaming bytes as long as the client reads
+//! - `endless-pages`   every list page (Nova, Keystone projects, Glance, Cinder,
+//!   Neutron) links to a next page with a marker never seen before, holding the
+//!   first page's items again
+//! - `redirect=PORT`   answer 302 to `http://127.0.0.1:PORT` (another origin; `same`:
+//!   the simulator itself) plus the request's own path and query
+//! - `401-garbage=SIZE` answer 401 with a body of SIZE bytes: the request's body and
+//!   `X-Auth-Token` echoed, then terminal escapes, control bytes and invalid UTF-8
 //!
 //! Selectors (all optional):
 //! - `path=PREFIX`   the request path starts with PREFIX (e.g. `/compute`,
@@ -41,6 +56,14 @@ pub enum Kind {
     TruncatedPage,
     RepeatMarker,
     RevokeAfter(u64),
+    HugeBody(u64),
+    EndlessBody,
+    DenseJson(u64),
+    LyingLength,
+    EndlessPages,
+    /// `None`: the simulator's own origin.
+    Redirect(Option<u16>),
+    Garbage401(u64),
 }
 
 impl Kind {
@@ -53,6 +76,13 @@ impl Kind {
             Kind::TruncatedPage => "truncated-page",
             Kind::RepeatMarker => "repeat-marker",
             Kind::RevokeAfter(_) => "401-after",
+            Kind::HugeBody(_) => "huge-body",
+            Kind::EndlessBody => "endless-body",
+            Kind::DenseJson(_) => "dense-json",
+            Kind::LyingLength => "lying-length",
+            Kind::EndlessPages => "endless-pages",
+            Kind::Redirect(_) => "redirect",
+            Kind::Garbage401(_) => "401-garbage",
         }
     }
 }
@@ -76,6 +106,26 @@ pub struct Fault {
     pub times: Option<u64>,
     matched: AtomicU64,
     fired: AtomicU64,
+}
+
+/// `1G`, `64M`, `10K` (powers of 1024) or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
+        _ => (s, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(format!("bad size {s:?}: unit K, M or G")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("bad size {s:?}"))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -110,6 +160,19 @@ impl Fault {
             "truncated-page" => Kind::TruncatedPage,
             "repeat-marker" => Kind::RepeatMarker,
             "401-after" => Kind::RevokeAfter(num(need("N")?)?),
+            "huge-body" => Kind::HugeBody(parse_size(need("SIZE")?)?),
+            "endless-body" => Kind::EndlessBody,
+            "dense-json" => Kind::DenseJson(parse_size(need("SIZE")?)?),
+            "lying-length" => Kind::LyingLength,
+            "endless-pages" => Kind::EndlessPages,
+            "redirect" => match need("PORT")? {
+                "same" => Kind::Redirect(None),
+                port => Kind::Redirect(Some(
+                    port.parse::<u16>()
+                        .map_err(|_| format!("fault {spec:?}: {port:?} is not a port"))?,
+                )),
+            },
+            "401-garbage" => Kind::Garbage401(parse_size(need("SIZE")?)?),
             other => return Err(format!("fault {spec:?}: unknown kind {other:?}")),
         };
         let mut fault = Fault {

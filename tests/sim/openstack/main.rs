@@ -44,6 +44,8 @@ use std::time::Duration;
 const FAULT_HELP: &str = "\
 Fault spec: KIND[=VALUE][:KEY=VALUE]...  (repeat --fault for several)
   kinds:     5xx=CODE | stall=DURATION | latency=DURATION | malformed-json |
+             huge-body=SIZE | endless-body | dense-json=SIZE | lying-length |
+             endless-pages | redirect=PORT|same | 401-garbage=SIZE |
              truncated-page | repeat-marker | 401-after=N
   selectors: path=PREFIX  project=ID  method=GET  every=N  nth=N  after=N  times=N
   examples:  5xx=503:path=/compute:every=10

@@ -6,7 +6,8 @@ use crate::model::Cloud;
 use crate::render::{Views, naive_micro};
 use bytes::Bytes;
 use cloud_accounting::time::Timestamp;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
@@ -188,6 +189,48 @@ pub struct Reply {
     status: StatusCode,
     body: Bytes,
     headers: Vec<(&'static str, String)>,
+    /// A streamed body instead of `body` (the hostile body faults).
+    stream: Option<Stream>,
+}
+
+/// The bodies no client should read whole.
+#[derive(Clone, Copy)]
+enum Stream {
+    /// This many bytes, announced honestly.
+    Sized(u64),
+    /// Chunked, forever.
+    Endless,
+    /// Announced as 1 TiB, streamed as long as the client reads.
+    Lying,
+}
+
+pub type Body = BoxBody<Bytes, std::convert::Infallible>;
+
+const CHUNK: usize = 64 << 10;
+
+/// The body of a reply: whole, or streamed in 64 KiB chunks of JSON-ish
+/// filler (an open list of zeros).
+fn body_of(body: Bytes, stream: Option<Stream>) -> (Body, Option<u64>) {
+    let chunk = Bytes::from("0,".repeat(CHUNK / 2));
+    let frames = |n: Option<u64>| {
+        let chunk = chunk.clone();
+        let mut sent = 0u64;
+        futures_util::stream::iter(std::iter::from_fn(move || {
+            let left = n.map_or(u64::MAX, |n| n - sent);
+            if left == 0 {
+                return None;
+            }
+            let take = left.min(CHUNK as u64) as usize;
+            sent += take as u64;
+            Some(Ok(Frame::data(chunk.slice(..take))))
+        }))
+    };
+    match stream {
+        None => (Full::new(body).boxed(), None),
+        Some(Stream::Sized(n)) => (StreamBody::new(frames(Some(n))).boxed(), Some(n)),
+        Some(Stream::Endless) => (StreamBody::new(frames(None)).boxed(), None),
+        Some(Stream::Lying) => (StreamBody::new(frames(None)).boxed(), Some(1 << 40)),
+    }
 }
 
 impl Reply {
@@ -199,6 +242,7 @@ impl Reply {
             status,
             body: Bytes::from(body),
             headers: Vec::new(),
+            stream: None,
         }
     }
     fn header(mut self, k: &'static str, v: String) -> Reply {
@@ -300,7 +344,7 @@ fn encode(s: &str) -> String {
 pub async fn handle(
     state: std::sync::Arc<State>,
     req: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+) -> Result<Response<Body>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -322,9 +366,13 @@ pub async fn handle(
     if let Ok(mut m) = state.statuses.lock() {
         *m.entry(reply.status.as_u16()).or_default() += 1;
     }
-    let mut resp = Response::new(Full::new(reply.body));
+    let (body, length) = body_of(reply.body, reply.stream);
+    let mut resp = Response::new(body);
     *resp.status_mut() = reply.status;
     let h = resp.headers_mut();
+    if let Some(n) = length {
+        h.insert("content-length", HeaderValue::from(n));
+    }
     h.insert("content-type", HeaderValue::from_static("application/json"));
     h.insert(
         "x-openstack-request-id",
@@ -354,6 +402,7 @@ fn admin(state: &State, req: &Req) -> Reply {
             status: StatusCode::OK,
             body: state.manifest().clone(),
             headers: Vec::new(),
+            stream: None,
         },
         (&Method::GET, "/_sim/voms.json") => Reply::json(StatusCode::OK, &state.cloud.voms_json()),
         _ => error(StatusCode::NOT_FOUND, "unknown simulator endpoint"),
@@ -365,6 +414,7 @@ fn admin(state: &State, req: &Req) -> Reply {
 struct ListFault {
     truncated: bool,
     repeat_marker: bool,
+    endless: bool,
 }
 
 /// The project ids a request concerns, for `project=` fault selectors.
@@ -397,6 +447,7 @@ async fn openstack(state: &State, req: &Req) -> Reply {
     let mut list_fault = ListFault::default();
     let mut malformed = false;
     let mut fail: Option<Reply> = None;
+    let mut stream: Option<Stream> = None;
     if !state.faults.is_empty() {
         let projects = request_projects(state, req);
         let method = req.method.as_str();
@@ -417,6 +468,34 @@ async fn openstack(state: &State, req: &Req) -> Reply {
                 // Revocation, not refusal: this request's own token is now
                 // unknown (401), but a fresh authentication still works.
                 Kind::RevokeAfter(_) => state.revoke_all(),
+                Kind::HugeBody(n) => stream = Some(Stream::Sized(*n)),
+                Kind::EndlessBody => stream = Some(Stream::Endless),
+                Kind::DenseJson(n) => {
+                    fail.get_or_insert_with(|| dense_json(&req.path, *n));
+                }
+                Kind::LyingLength => stream = Some(Stream::Lying),
+                Kind::EndlessPages => list_fault.endless = true,
+                Kind::Redirect(port) => {
+                    let origin = match port {
+                        Some(p) => format!("http://127.0.0.1:{p}"),
+                        None => state.base.clone(),
+                    };
+                    let query: Vec<String> = req
+                        .query
+                        .iter()
+                        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                        .collect();
+                    let mut location = format!("{origin}{}", req.path);
+                    if !query.is_empty() {
+                        location = format!("{location}?{}", query.join("&"));
+                    }
+                    fail.get_or_insert_with(|| {
+                        error(StatusCode::FOUND, "moved").header("location", location)
+                    });
+                }
+                Kind::Garbage401(n) => {
+                    fail.get_or_insert_with(|| garbage_401(req, *n));
+                }
             }
         }
     }
@@ -424,6 +503,11 @@ async fn openstack(state: &State, req: &Req) -> Reply {
         tokio::time::sleep(wait).await;
     }
     if let Some(r) = fail {
+        return r;
+    }
+    if let Some(stream) = stream {
+        let mut r = Reply::raw(StatusCode::OK, String::new());
+        r.stream = Some(stream);
         return r;
     }
     let mut reply = route(state, req, list_fault);
@@ -434,6 +518,44 @@ async fn openstack(state: &State, req: &Req) -> Reply {
         reply.body = Bytes::from(b);
     }
     reply
+}
+
+/// `{"<list>": [{"id": "a", "name": "b", "x": [0,0,...]}]}` of `size` bytes.
+fn dense_json(path: &str, size: u64) -> Reply {
+    let list = ["projects", "servers", "volumes", "floatingips", "images"]
+        .into_iter()
+        .find(|l| path.contains(l))
+        .unwrap_or("items");
+    let head = format!(r#"{{"{list}":[{{"id":"a","name":"b","x":["#);
+    let tail = "0]}]}";
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    let zeros = size.saturating_sub(head.len() + tail.len()) / 2;
+    let mut body = String::with_capacity(size);
+    body.push_str(&head);
+    body.push_str(&"0,".repeat(zeros));
+    body.push_str(tail);
+    Reply::raw(StatusCode::OK, body)
+}
+
+/// A 401 whose body echoes what the client sent (request body, token),
+/// then terminal escapes, control bytes and invalid UTF-8, `size` bytes in
+/// all: what a broken proxy in front of Keystone may send.
+fn garbage_401(req: &Req, size: u64) -> Reply {
+    let mut body = Vec::new();
+    body.extend_from_slice(&req.body);
+    body.extend_from_slice(req.header("x-auth-token").unwrap_or("").as_bytes());
+    let filler: &[u8] = b"\x1b[2J\x1b[31mPWNED\r\n\x00\x07\xff\xfe<html>\n";
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    while body.len() < size {
+        body.extend_from_slice(filler);
+    }
+    body.truncate(size.max(req.body.len()));
+    Reply {
+        status: StatusCode::UNAUTHORIZED,
+        body: Bytes::from(body),
+        headers: Vec::new(),
+        stream: None,
+    }
 }
 
 /// The counter name of a request: service and operation, ids elided.
@@ -502,7 +624,7 @@ fn is_hex32(s: &str) -> bool {
 fn route(state: &State, req: &Req, lf: ListFault) -> Reply {
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.first().copied() {
-        Some("identity") => identity(state, req, &segs[1..]),
+        Some("identity") => identity(state, req, &segs[1..], lf),
         Some("compute") => with_token(state, req, |t| compute(state, req, t, &segs[1..], lf)),
         Some("image") => with_token_or_discovery(state, req, &segs[1..], |t| {
             image(state, req, t, &segs[1..], lf)
@@ -606,8 +728,15 @@ fn paginate(
     limit: usize,
     lf: ListFault,
 ) -> Result<Page, String> {
+    let endless = if lf.endless {
+        Some(endless_marker(marker).map_or(1, |n| n + 1))
+    } else {
+        None
+    };
     let start = match marker {
         None => 0,
+        // The endless pages hold the first page again.
+        Some(_) if endless.is_some() => 0,
         Some(m) => match order.iter().position(|&i| id_of(i) == m) {
             Some(pos) => pos + 1,
             None => return Err(format!("marker [{m}] not found")),
@@ -630,7 +759,15 @@ fn paginate(
             None => next_marker.or_else(|| order.last().map(|&i| id_of(i))),
         };
     }
+    if let Some(n) = endless {
+        next_marker = Some(format!("endless-{n}"));
+    }
     Ok(Page { items, next_marker })
+}
+
+/// The page number of an `endless-pages` marker.
+fn endless_marker(marker: Option<&str>) -> Option<u64> {
+    marker?.strip_prefix("endless-")?.parse().ok()
 }
 
 fn limit_param(state: &State, req: &Req, default: usize, max: usize) -> Result<usize, String> {
@@ -672,7 +809,7 @@ fn join_items(views: &[String], items: &[usize]) -> String {
 
 // ------------------------------------------------------------------ identity
 
-fn identity(state: &State, req: &Req, rest: &[&str]) -> Reply {
+fn identity(state: &State, req: &Req, rest: &[&str], lf: ListFault) -> Reply {
     let v3 = format!("{}/identity/v3/", state.base);
     let version = json!({
         "id": "v3.14",
@@ -744,13 +881,13 @@ fn identity(state: &State, req: &Req, rest: &[&str]) -> Reply {
             let Caller::Token(t) = caller else {
                 return unauthorized();
             };
-            identity_read(state, req, t, &rest[1..])
+            identity_read(state, req, t, &rest[1..], lf)
         }),
         _ => error(StatusCode::NOT_FOUND, "The resource could not be found."),
     }
 }
 
-fn identity_read(state: &State, req: &Req, t: &Token, rest: &[&str]) -> Reply {
+fn identity_read(state: &State, req: &Req, t: &Token, rest: &[&str], lf: ListFault) -> Reply {
     let admin =
         state.is_admin(t) && matches!(t.scope, Scope::System | Scope::Project(_) | Scope::Domain);
     let member_of =
@@ -784,9 +921,17 @@ fn identity_read(state: &State, req: &Req, t: &Token, rest: &[&str]) -> Reply {
                 .filter(|(_, _)| req.q("domain_id").is_none_or(|d| d == "default"))
                 .map(|(_, v)| v)
                 .collect();
+            let next = lf.endless.then(|| {
+                let n = endless_marker(req.q("marker")).map_or(1, |n| n + 1);
+                format!(
+                    "{}{}",
+                    state.base,
+                    next_href("/identity/v3/projects", req, &format!("endless-{n}"), 1000)
+                )
+            });
             Reply::json(
                 StatusCode::OK,
-                &json!({"projects": list, "links": {"self": format!("{}/identity/v3/projects", state.base), "previous": null, "next": null}}),
+                &json!({"projects": list, "links": {"self": format!("{}/identity/v3/projects", state.base), "previous": null, "next": next}}),
             )
         }
         ["projects", id] => match project_index(state, id) {
@@ -1600,6 +1745,7 @@ fn image(state: &State, req: &Req, caller: Caller<'_>, rest: &[&str], lf: ListFa
             let more = page.next_marker.is_some()
                 && (lf.truncated
                     || lf.repeat_marker
+                    || lf.endless
                     || page
                         .items
                         .last()
