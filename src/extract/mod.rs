@@ -1012,44 +1012,9 @@ pub fn open_stores(settings: &CasoSettings) -> anyhow::Result<Stores> {
 
 /// Fails before the first request when `dir` cannot take a new file (a
 /// read-only mount, wrong owner): otherwise every project would be extracted
-/// and then fail. The probe is an unnamed `O_TMPFILE`, which no reader of the
-/// spool can ever see; where the file system has none, a dot-file removed at
-/// once.
+/// and then fail ([`crate::spool::check_writable`]).
 fn check_writable(dir: &std::path::Path, what: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let unnamed = std::fs::OpenOptions::new()
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE)
-        .open(dir);
-    let probed = match unnamed {
-        Ok(_) => Ok(()),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
-            ) =>
-        {
-            let probe = dir.join(format!(".caso-extract-probe.{}.tmp", std::process::id()));
-            let created = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&probe);
-            created.map(|_| {
-                let _ = std::fs::remove_file(&probe);
-            })
-        }
-        Err(e) => Err(e),
-    };
-    probed.map_err(|e| {
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
-        anyhow!(
-            "{what} {} is not writable by uid {uid}: {e}; nothing was extracted",
-            dir.display()
-        )
-    })
+    crate::spool::check_writable(dir, what).map_err(|e| anyhow!("{e}; nothing was extracted"))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
