@@ -123,7 +123,10 @@ pub fn writable_dir(report: &mut Report, dir: &std::path::Path, what: &str) {
         return;
     }
     let Some(parent) = crate::spool::nearest_existing(dir) else {
-        report.error(format_args!("{what} {}: no part of it exists", dir.display()));
+        report.error(format_args!(
+            "{what} {}: no part of it exists",
+            dir.display()
+        ));
         return;
     };
     match crate::spool::check_writable(parent, "the directory it would be created in") {

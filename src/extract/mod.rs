@@ -15,6 +15,7 @@
 //! covers the period again harmlessly); the others go on, and the run
 //! reports every failure and exits 1.
 
+pub mod check;
 pub mod cinder;
 pub mod messenger;
 pub mod neutron;
@@ -410,7 +411,13 @@ pub fn auth_config(settings: &CasoSettings) -> anyhow::Result<AuthConfig> {
 
 /// Builds the session; a setting the client refuses is a configuration error.
 fn session(settings: &CasoSettings) -> anyhow::Result<Session> {
-    Session::new(auth_config(settings)?).map_err(|e| match e {
+    session_for(auth_config(settings)?)
+}
+
+/// [`session`] for an [`auth_config`] the caller adjusted (`--check-network`
+/// waits less).
+pub(crate) fn session_for(cfg: AuthConfig) -> anyhow::Result<Session> {
+    Session::new(cfg).map_err(|e| match e {
         OpenStackError::Config { .. } => exit::usage(anyhow!("[keystone_auth] {e}")),
         other => anyhow!(other),
     })
@@ -418,7 +425,7 @@ fn session(settings: &CasoSettings) -> anyhow::Result<Session> {
 
 /// Logs in with the configured credentials. A rejection ends the run here,
 /// before any project is touched.
-async fn log_in(session: &Session) -> anyhow::Result<()> {
+pub(crate) async fn log_in(session: &Session) -> anyhow::Result<()> {
     let scope = if session.is_app_credential() {
         Scope::Unscoped
     } else {
@@ -1017,7 +1024,7 @@ fn check_writable(dir: &std::path::Path, what: &str) -> anyhow::Result<()> {
     crate::spool::check_writable(dir, what).map_err(|e| anyhow!("{e}; nothing was extracted"))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

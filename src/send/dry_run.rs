@@ -74,54 +74,84 @@ pub fn dry_run(settings: &SenderSettings) -> anyhow::Result<()> {
         } else {
             "a run would leave it in place".into()
         };
-        writeln!(out, "not a message: {:?}: {}; {fate}", entry.path, entry.defect)
-            .context("cannot write to stdout")?;
+        writeln!(
+            out,
+            "not a message: {:?}: {}; {fate}",
+            entry.path, entry.defect
+        )
+        .context("cannot write to stdout")?;
     }
     for id in &scan.elements {
         let line = message_line(&queue, &signer, id, &mut n);
         writeln!(out, "{id}: {line}").context("cannot write to stdout")?;
     }
-    let encrypted = if signer.recipient().is_some() {
+    let sealed = if signer.recipient().is_some() {
         "signed and encrypted"
     } else {
         "signed"
     };
     writeln!(
         out,
-        "dry run: {} of {} message(s) would be sent to destination {} via {} ({} bytes, {} bytes {encrypted}); \
-         {} would be rejected (moved to {}), {} could not be signed, {} entr{} of the queue not a message, \
-         {} locked by another process now, {} gone meanwhile; nothing was sent, locked, moved or removed",
+        "dry run: {} of {} message(s) would be sent to destination {} via {} ({} bytes, {} bytes {sealed})",
         n.sendable,
         n.found,
         settings.messaging.destination,
         endpoints.describe(),
         n.bytes,
         n.sealed_bytes,
-        n.rejected,
-        reject_dir.display(),
-        n.unsealable,
-        n.bad,
-        if n.bad == 1 { "y is" } else { "ies are" },
-        n.locked,
-        n.gone,
     )
     .context("cannot write to stdout")?;
+    let mut others = Vec::new();
+    if n.rejected > 0 {
+        others.push(format!(
+            "{} would be rejected (moved to {} with the reason)",
+            n.rejected,
+            reject_dir.display()
+        ));
+    }
+    if n.unsealable > 0 {
+        others.push(format!("{} could not be signed", n.unsealable));
+    }
+    if n.bad > 0 {
+        others.push(not_messages(n.bad));
+    }
+    if n.locked > 0 {
+        others.push(format!("{} locked by another process now", n.locked));
+    }
+    if n.gone > 0 {
+        others.push(format!("{} gone meanwhile", n.gone));
+    }
+    others.push("nothing was sent, locked, moved or removed".into());
+    writeln!(out, "dry run: {}", others.join("; ")).context("cannot write to stdout")?;
     out.flush().context("cannot write to stdout")?;
     if n.rejected + n.unsealable + n.bad == 0 {
         return Ok(());
     }
     Err(anyhow!(
-        "dry run: {} message(s) would be rejected, {} could not be signed, {} entr{} of the queue not a message (listed above)",
+        "dry run: {} message(s) would be rejected, {} could not be signed, {} (listed above)",
         n.rejected,
         n.unsealable,
-        n.bad,
-        if n.bad == 1 { "y is" } else { "ies are" },
+        not_messages(n.bad),
     ))
+}
+
+/// "1 entry of the queue is not a message", "2 entries ... are not messages".
+fn not_messages(n: usize) -> String {
+    if n == 1 {
+        "1 entry of the queue is not a message".into()
+    } else {
+        format!("{n} entries of the queue are not messages")
+    }
 }
 
 /// What a run would do with one element, as [`super::queue`] prepares it
 /// (read capped, checked, sealed), without its lock.
-fn message_line(queue: &Queue, signer: &Signer, id: &crate::spool::ElementId, n: &mut Counts) -> String {
+fn message_line(
+    queue: &Queue,
+    signer: &Signer,
+    id: &crate::spool::ElementId,
+    n: &mut Counts,
+) -> String {
     let locked = match queue.is_locked(id) {
         Ok(true) => {
             n.locked += 1;

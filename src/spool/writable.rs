@@ -78,8 +78,10 @@ mod tests {
         let missing = d.path().join("a/b");
         let e = check_writable(&missing, "[x] y").unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with(&format!("[x] y {} is not writable by uid", missing.display())),
+            e.to_string().starts_with(&format!(
+                "[x] y {} is not writable by uid",
+                missing.display()
+            )),
             "{e}"
         );
         assert_eq!(nearest_existing(&missing), Some(d.path()));

@@ -13,7 +13,12 @@ use super::tls;
 /// does first: a CA path or client certificate it refuses is found without
 /// any connection. `Ok` without TLS.
 pub fn check_tls(config: &BrokerConfig) -> Result<(), StompError> {
-    config.tls.as_ref().map(tls::connector).transpose().map(drop)
+    config
+        .tls
+        .as_ref()
+        .map(tls::connector)
+        .transpose()
+        .map(drop)
 }
 
 /// TCP to `broker`, then the TLS handshake when `config` has TLS (the
