@@ -24,8 +24,7 @@ use crate::config::Effective;
 use crate::config::sender::{SenderSettings, Transport};
 use crate::exit;
 use crate::smime::{
-    CaDirectory, CredentialError, Credentials, Recipient, Signer, ca_certificates_from_dir,
-    key_exposure_warning,
+    CaDirectory, Credentials, Recipient, Signer, ca_certificates_from_dir, key_exposure_warning,
 };
 use crate::spool::{Queue, SpoolError};
 
@@ -267,27 +266,23 @@ fn credentials(settings: &SenderSettings, report: &mut Report) -> Option<Signer>
             }
         }
     };
-    let signer = Signer::new(host?, recipient, Default::default())
-        .map(|s| s.with_cipher(cipher(settings.messaging.encryption)));
-    let signed = signer.and_then(|s| {
-        s.seal(b"APEL-cloud-message: v0.4\n%%\n")
-            .map_err(|e| CredentialError::OpenSsl {
-                path: c.certificate.clone(),
-                source: match e {
-                    crate::smime::SealError::Sign { source, .. }
-                    | crate::smime::SealError::Encrypt { source, .. } => source,
-                },
-            })
-            .map(|_| s)
-    });
-    match signed {
-        Ok(s) => {
-            report.ok(if s.recipient().is_some() {
+    let signer = match Signer::new(host?, recipient, Default::default()) {
+        Ok(s) => s.with_cipher(cipher(settings.messaging.encryption)),
+        Err(e) => {
+            report.error(format_args!("[certificates] {e}"));
+            return None;
+        }
+    };
+    // A run seals every message the same way: a key that loads but cannot
+    // sign (or a server_cert that cannot be encrypted for) shows here.
+    match signer.seal(b"APEL-cloud-message: v0.4\n%%\n") {
+        Ok(_) => {
+            report.ok(if signer.recipient().is_some() {
                 "a test message was signed and encrypted as a run does it"
             } else {
                 "a test message was signed as a run does it"
             });
-            Some(s)
+            Some(signer)
         }
         Err(e) => {
             report.error(format_args!("[certificates] {e}"));
