@@ -245,6 +245,19 @@ fn check_of_a_good_setup_says_ready() {
     assert!(out.contains("1 message(s) queued"), "{out}");
     broker.assert_untouched();
     assert!(!site.spooled.path("reject").exists());
+    // A reject directory that is a symlink is refused by a run: an error.
+    std::os::unix::fs::symlink(site.pki.dir(), site.spooled.path("reject")).unwrap();
+    let o = ssmsend(&site.write(&site.stomp(broker.port())), &["--check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    let want = format!(
+        "error: reject directory (beside [messaging] path) {} is a symlink",
+        site.spooled.path("reject").display()
+    );
+    assert!(
+        stdout(&o).contains(&want),
+        "missing {want:?}:\n{}",
+        both(&o)
+    );
 }
 
 /// An expired certificate, a capath that is not there and a server_cert

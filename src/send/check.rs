@@ -331,9 +331,15 @@ fn spool(settings: &SenderSettings, report: &mut Report) {
         },
         Err(e) => report.error(e),
     }
-    writable_dir(
-        report,
-        &queue.reject_dir(),
-        "reject directory (beside [messaging] path)",
-    );
+    const REJECT: &str = "reject directory (beside [messaging] path)";
+    let reject = queue.reject_dir();
+    // A run opens it without following a symlink, and refuses one.
+    if std::fs::symlink_metadata(&reject).is_ok_and(|m| m.file_type().is_symlink()) {
+        report.error(format_args!(
+            "{REJECT} {} is a symlink: a run never follows it and cannot reject or set aside anything",
+            reject.display()
+        ));
+    } else {
+        writable_dir(report, &reject, REJECT);
+    }
 }
