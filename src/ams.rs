@@ -444,6 +444,37 @@ impl Client {
         &self.publish_url
     }
 
+    /// The authx509 endpoint the token is fetched from (no secret in it).
+    pub fn authx509_url(&self) -> &str {
+        &self.authx509_url
+    }
+
+    /// Whether the token comes from `[messaging] token` (not from authx509).
+    pub fn has_configured_token(&self) -> bool {
+        self.source == TokenSource::Configured
+    }
+
+    /// One `GET /` to the publish origin, without the token and never
+    /// retried: any HTTP answer means TCP, TLS (AMS's certificate checked,
+    /// the host certificate presented) and HTTP work. What `ssmsend
+    /// --check-network` tries; returns the HTTP status.
+    pub async fn probe(&self) -> Result<u16, AmsError> {
+        let origin = match self.publish_url.find("/v1/") {
+            Some(i) => &self.publish_url[..i],
+            None => &self.publish_url,
+        };
+        let url = format!("{origin}/");
+        match self.http.get(&url).send().await {
+            Ok(resp) => Ok(resp.status().as_u16()),
+            Err(e) if e.is_builder() => Err(AmsError::Config(format!("{url}: {e}"))),
+            Err(e) => Err(AmsError::Transient {
+                url,
+                attempts: 1,
+                last: error_chain(&e),
+            }),
+        }
+    }
+
     /// The token: the configured one, or fetched once via authx509 and reused.
     pub async fn token(&self) -> Result<Token, AmsError> {
         Ok(self.current_token().await?.1)

@@ -3,6 +3,7 @@
 //! One module per concern; the two binaries under `src/bin` only call [`cli`].
 
 pub mod ams;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;

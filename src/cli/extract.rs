@@ -83,6 +83,17 @@ pub struct CasoCli {
     /// Print the effective settings and where each came from, then exit.
     #[arg(long, global = true)]
     pub print_config: bool,
+    /// Check everything a run refuses before extracting (configuration,
+    /// voms.json, site_name, [keystone_auth], spool, lastrun and lock
+    /// directories) without extracting or writing anything; print each
+    /// finding, then "ready" (exit 0) or "not ready" (exit 2).
+    #[arg(long, global = true, conflicts_with = "print_config")]
+    pub check: bool,
+    /// With --check (implies it): also ask Keystone for a token with the
+    /// configured credentials, waiting at most 5 s; Keystone unreachable
+    /// exits 1.
+    #[arg(long, global = true, conflicts_with = "print_config")]
+    pub check_network: bool,
     /// Daemon mode (ours): extract now, then again every DURATION (e.g. 1h,
     /// 30m), with a small random jitter, until SIGTERM. Without it: one run.
     #[arg(long, value_name = "DURATION", value_parser = daemon::parse_interval)]
@@ -182,12 +193,21 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     let eff = config::load_caso(cli)?;
     let mut log_settings =
         LogSettings::from_caso(&CasoLogging::from_effective(&eff)?, cli.log_format);
-    if cli.print_config {
+    let check = cli.check || cli.check_network;
+    if cli.print_config || check {
         log_settings = log_settings.console_only();
     }
     *log = Some(logging::init(&log_settings));
     for w in eff.warnings() {
         tracing::warn!("{w}");
+    }
+    if check {
+        if cli.command.is_some() || cli.interval.is_some() || cli.initial_delay.is_some() {
+            return Err(exit::usage(anyhow!(
+                "--check and --check-network check once: not with the projects subcommand, --interval or --initial-delay"
+            )));
+        }
+        return crate::extract::check::check(&eff, cli.check_network);
     }
     let settings = CasoSettings::from_effective(&eff)?;
     if cli.print_config {

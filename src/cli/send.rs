@@ -1,4 +1,5 @@
-//! `ssmsend`: SSM's `-c/--config`, plus `--print-config`.
+//! `ssmsend`: SSM's `-c/--config`, plus `--print-config`, `--check` and
+//! `--dry-run`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,22 @@ pub struct SenderCli {
     /// Print the effective settings and where each came from, then exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Check everything a run refuses before sending (configuration,
+    /// certificates, key permissions, spool and reject directory) without
+    /// sending or changing anything; print each finding, then "ready" (exit
+    /// 0) or "not ready" (exit 2).
+    #[arg(long, conflicts_with_all = ["print_config", "dry_run", "interval", "initial_delay"])]
+    pub check: bool,
+    /// With --check (implies it): also reach each broker (TCP and TLS
+    /// handshake) or AMS, waiting at most 5 s each; an endpoint that cannot
+    /// be reached exits 1.
+    #[arg(long, conflicts_with_all = ["print_config", "dry_run", "interval", "initial_delay"])]
+    pub check_network: bool,
+    /// Read, check and sign every queued message and say what would be sent
+    /// where, without connecting, locking, moving or removing anything; exit 1
+    /// when a message would be rejected or an entry is not a message.
+    #[arg(long, conflicts_with_all = ["print_config", "interval", "initial_delay"])]
+    pub dry_run: bool,
     /// Daemon mode (ours): send now, then again every DURATION (e.g. 6h,
     /// 30m), with a small random jitter, until SIGTERM. Without it: one run.
     #[arg(long, value_name = "DURATION", value_parser = daemon::parse_interval)]
@@ -67,7 +84,8 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     let eff = config::load_sender(&cli.config, cli.strict_config)?;
     let mut log_settings =
         LogSettings::from_sender(&SenderLogging::from_effective(&eff)?, cli.log_format);
-    if cli.print_config {
+    let check = cli.check || cli.check_network;
+    if cli.print_config || check || cli.dry_run {
         log_settings = log_settings.console_only();
     }
     *log = Some(logging::init(&log_settings));
@@ -89,6 +107,12 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
         return Ok(());
+    }
+    if check {
+        return crate::send::check::check(&eff, cli.check_network);
+    }
+    if cli.dry_run {
+        return crate::send::dry_run::dry_run(&SenderSettings::from_effective(&eff)?);
     }
     let schedule = daemon::Schedule::from_flags(cli.interval, cli.initial_delay)?;
     send(SenderSettings::from_effective(&eff)?, schedule)

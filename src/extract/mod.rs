@@ -15,6 +15,7 @@
 //! covers the period again harmlessly); the others go on, and the run
 //! reports every failure and exits 1.
 
+pub mod check;
 pub mod cinder;
 pub mod messenger;
 pub mod neutron;
@@ -410,7 +411,13 @@ pub fn auth_config(settings: &CasoSettings) -> anyhow::Result<AuthConfig> {
 
 /// Builds the session; a setting the client refuses is a configuration error.
 fn session(settings: &CasoSettings) -> anyhow::Result<Session> {
-    Session::new(auth_config(settings)?).map_err(|e| match e {
+    session_for(auth_config(settings)?)
+}
+
+/// [`session`] for an [`auth_config`] the caller adjusted (`--check-network`
+/// waits less).
+pub(crate) fn session_for(cfg: AuthConfig) -> anyhow::Result<Session> {
+    Session::new(cfg).map_err(|e| match e {
         OpenStackError::Config { .. } => exit::usage(anyhow!("[keystone_auth] {e}")),
         other => anyhow!(other),
     })
@@ -418,7 +425,7 @@ fn session(settings: &CasoSettings) -> anyhow::Result<Session> {
 
 /// Logs in with the configured credentials. A rejection ends the run here,
 /// before any project is touched.
-async fn log_in(session: &Session) -> anyhow::Result<()> {
+pub(crate) async fn log_in(session: &Session) -> anyhow::Result<()> {
     let scope = if session.is_app_credential() {
         Scope::Unscoped
     } else {
@@ -1012,47 +1019,12 @@ pub fn open_stores(settings: &CasoSettings) -> anyhow::Result<Stores> {
 
 /// Fails before the first request when `dir` cannot take a new file (a
 /// read-only mount, wrong owner): otherwise every project would be extracted
-/// and then fail. The probe is an unnamed `O_TMPFILE`, which no reader of the
-/// spool can ever see; where the file system has none, a dot-file removed at
-/// once.
+/// and then fail ([`crate::spool::check_writable`]).
 fn check_writable(dir: &std::path::Path, what: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let unnamed = std::fs::OpenOptions::new()
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE)
-        .open(dir);
-    let probed = match unnamed {
-        Ok(_) => Ok(()),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
-            ) =>
-        {
-            let probe = dir.join(format!(".caso-extract-probe.{}.tmp", std::process::id()));
-            let created = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&probe);
-            created.map(|_| {
-                let _ = std::fs::remove_file(&probe);
-            })
-        }
-        Err(e) => Err(e),
-    };
-    probed.map_err(|e| {
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
-        anyhow!(
-            "{what} {} is not writable by uid {uid}: {e}; nothing was extracted",
-            dir.display()
-        )
-    })
+    crate::spool::check_writable(dir, what).map_err(|e| anyhow!("{e}; nothing was extracted"))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

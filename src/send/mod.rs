@@ -25,6 +25,8 @@
 //! SSM stops at its first failure; we send what can be sent, then report.
 
 pub mod ams;
+pub mod check;
+pub mod dry_run;
 pub mod queue;
 pub mod stomp;
 
@@ -59,12 +61,8 @@ pub fn run_until(settings: &SenderSettings, stop: &Shutdown) -> anyhow::Result<(
     let signer = Signer::from_settings(&certificate_settings(settings))
         .map_err(exit::usage)?
         .with_cipher(cipher(settings.messaging.encryption));
-    let layout = match settings.messaging.path_type {
-        PathType::Dirq => Layout::Dirq,
-        PathType::Directory => Layout::Directory,
-    };
     let path = &settings.messaging.path;
-    let queue = match Queue::open(path, layout) {
+    let queue = match Queue::open(path, layout(settings)) {
         Ok(q) => q,
         Err(SpoolError::MissingRoot(_)) => {
             tracing::warn!(
@@ -92,7 +90,15 @@ pub fn run_until(settings: &SenderSettings, stop: &Shutdown) -> anyhow::Result<(
     ))
 }
 
-fn certificate_settings(settings: &SenderSettings) -> CertificateSettings {
+/// `[messaging] path_type`.
+pub(crate) fn layout(settings: &SenderSettings) -> Layout {
+    match settings.messaging.path_type {
+        PathType::Dirq => Layout::Dirq,
+        PathType::Directory => Layout::Directory,
+    }
+}
+
+pub(crate) fn certificate_settings(settings: &SenderSettings) -> CertificateSettings {
     let c = &settings.certificates;
     CertificateSettings {
         certificate: c.certificate.clone(),
@@ -103,7 +109,7 @@ fn certificate_settings(settings: &SenderSettings) -> CertificateSettings {
     }
 }
 
-fn cipher(c: Cipher) -> smime::Cipher {
+pub(crate) fn cipher(c: Cipher) -> smime::Cipher {
     match c {
         Cipher::Aes128 => smime::Cipher::Aes128,
         Cipher::Aes192 => smime::Cipher::Aes192,

@@ -124,6 +124,16 @@ impl Credentials {
     /// Warns when the key file is open to others, or to its group without
     /// being root's.
     pub fn load(certificate: &Path, key: &Path) -> Result<Credentials, CredentialError> {
+        let loaded = Credentials::load_unwarned(certificate, key)?;
+        if let Some(w) = key_exposure_warning(key) {
+            tracing::warn!("{w}");
+        }
+        Ok(loaded)
+    }
+
+    /// [`Credentials::load`] without the key-permission warning, for a
+    /// caller that reports [`key_exposure_warning`] itself (`--check`).
+    pub fn load_unwarned(certificate: &Path, key: &Path) -> Result<Credentials, CredentialError> {
         let cert = read_certificate(certificate, CertRole::Host)?;
         let pkey = read_private_key(key)?;
         let cert_key = cert
@@ -140,7 +150,6 @@ impl Credentials {
             });
         }
         check_expiry(&cert, certificate, CertRole::Host)?;
-        warn_if_exposed(key);
         Ok(Credentials {
             subject: legacy_dn(cert.subject_name()),
             cert,
@@ -445,23 +454,21 @@ fn is_same_identity(cert: &X509, host: &Credentials) -> bool {
             .is_ok_and(|k| k.public_eq(host.private_key()))
 }
 
-/// SSM never checked this; an exposed host key is worth a warning.
-fn warn_if_exposed(key: &Path) {
+/// What is wrong with the host key file's permissions, if anything (SSM
+/// never checked this; an exposed host key is worth a warning).
+pub fn key_exposure_warning(key: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = fs::metadata(key) else {
-        return;
-    };
+    let meta = fs::metadata(key).ok()?;
     let mode = meta.permissions().mode() & 0o777;
-    match key_exposure(mode, meta.uid()) {
-        Some(KeyExposure::Others) => tracing::warn!(
+    match key_exposure(mode, meta.uid())? {
+        KeyExposure::Others => Some(format!(
             "key {} is open to other users (mode {mode:o}); use chmod 600",
             key.display()
-        ),
-        Some(KeyExposure::Group) => tracing::warn!(
+        )),
+        KeyExposure::Group => Some(format!(
             "key {} is open to its group (mode {mode:o}) and not owned by root; use chmod 600",
             key.display()
-        ),
-        None => {}
+        )),
     }
 }
 

@@ -27,7 +27,7 @@ use openssl::x509::X509;
 
 pub use credentials::{
     CaDirectory, CertRole, CredentialError, Credentials, EXPIRY_MARGIN_SECS, Recipient,
-    ca_certificates_from_dir, ca_store_from_dir,
+    ca_certificates_from_dir, ca_store_from_dir, key_exposure_warning,
 };
 pub use dn::legacy_dn;
 

@@ -36,6 +36,7 @@ mod directory;
 mod dirq;
 mod reject;
 mod scan;
+mod writable;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -50,6 +51,7 @@ use at::Dir;
 pub use at::Kind;
 pub use reject::SetAside;
 pub use scan::{BadEntry, Defect, Scan};
+pub use writable::{NotWritable, check_writable, nearest_existing};
 
 /// How messages are laid out under the queue root (`[messaging] path_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -277,6 +279,32 @@ impl Queue {
         let (dir, name) = self.locate(id)?;
         dir.read_capped(OsStr::new(&self.locked_name(name)), limit)
             .map_err(io_err("read", &self.locked_path(id)))
+    }
+
+    /// The content of an element as it is, without locking it (a dry run:
+    /// nothing in the queue changes), read as [`Queue::get`] reads. `None`:
+    /// it is gone (another sender delivered it meanwhile).
+    pub fn peek(&self, id: &ElementId, limit: usize) -> Result<Option<Vec<u8>>, SpoolError> {
+        let (dir, name) = self.locate(id)?;
+        match dir.read_capped(OsStr::new(name), limit) {
+            Ok(body) => Ok(Some(body)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &self.root.join(id.as_str()))(e)),
+        }
+    }
+
+    /// Whether another process holds the element now (dirq; the directory
+    /// layout has no locks). Nothing is changed.
+    pub fn is_locked(&self, id: &ElementId) -> Result<bool, SpoolError> {
+        if self.layout == Layout::Directory {
+            return Ok(false);
+        }
+        let (dir, name) = self.locate(id)?;
+        match dir.lstat(OsStr::new(&dirq::lock_name(name))) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("look at", &self.locked_path(id))(e)),
+        }
     }
 
     /// Releases a lock, leaving the element in the queue.

@@ -637,3 +637,23 @@ fn reject_refuses_a_symlinked_reject_directory() {
     assert!(e.starts_with(&want), "{e}");
     assert!(fs::read_dir(&elsewhere).unwrap().next().is_none());
 }
+
+/// A dry run's read: no lock taken, a lock of another process seen, a
+/// vanished element `None`, nothing in the queue changed.
+#[test]
+fn peek_reads_without_locking() {
+    for layout in [Layout::Dirq, Layout::Directory] {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::create(&d.path().join("q"), layout).unwrap();
+        let id = q.add(b"hello").unwrap();
+        let other = Queue::open(q.root(), layout).unwrap();
+        assert!(!q.is_locked(&id).unwrap());
+        assert_eq!(q.peek(&id, 100).unwrap().as_deref(), Some(&b"hello"[..]));
+        assert!(!q.is_locked(&id).unwrap(), "{layout}: peek locked it");
+        assert!(other.lock(&id).unwrap());
+        assert_eq!(q.is_locked(&id).unwrap(), layout == Layout::Dirq);
+        assert_eq!(q.peek(&id, 3).unwrap().map(|b| b.len()), Some(4));
+        other.remove(&id).unwrap();
+        assert_eq!(q.peek(&id, 100).unwrap(), None);
+    }
+}

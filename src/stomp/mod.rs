@@ -38,6 +38,7 @@ mod client;
 pub mod codec;
 mod config;
 mod error;
+mod probe;
 mod tls;
 
 pub use client::{Connection, Outcome, ProtocolVersion, connect};
@@ -46,3 +47,4 @@ pub use config::{
     TrustAnchors,
 };
 pub use error::StompError;
+pub use probe::{check_tls, probe};

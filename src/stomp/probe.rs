@@ -1,0 +1,49 @@
+//! Reaching a broker without talking STOMP: what `ssmsend --check` needs.
+
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::config::{BrokerAddress, BrokerConfig};
+use super::error::StompError;
+use super::tls;
+
+/// Builds the TLS client context `config` asks for, as [`super::connect`]
+/// does first: a CA path or client certificate it refuses is found without
+/// any connection. `Ok` without TLS.
+pub fn check_tls(config: &BrokerConfig) -> Result<(), StompError> {
+    config
+        .tls
+        .as_ref()
+        .map(tls::connector)
+        .transpose()
+        .map(drop)
+}
+
+/// TCP to `broker`, then the TLS handshake when `config` has TLS (the
+/// broker's certificate checked and ours presented as in a real run), and
+/// nothing more: no STOMP frame is sent. Bounded by `config.timeouts.connect`.
+pub async fn probe(config: &BrokerConfig, broker: &BrokerAddress) -> Result<(), StompError> {
+    let connector = config.tls.as_ref().map(tls::connector).transpose()?;
+    let attempt = async {
+        let tcp = TcpStream::connect((broker.host.as_str(), broker.port))
+            .await
+            .map_err(|e| StompError::Connect {
+                broker: broker.to_string(),
+                source: Arc::new(e),
+            })?;
+        if let (Some(connector), Some(settings)) = (&connector, &config.tls) {
+            tls::handshake(connector, settings, broker, tcp).await?;
+        }
+        Ok(())
+    };
+    timeout(config.timeouts.connect, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StompError::ConnectTimeout {
+                broker: broker.to_string(),
+                after: config.timeouts.connect,
+            })
+        })
+}
