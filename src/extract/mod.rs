@@ -1043,8 +1043,7 @@ fn check_writable(dir: &std::path::Path, what: &str) -> anyhow::Result<()> {
         Err(e) => Err(e),
     };
     probed.map_err(|e| {
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
+        let uid = crate::access::effective_uid();
         anyhow!(
             "{what} {} is not writable by uid {uid}: {e}; nothing was extracted",
             dir.display()

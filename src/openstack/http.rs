@@ -328,10 +328,21 @@ impl fmt::Debug for Session {
 
 static INSECURE_WARNING: Once = Once::new();
 
+/// `field` is the `[keystone_auth]` option that names `path`.
 fn read_file(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| OpenStackError::Config {
-        field,
-        detail: format!("cannot read {}: {e}", path.display()),
+    std::fs::read(path).map_err(|e| {
+        let hint = crate::access::denied_hint(
+            "caso-extract",
+            &format!("[keystone_auth] {field}"),
+            path,
+            &e,
+        )
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
+        OpenStackError::Config {
+            field,
+            detail: format!("cannot read {}: {e}{hint}", path.display()),
+        }
     })
 }
 
