@@ -67,12 +67,15 @@ fn unsearchable_directory(path: &Path) -> Option<std::path::PathBuf> {
         .map(Path::to_path_buf)
 }
 
+/// False only when the kernel says `EACCES` (a missing directory is not
+/// what denied the read).
 fn may_search(dir: &Path) -> bool {
     let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
         return true;
     };
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) == 0 }
+    let ok = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) };
+    ok == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EACCES)
 }
 
 #[cfg(test)]
