@@ -609,7 +609,7 @@ async fn the_projects_subcommand_lists_projects_and_vo_sources() {
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         "'p-demo' (demo) mapped to VO 'vo.demo.example' (from project property VO)\n\
-         'p-other' (other) mapped to no VO (no mapping: not extracted)\n"
+         'p-other' (other) mapped to no VO (no mapping: extracting it fails)\n"
     );
 }
 

@@ -433,7 +433,9 @@ async fn the_projects_listing_quotes_in_pairs() {
                         voms.display()
                     )
                 }
-                (None, _) => format!("'{id}' ({name}) mapped to no VO (no mapping: not extracted)"),
+                (None, _) => {
+                    format!("'{id}' ({name}) mapped to no VO (no mapping: extracting it fails)")
+                }
             }
         })
         .collect();

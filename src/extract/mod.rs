@@ -1148,7 +1148,7 @@ pub fn project_line(p: &ProjectInfo) -> String {
             p.id, p.name
         ),
         None => format!(
-            "'{}' ({}) mapped to no VO (no mapping: not extracted)",
+            "'{}' ({}) mapped to no VO (no mapping: extracting it fails)",
             p.id, p.name
         ),
     }
