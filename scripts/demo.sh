@@ -104,6 +104,7 @@ bold "Starting the OpenStack simulator and the AMS double on 127.0.0.1"
 pids+=($!)
 sim=$(ready_line "$work/sim.ready" openstack-sim "$!")
 auth_url=$(json_str auth_url <<<"$sim")
+sim_port=$(sed -n 's|^http://127.0.0.1:\([0-9]*\)/.*|\1|p' <<<"$auth_url")
 say "openstack-sim: Keystone at $auth_url ($(json_num projects <<<"$sim") projects, $(json_num servers <<<"$sim") servers, $(json_num volumes <<<"$sim") volumes, $(json_num floating_ips <<<"$sim") floating IPs)"
 "$bin/examples/ams-double" --ca "$pki/ca.pem" --cert "$pki/server.pem" --key "$pki/server.key" \
   --token "demo-$RANDOM$RANDOM" --verify-ca "$pki/ca.pem" --allowed-dn "$host_dn" \
@@ -165,8 +166,17 @@ EOF
 sed 's/^/    /' "$work/etc/caso.conf" | grep -v '^    $' | grep -v '^    password'
 
 bold "caso-extract projects: what will be extracted, and each project's VO"
-"$bin/caso-extract" --config-file "$work/etc/caso.conf" projects 2>"$work/projects.log" | sed 's/^/    /' ||
+"$bin/caso-extract" --config-file "$work/etc/caso.conf" projects >"$work/projects.txt" 2>"$work/projects.log" ||
   die "caso-extract projects: $(cat "$work/projects.log")"
+sed 's/^/    /' "$work/projects.txt"
+# Why fewer projects than the simulator has: its untagged ones (from its manifest).
+manifest=$(http_get "$sim_port" /_sim/manifest)
+sim_projects=$(json_num projects <<<"$sim")
+listed=$(wc -l <"$work/projects.txt")
+untagged=$({ grep -o '"name":"untagged-[0-9]*"' <<<"$manifest" || true; } | sed 's/"name":"\(.*\)"/\1/' | paste -sd, -)
+[ "$((sim_projects - listed))" = "$({ grep -o '"accounted":false' <<<"$manifest" || true; } | wc -l)" ] ||
+  die "the simulator has $sim_projects projects, $listed are listed: not only untagged ones are missing"
+say "$listed of the $sim_projects simulated projects: $untagged is not tagged caso ([DEFAULT] caso_tag) nor named in [DEFAULT] projects, so it is not extracted"
 
 bold "caso-extract: OpenStack usage -> APEL records in the spool"
 t0=$(date +%s%N)
@@ -178,11 +188,17 @@ elements=$(find "$work/apel/outgoing" -type f | grep -Ev '\.(tmp|lck)$' || true)
 [ -n "$elements" ] || die "caso-extract spooled nothing: $(cat "$work/extract.log")"
 count() { xargs cat <<<"$elements" | grep -o "$1" | wc -l; }
 messages=$(wc -l <<<"$elements")
+vms=$(count '^VMUUID: ')
+accelerators=$(count '"AssociatedRecordType"')
+gpu_vms=$(xargs cat <<<"$elements" | { grep -o '"AssociatedRecord": *"[^"]*"' || true; } | sort -u | wc -l)
+servers=$(json_num servers <<<"$sim")
 say "$messages messages in $work/apel/outgoing, in $(((t1 - t0) / 1000000)) ms:"
-printf '      %-22s %s\n' "cloud (VMs)" "$(count '^VMUUID: ')" \
+printf '      %-22s %s\n' "cloud (VMs)" "$vms" \
   "public IP" "$(count '"IPVersion"')" \
-  "accelerator" "$(count '"AssociatedRecordType"')" \
+  "accelerator" "$accelerators" \
   "storage (volumes)" "$(count '<sr:StorageUsageRecord>')"
+say "$vms VMs from the $servers simulated servers: the other $((servers - vms)) are $untagged's"
+say "$accelerators accelerator records: one per VM and calendar month it ran, for the $gpu_vms VMs with a GPU flavour (the other $((vms - gpu_vms)) have none)"
 say "lastrun files: $(cd "$work/caso" && ls lastrun.* | wc -l), one per project"
 
 bold "ssmsend: sign each message (S/MIME), publish it to AMS, remove it once AMS has it"

@@ -42,9 +42,17 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 /// their replies are a token or one message id.
 pub const MAX_REPLY_BYTES: usize = 1 << 20;
 
+/// Why authx509 or AMS refuses the host certificate's token.
 const GOCDB_HINT: &str = "the DN of the host certificate must be registered in GOCDB as the \
 Host DN of a production service of type eu.egi.cloud.accounting (eu.egi.storage.accounting \
-for storage records), and the AMS token (if configured) must be valid";
+for storage records)";
+
+/// Why AMS refuses a configured token: GOCDB plays no part in it.
+const TOKEN_HINT: &str = "AMS refused the configured token ([messaging] token in sender.cfg, \
+or SSM_MESSAGING__TOKEN): it is expired, revoked or wrong, or not allowed to publish to this \
+topic. Ask whoever issued it for a new one (for EGI: a GGUS ticket to the ARGO or APEL \
+support unit), or remove the token so that ssmsend gets one from authx509 with the host \
+certificate";
 
 /// An AMS token. Never printed: `Debug` masks it.
 #[derive(Clone, PartialEq, Eq)]
@@ -217,11 +225,16 @@ pub enum AmsError {
     #[error("AMS client configuration: {0}")]
     Config(String),
     /// 401/403 from AMS or refusal by the authentication service. Never retried.
-    #[error("{url}: access refused (HTTP {status}: {message}); {hint}", hint = GOCDB_HINT)]
+    #[error("{url}: access refused (HTTP {status}: {message}); {}", match token {
+        TokenSource::Configured => TOKEN_HINT,
+        TokenSource::Authx509 => GOCDB_HINT,
+    })]
     Unauthorized {
         url: String,
         status: u16,
         message: String,
+        /// Which token was refused: the hint differs.
+        token: TokenSource,
     },
     /// 413: this message can never be published; the caller moves it aside, the others go on.
     #[error(
@@ -300,10 +313,13 @@ pub struct Outgoing<K> {
     pub body: Vec<u8>,
 }
 
-/// Where the current token came from: decides whether a 401 may be cured by fetching again.
+/// Where the current token came from: decides whether a 401 may be cured by
+/// fetching again, and what a refusal asks the operator to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TokenSource {
+pub enum TokenSource {
+    /// `[messaging] token`.
     Configured,
+    /// Fetched from the authentication service with the host certificate.
     Authx509,
 }
 
@@ -402,18 +418,10 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| AmsError::Config(format!("HTTP client: {e}")))?;
-        let authority = |host: &str, port: u16| {
-            if port == DEFAULT_PORT {
-                host.to_owned()
-            } else {
-                format!("{host}:{port}")
-            }
-        };
+        // The port spelt out even when it is 443: errors and logs name it.
         let publish_url = format!(
-            "https://{}/v1/projects/{}/topics/{}:publish",
-            authority(&cfg.host, cfg.port),
-            cfg.project,
-            cfg.topic
+            "https://{}:{}/v1/projects/{}/topics/{}:publish",
+            cfg.host, cfg.port, cfg.project, cfg.topic
         );
         let authn_host = cfg.authn_host.as_deref().unwrap_or(&cfg.host);
         let authx509_url = format!(
@@ -652,6 +660,7 @@ impl Client {
                         url: url.to_owned(),
                         status,
                         message,
+                        token: self.source,
                     });
                 }
                 Attempt::Retry { error, retry_after } => {
@@ -883,17 +892,37 @@ mod tests {
     }
 
     #[test]
-    fn unauthorized_names_gocdb() {
-        let e = AmsError::Unauthorized {
+    fn unauthorized_names_gocdb_for_authx509_and_the_token_for_a_configured_one() {
+        let refused = |token| AmsError::Unauthorized {
             url: "u".into(),
             status: 401,
             message: "Unauthorized".into(),
+            token,
         };
+        let e = refused(TokenSource::Authx509);
         let s = e.to_string();
         assert!(
             s.contains("GOCDB") && s.contains("eu.egi.cloud.accounting"),
             "{s}"
         );
         assert!(e.is_fatal());
+        let e = refused(TokenSource::Configured);
+        let s = e.to_string();
+        assert!(
+            !s.contains("GOCDB") && s.contains("[messaging] token"),
+            "{s}"
+        );
+        assert!(e.is_fatal());
+    }
+
+    #[test]
+    fn the_publish_url_names_the_port() {
+        let mut cfg = AmsConfig::new("msg.example.org", "p", "t");
+        cfg.token = Some(Token::new("x"));
+        let c = Client::new(cfg).unwrap();
+        assert_eq!(
+            c.publish_url(),
+            "https://msg.example.org:443/v1/projects/p/topics/t:publish"
+        );
     }
 }

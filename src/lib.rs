@@ -2,6 +2,7 @@
 //!
 //! One module per concern; the two binaries under `src/bin` only call [`cli`].
 
+pub mod access;
 pub mod ams;
 pub mod check;
 pub mod cli;

@@ -608,8 +608,8 @@ async fn the_projects_subcommand_lists_projects_and_vo_sources() {
     );
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        "'p-demo (demo) mapped to VO 'vo.demo.example' (from project property VO)\n\
-         'p-other (other) mapped to VO 'None' (no mapping)\n"
+        "'p-demo' (demo) mapped to VO 'vo.demo.example' (from project property VO)\n\
+         'p-other' (other) mapped to no VO (no mapping: extracting it fails)\n"
     );
 }
 

@@ -286,3 +286,168 @@ async fn application_credentials_work() {
         assert!(run.records_of(&records, p) > 0, "{p}");
     }
 }
+
+/// A caso.conf against `auth_url` with short timeouts and one retry, in a
+/// fresh directory.
+fn conf_for(auth_url: &str, extra_auth: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let voms = dir.path().join("voms.json");
+    std::fs::write(&voms, "{}").unwrap();
+    let extra = format!("timeout = 1\nconnect_retries = 1\nretry_backoff = 10ms\n{extra_auth}");
+    let conf = write_conf(dir.path(), auth_url, &voms, "secret", &extra);
+    (dir, conf)
+}
+
+/// Keystone on a closed port: the error names scheme, host and port besides
+/// the request, never the user information of the URL; exit 1.
+#[test]
+fn an_unreachable_keystone_is_named_by_origin_and_request() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_dir, conf) = conf_for(
+        &format!("http://admin:s3cr3t@127.0.0.1:{port}/identity/v3"),
+        "",
+    );
+    let out = run_ours(&conf, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!(
+        "cannot reach http://127.0.0.1:{port} (POST /identity/v3/auth/tokens) after 2 attempt(s): "
+    );
+    assert!(err.contains(&want), "{want}\n{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+}
+
+/// Keystone that accepts connections and never answers: the same, as a timeout.
+#[test]
+fn a_silent_keystone_is_named_by_origin_and_request() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Holds every connection open, unanswered, until the test ends.
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    let (_dir, conf) = conf_for(&format!("http://127.0.0.1:{port}/identity/v3"), "");
+    let out = run_ours(&conf, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!(
+        "no answer from http://127.0.0.1:{port} (POST /identity/v3/auth/tokens) after 2 attempt(s): timed out"
+    );
+    assert!(err.contains(&want), "{want}\n{err}");
+}
+
+/// `[keystone_auth] keyfile` the run's uid cannot read (root's, mode 0600):
+/// exit 2 naming the uid and the fix. As root the run is nobody's
+/// (setpriv, util-linux); otherwise the key gets mode 000.
+#[test]
+fn an_unreadable_keyfile_names_the_uid_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(keys.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (cert, key) = (
+        keys.path().join("client.pem"),
+        keys.path().join("client.key"),
+    );
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let (dir, conf) = conf_for(
+        "http://127.0.0.1:9/identity/v3",
+        &format!("certfile = {}\nkeyfile = {}", cert.display(), key.display()),
+    );
+    let (out, uid) = if root {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let st = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_caso-extract"))
+            .arg("--config-file")
+            .arg(&conf)
+            .arg("projects")
+            .env_remove("CASO_LOCK_PATH")
+            .output()
+            .expect("run setpriv (util-linux) with caso-extract");
+        (out, 65534)
+    } else {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o000)).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        (run_ours(&conf, &["projects"]), unsafe { libc::geteuid() })
+    };
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let k = key.display();
+    for want in [
+        format!("[keystone_auth] keyfile: cannot read {k}: Permission denied"),
+        format!("caso-extract runs as uid {uid}, and the file belongs to uid"),
+        format!("chown {uid} {k}, or point [keystone_auth] keyfile at a copy owned by uid {uid}"),
+    ] {
+        assert!(err.contains(&want), "{want}\n{err}");
+    }
+}
+
+/// `caso-extract projects` against the simulator (one project without any
+/// VO): one line per tagged project, each with balanced quotes, saying
+/// where its VO comes from.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_projects_listing_quotes_in_pairs() {
+    let run = Run::start(&["--unmapped-project"]).await;
+    let voms = run.dir.path().join("voms.json");
+    let conf = write_conf(
+        &run.dir.path().join("ours"),
+        &run.sim.auth_url(),
+        &voms,
+        "secret",
+        "",
+    );
+    let out = tokio::task::block_in_place(|| run_ours(&conf, &["projects"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    let manifest = run.sim.manifest().await;
+    let mut want: Vec<String> = manifest["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["tags"].as_array().unwrap().contains(&Value::from("caso")))
+        .map(|p| {
+            let (id, name) = (p["id"].as_str().unwrap(), p["name"].as_str().unwrap());
+            match (p["vo"].as_str(), p["vo_source"].as_str()) {
+                (Some(vo), Some("property")) => {
+                    format!("'{id}' ({name}) mapped to VO '{vo}' (from project property VO)")
+                }
+                (Some(vo), _) => {
+                    format!(
+                        "'{id}' ({name}) mapped to VO '{vo}' (from {})",
+                        voms.display()
+                    )
+                }
+                (None, _) => {
+                    format!("'{id}' ({name}) mapped to no VO (no mapping: extracting it fails)")
+                }
+            }
+        })
+        .collect();
+    want.sort();
+    let mut got: Vec<String> = listed.lines().map(str::to_owned).collect();
+    got.sort();
+    assert_eq!(got, want);
+    assert!(
+        got.iter().any(|l| l.contains("mapped to no VO")),
+        "{listed}"
+    );
+    for line in &got {
+        assert_eq!(line.matches('\'').count() % 2, 0, "unbalanced: {line}");
+    }
+}

@@ -452,17 +452,23 @@ async fn connection_errors_are_retried_then_reported() {
     cfg.backoff = Duration::from_millis(1);
     let session = Session::new(cfg).unwrap();
     let err = session.project_scope("p-demo").await.unwrap_err();
+    let origin = format!("http://127.0.0.1:{port}");
     assert!(
         matches!(
             &err,
             OpenStackError::Transport {
                 attempts: 3,
                 service: Service::Identity,
+                origin: o,
+                method: "POST",
+                path,
                 ..
-            }
+            } if *o == origin && path == "/v3/auth/tokens"
         ),
         "{err}"
     );
+    let want = format!("cannot reach {origin} (POST /v3/auth/tokens) after 3 attempt(s): ");
+    assert!(err.to_string().contains(&want), "{err}");
     assert_eq!(session.request_counts().tokens, 1);
     assert_eq!(session.request_counts().identity, 3);
 }

@@ -188,6 +188,15 @@ fn refused_credentials_publish_nothing() {
     let outcome = s.run(s.cfg().set("messaging", "token", "not-the-token"));
     assert_eq!(outcome.code, 1, "{}", outcome.log);
     assert!(!outcome.log.contains("not-the-token"), "token logged");
+    // The configured token was refused: GOCDB has nothing to do with it.
+    assert!(
+        outcome
+            .log
+            .contains("AMS refused the configured token ([messaging] token in sender.cfg"),
+        "{}",
+        outcome.log
+    );
+    assert!(!outcome.log.contains("GOCDB"), "{}", outcome.log);
     assert_eq!(s.remaining(), s.names);
     assert!(send::locks(&s.queue).is_empty());
     assert_eq!(stats(&s)["messages"], 0);
@@ -195,9 +204,124 @@ fn refused_credentials_publish_nothing() {
     let s = Setup::with_messages(&["--authn-dn", "/CN=someone else"], 5, 1_000);
     let outcome = s.run(s.cfg());
     assert_eq!(outcome.code, 1, "{}", outcome.log);
+    // authx509 refused the host certificate: its DN must be in GOCDB.
+    assert!(
+        outcome.log.contains("registered in GOCDB"),
+        "{}",
+        outcome.log
+    );
+    assert!(!outcome.log.contains("configured token"), "{}", outcome.log);
     assert_eq!(s.remaining(), s.names);
     assert!(send::locks(&s.queue).is_empty());
     assert_eq!(stats(&s)["publish_requests"], 0);
+}
+
+/// AMS unreachable: the error names scheme, host and port, not only a path.
+#[test]
+fn an_unreachable_ams_is_named_with_host_and_port() {
+    let s = Setup::with_messages(&[], 2, 1_000);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let outcome = s.run(s.cfg().set("sender", "ams_port", port).set(
+        "messaging",
+        "token",
+        "a-token",
+    ));
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    let want = format!(
+        "https://127.0.0.1:{port}/v1/projects/accounting/topics/eu-egi-cloud-accounting:publish: \
+         still failing after 5 attempt(s)"
+    );
+    assert!(outcome.log.contains(&want), "{want}\n{}", outcome.log);
+    assert!(!outcome.log.contains("a-token"), "token logged");
+    assert_eq!(s.remaining(), s.names);
+}
+
+/// The uid the run below gets: nobody's under setpriv, else our own.
+fn run_uid() -> u32 {
+    if send::is_root() {
+        65534
+    } else {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() }
+    }
+}
+
+/// Runs ssmsend so that reading `unreadable` fails with EACCES: as root,
+/// as nobody with the test's own files given to nobody (a root file of
+/// mode 0600, or in a root directory of mode 0700, stays out of reach);
+/// otherwise with `unreadable` set to mode 000.
+fn run_denied(s: &Setup, cfg: SenderCfg, unreadable: &std::path::Path) -> send::Run {
+    let cfg = cfg.write(&s.dir.path().join("sender.cfg"));
+    if send::is_root() {
+        send::run_unprivileged(&cfg, &[s.dir.path(), s.pki.dir()])
+    } else {
+        let before = std::fs::metadata(unreadable).unwrap().permissions();
+        send::make_unreadable(unreadable);
+        let run = send::run(&cfg);
+        std::fs::set_permissions(unreadable, before).unwrap();
+        run
+    }
+}
+
+/// A host key the sender's uid cannot read (root's, mode 0600, as on a
+/// migrated host): exit 2 naming the uid and the fix; nothing is sent.
+#[test]
+fn an_unreadable_key_names_the_uid_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::with_messages(&[], 2, 1_000);
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(keys.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let key = keys.path().join("hostkey.pem");
+    std::fs::copy(&s.host.key_path, &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = s.cfg().set("certificates", "key", key.display());
+    let outcome = run_denied(&s, cfg, &key);
+    assert_eq!(outcome.code, 2, "{}", outcome.log);
+    let uid = run_uid();
+    let k = key.display();
+    for want in [
+        format!("cannot read key {k}: Permission denied"),
+        format!("ssmsend runs as uid {uid}"),
+        format!("chown {uid} {k}, or point [certificates] key at a copy owned by uid {uid}"),
+        "README: Migrating from the Python images".to_owned(),
+    ] {
+        assert!(outcome.log.contains(&want), "{want}\n{}", outcome.log);
+    }
+    assert_eq!(s.remaining(), s.names);
+    assert_eq!(stats(&s)["publish_requests"], 0);
+}
+
+/// A host certificate in a directory the sender's uid may not enter: the
+/// error names that directory, not the file's owner.
+#[test]
+fn a_certificate_behind_a_closed_directory_names_the_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::with_messages(&[], 1, 1_000);
+    // Root's (or ours), mode 0700.
+    let closed = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cert = closed.path().join("hostcert.pem");
+    std::fs::copy(&s.host.cert_path, &cert).unwrap();
+    let cfg = s.cfg().set("certificates", "certificate", cert.display());
+    let outcome = run_denied(&s, cfg, closed.path());
+    assert_eq!(outcome.code, 2, "{}", outcome.log);
+    let uid = run_uid();
+    let d = closed.path().display();
+    for want in [
+        format!(
+            "cannot read certificate {}: Permission denied",
+            cert.display()
+        ),
+        format!("ssmsend runs as uid {uid}, which may not enter {d}"),
+        format!("point [certificates] certificate at a copy uid {uid} can reach"),
+    ] {
+        assert!(outcome.log.contains(&want), "{want}\n{}", outcome.log);
+    }
+    assert_eq!(s.remaining(), s.names);
 }
 
 /// A publish with no reply within the receipt timeout may have been stored:

@@ -431,6 +431,9 @@ async fn unreachable_broker_exit_1_and_queue_intact() {
         .write(&s.path("sender.cfg"));
     let outcome = run(cfg).await;
     assert_eq!(outcome.code, 1, "{}", outcome.log);
+    // Host and port, not only "the broker".
+    let named = format!("cannot reach STOMP broker 127.0.0.1:{port}: ");
+    assert!(outcome.log.contains(&named), "{named}\n{}", outcome.log);
     assert!(
         outcome.log.contains("2 left in the queue"),
         "{}",

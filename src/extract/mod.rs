@@ -1111,12 +1111,19 @@ fn run_lock(
     }
 }
 
-/// One line per project, as `caso-projects` prints them, plus where the VO
-/// came from.
+/// One line per project, as `caso-projects` prints them but with balanced
+/// quotes (cASO's `'<id> (<name>) mapped to VO '<vo>'` opens one it never
+/// closes), plus where the VO came from.
 pub fn project_line(p: &ProjectInfo) -> String {
     match &p.vo {
-        Some((vo, source)) => format!("'{} ({}) mapped to VO '{vo}' (from {source})", p.id, p.name),
-        None => format!("'{} ({}) mapped to VO 'None' (no mapping)", p.id, p.name),
+        Some((vo, source)) => format!(
+            "'{}' ({}) mapped to VO '{vo}' (from {source})",
+            p.id, p.name
+        ),
+        None => format!(
+            "'{}' ({}) mapped to no VO (no mapping: extracting it fails)",
+            p.id, p.name
+        ),
     }
 }
 

@@ -18,7 +18,7 @@ use super::{
     Service, UserRef,
 };
 use crate::reply::{
-    BodyError, Redirect, excerpt, excerpt_chars, json_values_exceed, read_body,
+    BodyError, Redirect, excerpt, excerpt_chars, json_values_exceed, origin, read_body,
     same_origin_redirects, scrub,
 };
 use crate::time::Timestamp;
@@ -328,10 +328,21 @@ impl fmt::Debug for Session {
 
 static INSECURE_WARNING: Once = Once::new();
 
+/// `field` is the `[keystone_auth]` option that names `path`.
 fn read_file(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| OpenStackError::Config {
-        field,
-        detail: format!("cannot read {}: {e}", path.display()),
+    std::fs::read(path).map_err(|e| {
+        let hint = crate::access::denied_hint(
+            "caso-extract",
+            &format!("[keystone_auth] {field}"),
+            path,
+            &e,
+        )
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
+        OpenStackError::Config {
+            field,
+            detail: format!("cannot read {}: {e}{hint}", path.display()),
+        }
     })
 }
 
@@ -1026,17 +1037,17 @@ impl Session {
                             format!("HTTP {}: {}", status.as_u16(), server_message(&body))
                         }
                         Err(BodyError::Transport(e)) => {
-                            self.transport_failure(service, &path, attempt, e)?
+                            self.transport_failure(service, url, method_name, attempt, e)?
                         }
                     }
                 }
-                Err(e) => self.transport_failure(service, &path, attempt, e)?,
+                Err(e) => self.transport_failure(service, url, method_name, attempt, e)?,
             };
             let wait = cfg
                 .backoff
                 .saturating_mul(1u32 << (attempt - 1).min(16))
                 .min(MAX_BACKOFF);
-            tracing::warn!(%service, method = method_name, %path, attempt, retry_in = %humantime::format_duration(wait), "{failure}");
+            tracing::warn!(%service, origin = %origin(url), method = method_name, %path, attempt, retry_in = %humantime::format_duration(wait), "{failure}");
             tokio::time::sleep(wait).await;
         }
     }
@@ -1052,10 +1063,13 @@ impl Session {
 
     /// Returns a description to retry with, or the final error once the
     /// retries are spent.
+    /// The final error names the origin and path of `url`, never its query
+    /// or user information.
     fn transport_failure(
         &self,
         service: Service,
-        path: &str,
+        url: &Url,
+        method: &'static str,
         attempt: u32,
         e: reqwest::Error,
     ) -> Result<String> {
@@ -1064,16 +1078,21 @@ impl Session {
         if attempt <= self.inner.cfg.retries {
             return Ok(detail);
         }
+        let (origin, path) = (origin(url), url.path().to_string());
         Err(if timeout {
             OpenStackError::Timeout {
                 service,
-                path: path.to_string(),
+                origin,
+                method,
+                path,
                 attempts: attempt,
             }
         } else {
             OpenStackError::Transport {
                 service,
-                path: path.to_string(),
+                origin,
+                method,
+                path,
                 attempts: attempt,
                 detail,
             }

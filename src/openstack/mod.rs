@@ -390,15 +390,25 @@ pub enum OpenStackError {
         path: String,
         redirect: crate::reply::Redirect,
     },
-    #[error("{service}: timed out after {attempts} attempt(s) at {path}")]
+    /// `origin` is `scheme://host:port` ([`crate::reply::origin`]): never
+    /// user information or a query, which may hold secrets.
+    #[error(
+        "{service}: no answer from {origin} ({method} {path}) after {attempts} attempt(s): timed out"
+    )]
     Timeout {
         service: Service,
+        origin: String,
+        method: &'static str,
         path: String,
         attempts: u32,
     },
-    #[error("{service}: cannot reach {path} after {attempts} attempt(s): {detail}")]
+    #[error(
+        "{service}: cannot reach {origin} ({method} {path}) after {attempts} attempt(s): {detail}"
+    )]
     Transport {
         service: Service,
+        origin: String,
+        method: &'static str,
         path: String,
         attempts: u32,
         detail: String,

@@ -47,11 +47,15 @@ impl fmt::Display for CertRole {
 /// Why the credentials are unusable; `ssmsend` exits 2 on any of these.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
-    #[error("cannot read {what} {path}: {source}")]
+    // `error` is no `#[source]`: the hint follows it, and a chain printed
+    // whole would repeat it at the end.
+    #[error("cannot read {what} {path}: {error}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
     Read {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
+        /// For `EACCES`: the uid we run as and the fix ([`crate::access::denied_hint`]).
+        hint: Option<String>,
     },
     #[error("{role} {path} is not a PEM X.509 certificate: {source}")]
     BadCertificate {
@@ -369,11 +373,18 @@ fn is_hashed_cert_name(name: &str) -> bool {
         && n.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// `what` is the `[certificates]` option that names `path`.
 fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, CredentialError> {
-    fs::read(path).map_err(|source| CredentialError::Read {
+    fs::read(path).map_err(|error| CredentialError::Read {
         what,
         path: path.to_path_buf(),
-        source,
+        hint: crate::access::denied_hint(
+            "ssmsend",
+            &format!("[certificates] {what}"),
+            path,
+            &error,
+        ),
+        error,
     })
 }
 

@@ -25,8 +25,7 @@ pub fn check_writable(dir: &Path, what: &str) -> Result<(), NotWritable> {
     probe(dir).map_err(|error| NotWritable {
         what: what.to_owned(),
         path: dir.to_path_buf(),
-        // SAFETY: geteuid has no preconditions.
-        uid: unsafe { libc::geteuid() },
+        uid: crate::access::effective_uid(),
         error,
     })
 }
