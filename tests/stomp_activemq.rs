@@ -206,13 +206,23 @@ async fn broker_certificate_is_verified() {
     assert!(text.contains("TLS handshake"), "{text}");
     assert!(text.contains("certificate verif"), "{text}");
 
-    // A TLS client at a plain STOMP port: ActiveMQ waits for the end of a
-    // frame that never comes; the connect timeout ends it.
+    // A TLS client at a plain STOMP port: ActiveMQ usually waits for the end
+    // of a frame that never comes, and the connect timeout ends it; when the
+    // ClientHello's random bytes happen to end a STOMP command line, it
+    // answers with a plain-text ERROR frame, which fails the handshake. Either
+    // way the attempt ends at once with an error, never a session.
     let mut config = broker.ssl_config();
     config.brokers = vec![BrokerAddress::new("127.0.0.1", broker.stomp_port)];
     config.timeouts.connect = Duration::from_secs(1);
+    let started = std::time::Instant::now();
     let err = stomp::connect(&config).await.unwrap_err();
-    assert!(err.to_string().contains("no CONNECTED within 1s"), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("no CONNECTED within 1s")
+            || (text.contains("TLS handshake") && text.contains("wrong version number")),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{text}");
 
     // A broken CA path is a setup error naming it.
     let mut config = broker.ssl_config();
