@@ -1,6 +1,7 @@
-//! Why this process may not read a file, said so that an operator can fix
-//! it: the images run as uid 65532, and a migrated host's key is root's,
-//! mode 0600.
+//! Reading the local files an admin names (certificates, keys, CA files,
+//! configuration): capped while read ([`read_capped`]), and when a read is
+//! refused, why, said so that an operator can fix it: the images run as uid
+//! 65532, and a migrated host's key is root's, mode 0600.
 
 use std::ffi::CString;
 use std::io;
@@ -10,6 +11,28 @@ use std::path::Path;
 
 /// Where the README explains the ways to give the images' user the host key.
 const README_SECTION: &str = "README: Migrating from the Python images, Host key";
+
+/// The largest certificate, key or CA file read (1 MiB; a PEM bundle of
+/// every public CA is about 200 KiB).
+pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// Reads at most `limit` bytes of `path` (+1 to tell a longer file), so that
+/// a path naming `/dev/zero` or a runaway file cannot fill memory. Too long:
+/// an error of kind [`io::ErrorKind::FileTooLarge`] saying the limit.
+pub fn read_capped(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
 
 /// The effective uid of this process (the one the kernel checks).
 pub fn effective_uid() -> u32 {

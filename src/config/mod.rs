@@ -85,23 +85,19 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Reads a configuration file, at most [`MAX_FILE_BYTES`] (+1 to tell a
 /// file that is too large), so `/dev/zero` or a runaway file cannot fill memory.
 pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    use std::io::Read;
-    let read_err = |error| ConfigError::Read {
-        path: path.to_path_buf(),
-        error,
-    };
-    let f = std::fs::File::open(path).map_err(read_err)?;
-    let mut bytes = Vec::new();
-    f.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ConfigError::TooLarge {
-            path: path.to_path_buf(),
-            limit: MAX_FILE_BYTES,
-        });
-    }
-    Ok(bytes)
+    crate::access::read_capped(path, MAX_FILE_BYTES).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::FileTooLarge {
+            ConfigError::TooLarge {
+                path: path.to_path_buf(),
+                limit: MAX_FILE_BYTES,
+            }
+        } else {
+            ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            }
+        }
+    })
 }
 
 /// Where a value came from, for messages and `--print-config`.

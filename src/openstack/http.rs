@@ -330,7 +330,7 @@ static INSECURE_WARNING: Once = Once::new();
 
 /// `field` is the `[keystone_auth]` option that names `path`.
 fn read_file(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
+    crate::access::read_capped(path, crate::access::MAX_PEM_BYTES).map_err(|e| {
         let hint = crate::access::denied_hint(
             "caso-extract",
             &format!("[keystone_auth] {field}"),

@@ -355,7 +355,7 @@ pub fn ca_certificates_from_dir(capath: &Path) -> Result<Vec<X509>, CredentialEr
     names.sort();
     let mut certs = Vec::new();
     for path in names {
-        if let Ok(pem) = fs::read(&path) {
+        if let Ok(pem) = crate::access::read_capped(&path, crate::access::MAX_PEM_BYTES) {
             certs.extend(X509::stack_from_pem(&pem).unwrap_or_default());
         }
     }
@@ -375,16 +375,18 @@ fn is_hashed_cert_name(name: &str) -> bool {
 
 /// `what` is the `[certificates]` option that names `path`.
 fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, CredentialError> {
-    fs::read(path).map_err(|error| CredentialError::Read {
-        what,
-        path: path.to_path_buf(),
-        hint: crate::access::denied_hint(
-            "ssmsend",
-            &format!("[certificates] {what}"),
-            path,
-            &error,
-        ),
-        error,
+    crate::access::read_capped(path, crate::access::MAX_PEM_BYTES).map_err(|error| {
+        CredentialError::Read {
+            what,
+            path: path.to_path_buf(),
+            hint: crate::access::denied_hint(
+                "ssmsend",
+                &format!("[certificates] {what}"),
+                path,
+                &error,
+            ),
+            error,
+        }
     })
 }
 

@@ -87,9 +87,10 @@ pub(crate) fn connector(tls: &TlsSettings) -> Result<Connector, StompError> {
             true
         }
         TrustAnchors::CaFile(file) => {
-            let pem = std::fs::read(file).map_err(|e| {
-                StompError::TlsSetup(format!("cannot read CA file {}: {e}", file.display()))
-            })?;
+            let pem =
+                crate::access::read_capped(file, crate::access::MAX_PEM_BYTES).map_err(|e| {
+                    StompError::TlsSetup(format!("cannot read CA file {}: {e}", file.display()))
+                })?;
             let certs = X509::stack_from_pem(&pem)
                 .map_err(setup_err(format!("CA file {}", file.display())))?;
             if certs.is_empty() {
