@@ -191,6 +191,10 @@ pub struct Report {
     /// out): nothing of theirs was spooled, their lastrun is untouched.
     pub stopped: Vec<String>,
     pub requests: RequestCounts,
+    /// Where the records went: the messengers' [`Messenger::describe`]
+    /// (empty for a dry run).
+    pub messengers: Vec<String>,
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +203,12 @@ pub struct ProjectReport {
     pub period: Option<Period>,
     /// Records extracted, by type.
     pub records: Vec<(RecordType, usize)>,
+    /// Messages durably added to the spool (a dry run: printed).
+    pub messages: usize,
+    /// The records in those messages.
+    pub records_spooled: usize,
+    /// Records taken by the `logstash` and `noop` messengers.
+    pub records_pushed: usize,
     /// The lastrun written, if any.
     pub lastrun: Option<Timestamp>,
 }
@@ -463,7 +473,7 @@ fn period_of(
         None => match lastrun.read(project) {
             Ok(Some(t)) => t,
             Ok(None) => {
-                tracing::info!(project, "no lastrun file, extracting from 1970-01-01");
+                tracing::info!("no lastrun file, extracting from 1970-01-01");
                 Timestamp::EPOCH
             }
             Err(e) => return Err(Failure::new(project, "lastrun file", e.to_string())),
@@ -474,7 +484,7 @@ fn period_of(
     // its own `to`: nothing to extract yet, not an error. Further ahead is a
     // wrong clock or file, which the admin must see.
     if cfg.extract_from.is_none() && from >= cfg.to && from.seconds_since(cfg.to) <= 2 {
-        tracing::info!(project, %from, "up to date: the previous run ended moments ago");
+        tracing::info!("up to date: the previous run ended moments ago (lastrun {from})");
         return Ok(None);
     }
     if from >= cfg.now {
@@ -533,7 +543,11 @@ async fn extract_project(
         }
     };
     out.period = Some(period);
-    tracing::info!(vo = %vo, vo_from = %source, from = %period.from, to = %period.to, "extracting");
+    tracing::info!(
+        "extracting {} to {} for VO {vo} (from {source})",
+        period.from,
+        period.to
+    );
     let ctx = RecordContext {
         site_name: cfg.site_name.clone(),
         service_name: cfg.service_name.clone(),
@@ -613,6 +627,9 @@ async fn deliver_group(
                     id: x.project.id.clone(),
                     period: x.period,
                     records: counts(&x.records),
+                    messages: 0,
+                    records_spooled: 0,
+                    records_pushed: 0,
                     lastrun: None,
                 },
                 failures: Vec::new(),
@@ -625,17 +642,23 @@ async fn deliver_group(
     // ones deliver nothing.
     let active = |x: &Extracted| x.period.is_some() && !x.stopped;
     if cfg.dry_run {
-        for (_, _, x) in done.iter_mut().filter(|(_, _, x)| active(x)) {
-            if let Err(e) = messenger::print_messages(out, &x.records, cfg.max_records) {
-                x.failures
-                    .push(Failure::new(&x.project.id, "dry-run output", e));
+        for (_, d, x) in done.iter_mut().filter(|(_, _, x)| active(x)) {
+            match messenger::print_messages(out, &x.records, cfg.max_records) {
+                Ok(n) => {
+                    d.report.messages += n;
+                    d.report.records_spooled += x.records.len();
+                }
+                Err(e) => x
+                    .failures
+                    .push(Failure::new(&x.project.id, "dry-run output", e)),
             }
         }
     } else {
         for m in &cfg.messengers {
             let mut batch = Vec::new();
+            // Each project in the batch: its index, messages and records.
             let mut in_batch = Vec::new();
-            for (i, (span, _, x)) in done.iter_mut().enumerate() {
+            for (i, (span, d, x)) in done.iter_mut().enumerate() {
                 if !active(x) {
                     continue;
                 }
@@ -643,7 +666,8 @@ async fn deliver_group(
                 match m.spool_messages(&x.records, cfg.max_records) {
                     Some(Ok(messages)) => {
                         if !messages.is_empty() {
-                            in_batch.push(i);
+                            let records = messages.iter().map(|m| m.record_count()).sum::<usize>();
+                            in_batch.push((i, messages.len(), records));
                             batch.extend(messages);
                         }
                     }
@@ -653,9 +677,10 @@ async fn deliver_group(
                         .instrument(span.clone())
                         .await
                     {
-                        Ok(n) => span.in_scope(
-                            || tracing::debug!(messenger = %m.describe(), records = n, "pushed"),
-                        ),
+                        Ok(n) => {
+                            d.report.records_pushed += n;
+                            span.in_scope(|| tracing::debug!("{n} records to {}", m.describe()))
+                        }
                         Err(cause) => x.failures.push(Failure::new(&id, m.describe(), cause)),
                     },
                 }
@@ -667,11 +692,18 @@ async fn deliver_group(
                 .await
                 .map_err(|e| format!("spool task failed: {e}"))
                 .and_then(|r| r.map_err(|e| e.to_string()));
-            for i in in_batch {
-                let (span, _, x) = &mut done[i];
+            for (i, messages, records) in in_batch {
+                let (span, d, x) = &mut done[i];
                 match &added {
                     Ok(()) => {
-                        span.in_scope(|| tracing::debug!(messenger = %m.describe(), "spooled"))
+                        d.report.messages += messages;
+                        d.report.records_spooled += records;
+                        span.in_scope(|| {
+                            tracing::debug!(
+                                "{messages} messages ({records} records) added to the {}",
+                                m.describe()
+                            )
+                        })
                     }
                     Err(cause) => {
                         x.failures
@@ -824,6 +856,8 @@ pub async fn run_until(
             tracing::warn!("stopped on request before any project was started");
             return Ok(Report {
                 requests: session.request_counts(),
+                dry_run: cfg.dry_run,
+                messengers: cfg.messengers.iter().map(Messenger::describe).collect(),
                 ..Report::default()
             });
         }
@@ -833,7 +867,7 @@ pub async fn run_until(
         ..Report::default()
     };
     for f in &report.failures {
-        tracing::error!(project = %f.project, object = %f.object, "{}", f.cause);
+        tracing::error!("{f}");
     }
     if discovery.projects.is_empty() && report.failures.is_empty() {
         if discovery.tags_listed {
@@ -843,7 +877,7 @@ pub async fn run_until(
             );
         } else {
             report.failures.push(Failure::new(
-                "(none)",
+                NO_PROJECT,
                 "project list",
                 format!(
                     "no projects configured and the projects tagged {:?} cannot be listed",
@@ -864,7 +898,7 @@ pub async fn run_until(
     // project order, whatever order they finish in) while the next ones
     // start, so at most `2 x concurrency` projects' data are in memory.
     let spawn = |p: ProjectInfo| {
-        let span = tracing::info_span!("project", project = %p.id);
+        let span = crate::logging::project_span(&p.name, &p.id);
         let (shared, cfg, lastrun) = (shared.clone(), cfg.clone(), stores.lastrun.clone());
         let id = p.id.clone();
         let task = tokio::spawn(
@@ -893,7 +927,7 @@ pub async fn run_until(
                 Ok(x) => group.push((span, x)),
                 Err(e) => {
                     let f = Failure::new(&id, "extraction task", e.to_string());
-                    tracing::error!(project = %id, "{f}");
+                    tracing::error!("{f}");
                     report.failures.push(f);
                 }
             }
@@ -912,7 +946,7 @@ pub async fn run_until(
         for (span, d) in deliver_group(&cfg, &stores.lastrun, group, out).await {
             span.in_scope(|| {
                 for f in &d.failures {
-                    tracing::error!(project = %f.project, object = %f.object, "{}", f.cause);
+                    tracing::error!("{}: {}", f.object, f.cause);
                 }
                 if !d.failures.is_empty() && !cfg.dry_run {
                     tracing::warn!(
@@ -930,23 +964,16 @@ pub async fn run_until(
     }
     report.not_started.extend(queued.map(|p| p.id));
     report.requests = session.request_counts();
+    report.dry_run = cfg.dry_run;
+    report.messengers = cfg.messengers.iter().map(Messenger::describe).collect();
     Ok(report)
 }
 
-/// Logs the outcome; `Err` (exit 1) naming every failure when any.
+/// Logs the outcome and ends the run with its [`summary_line`] (target
+/// [`crate::logging::SUMMARY`]); `Err` (exit 1, already logged: see
+/// [`exit::reported`]) naming every failure when any.
 pub fn summarize(report: &Report) -> anyhow::Result<()> {
-    let total: usize = report
-        .projects
-        .iter()
-        .flat_map(|p| &p.records)
-        .map(|(_, n)| n)
-        .sum();
-    tracing::info!(
-        projects = report.projects.len(),
-        records = total,
-        "run finished: {}",
-        report.requests
-    );
+    tracing::info!("OpenStack: {}", report.requests);
     if !report.not_started.is_empty() || !report.stopped.is_empty() {
         let ids: Vec<&str> = report
             .stopped
@@ -961,19 +988,172 @@ pub fn summarize(report: &Report) -> anyhow::Result<()> {
             ids.join(", ")
         );
     }
-    if report.failures.is_empty() {
-        return Ok(());
+    let recap = (!report.failures.is_empty()).then(|| {
+        let failed = failed_projects(report);
+        let lines: Vec<String> = report.failures.iter().map(|f| format!("  {f}")).collect();
+        format!(
+            "{} project(s) failed and keep their lastrun ({}):\n{}",
+            failed.len(),
+            failed.join(", "),
+            lines.join("\n")
+        )
+    });
+    if let Some(recap) = &recap {
+        tracing::error!("{recap}");
     }
+    let c = SummaryCounts::of(report);
+    let line = summary_line(report);
+    macro_rules! summary {
+        ($level:ident) => {
+            tracing::$level!(
+                target: crate::logging::SUMMARY,
+                projects = c.total,
+                ok = c.ok,
+                failed = c.failed,
+                stopped = c.stopped,
+                messages = c.messages,
+                records = c.records_spooled,
+                records_pushed = c.records_pushed,
+                records_extracted = c.records_extracted,
+                dry_run = report.dry_run,
+                requests = report.requests.total(),
+                "{line}"
+            )
+        };
+    }
+    match &recap {
+        Some(recap) => {
+            summary!(error);
+            Err(exit::reported(anyhow!("{line}\n{recap}")))
+        }
+        None if c.stopped > 0 => {
+            summary!(warn);
+            Ok(())
+        }
+        None => {
+            summary!(info);
+            Ok(())
+        }
+    }
+}
+
+/// The distinct projects (ids, or entries that were never resolved) with a
+/// failure, sorted; "(none)" (no project list at all) is no project.
+fn failed_projects(report: &Report) -> Vec<&str> {
     let mut failed: Vec<&str> = report.failures.iter().map(|f| f.project.as_str()).collect();
     failed.sort_unstable();
     failed.dedup();
-    let lines: Vec<String> = report.failures.iter().map(|f| format!("  {f}")).collect();
-    Err(anyhow!(
-        "{} project(s) failed and keep their lastrun ({}):\n{}",
-        failed.len(),
-        failed.join(", "),
-        lines.join("\n")
-    ))
+    failed
+}
+
+/// What a run did, counted for its summary line.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SummaryCounts {
+    total: usize,
+    ok: usize,
+    failed: usize,
+    stopped: usize,
+    messages: usize,
+    records_spooled: usize,
+    records_pushed: usize,
+    records_extracted: usize,
+}
+
+impl SummaryCounts {
+    fn of(report: &Report) -> Self {
+        let failed: Vec<&str> = failed_projects(report)
+            .into_iter()
+            .filter(|p| *p != NO_PROJECT)
+            .collect();
+        let stopped = report.stopped.len() + report.not_started.len();
+        let ok = report
+            .projects
+            .iter()
+            .filter(|p| !failed.contains(&p.id.as_str()))
+            .count();
+        let sum = |f: fn(&ProjectReport) -> usize| report.projects.iter().map(f).sum();
+        SummaryCounts {
+            total: ok + failed.len() + stopped,
+            ok,
+            failed: failed.len(),
+            stopped,
+            messages: sum(|p| p.messages),
+            records_spooled: sum(|p| p.records_spooled),
+            records_pushed: sum(|p| p.records_pushed),
+            records_extracted: sum(|p| p.records.iter().map(|(_, n)| n).sum()),
+        }
+    }
+}
+
+/// The project of a failure that is about no project (the list itself).
+const NO_PROJECT: &str = "(none)";
+
+/// The run's last line, counting what really happened: `4/4 projects ok, 16
+/// messages (163 records) spooled`, `2/4 projects ok, 1 failed (nova usage
+/// report), 1 stopped, 8 messages (80 records) spooled`, `4/4 projects ok,
+/// 16 messages (163 records) printed (dry run: nothing spooled)`.
+pub fn summary_line(report: &Report) -> String {
+    let c = SummaryCounts::of(report);
+    let mut parts = vec![match c.total {
+        0 => "no projects".to_string(),
+        n => format!("{}/{n} projects ok", c.ok),
+    }];
+    if c.failed > 0 {
+        parts.push(format!("{} failed ({})", c.failed, failure_causes(report)));
+    }
+    if c.stopped > 0 {
+        parts.push(format!("{} stopped", c.stopped));
+    }
+    if report.failures.iter().any(|f| f.project == NO_PROJECT) {
+        parts.push(format!("no project list ({})", failure_causes(report)));
+    }
+    let spooled = |what: &str| match c.messages {
+        0 => format!("nothing {what}"),
+        n => format!("{n} messages ({} records) {what}", c.records_spooled),
+    };
+    if report.dry_run {
+        parts.push(format!("{} (dry run: nothing spooled)", spooled("printed")));
+    } else {
+        for m in &report.messengers {
+            if m.starts_with("ssm ") {
+                parts.push(spooled("spooled"));
+            } else {
+                parts.push(format!("{} records to the {m}", c.records_pushed));
+            }
+        }
+    }
+    parts.join(", ")
+}
+
+/// What failed, short: the one object and cause when all failures share
+/// them, else the distinct objects (at most three).
+fn failure_causes(report: &Report) -> String {
+    let first = &report.failures[..report.failures.len().min(1)];
+    if let [f] = first
+        && report
+            .failures
+            .iter()
+            .all(|g| g.object == f.object && g.cause == f.cause)
+    {
+        let mut cause = f.cause.clone();
+        if cause.chars().count() > 120 {
+            cause = cause.chars().take(120).collect::<String>() + "...";
+        }
+        return format!("{}: {cause}", f.object);
+    }
+    let mut objects: Vec<&str> = Vec::new();
+    for f in &report.failures {
+        if !objects.contains(&f.object.as_str()) {
+            objects.push(&f.object);
+        }
+    }
+    let more = objects.len().saturating_sub(3);
+    objects.truncate(3);
+    let mut text = objects.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
 }
 
 /// The production stores: the spool at `[ssm] output_path` and the
