@@ -1125,15 +1125,12 @@ pub fn summary_line(report: &Report) -> String {
     parts.join(", ")
 }
 
-/// What failed, short: the one object and cause when all failures share
-/// them, else the distinct objects (at most three).
+/// What failed, short: when all failures are about one object (the spool,
+/// say), it and the first cause; else the distinct objects (at most three).
 fn failure_causes(report: &Report) -> String {
     let first = &report.failures[..report.failures.len().min(1)];
     if let [f] = first
-        && report
-            .failures
-            .iter()
-            .all(|g| g.object == f.object && g.cause == f.cause)
+        && report.failures.iter().all(|g| g.object == f.object)
     {
         let mut cause = f.cause.clone();
         if cause.chars().count() > 120 {
