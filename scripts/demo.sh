@@ -183,7 +183,7 @@ t0=$(date +%s%N)
 "$bin/caso-extract" --config-file "$work/etc/caso.conf" 2>"$work/extract.log" ||
   die "caso-extract failed: $(cat "$work/extract.log")"
 t1=$(date +%s%N)
-grep -o 'run finished: .*' "$work/extract.log" | sed 's/^/    /'
+grep -oE '[0-9]+/[0-9]+ projects ok.*' "$work/extract.log" | sed 's/^/    /'
 elements=$(find "$work/apel/outgoing" -type f | grep -Ev '\.(tmp|lck)$' || true)
 [ -n "$elements" ] || die "caso-extract spooled nothing: $(cat "$work/extract.log")"
 count() { xargs cat <<<"$elements" | grep -o "$1" | wc -l; }
@@ -206,8 +206,8 @@ t0=$(date +%s%N)
 "$bin/ssmsend" --config "$work/etc/sender.cfg" 2>"$work/send.log" ||
   die "ssmsend failed: $(cat "$work/send.log")"
 t1=$(date +%s%N)
-grep -oE '(Messages will be signed using|Will publish to|Sent [0-9]+ of [0-9]+ messages).*' "$work/send.log" |
-  sed -e 's/ found=.*//' -e 's/^/    /' || true
+grep -oE '(Messages will be signed using|Will publish to|[0-9]+/[0-9]+ messages sent).*' "$work/send.log" |
+  sed 's/^/    /' || true
 left=$(find "$work/apel/outgoing" -type f | grep -Ev '\.(tmp|lck)$' | wc -l || true)
 say "sent in $(((t1 - t0) / 1000000)) ms; $left messages left in the spool"
 

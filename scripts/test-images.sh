@@ -463,8 +463,8 @@ EOF
   }
   compose_cleanup() { dc down -v >/dev/null 2>&1 || true; }
   trap 'compose_cleanup; cleanup' EXIT
-  extracted_records() { # total records= of every finished extraction run in LOG
-    sed -n 's/.*run finished: .* records=\([0-9]*\).*/\1/p' "$1" | awk '{s += $1} END {print s + 0}'
+  extracted_records() { # records spooled by every finished extraction run in LOG (its summary line)
+    sed -n 's/.* projects ok, .*[0-9] messages (\([0-9]*\) records) spooled.*/\1/p' "$1" | awk '{s += $1} END {print s + 0}'
   }
   # Waits until caso-extract finished RUNS runs in total and the double holds
   # every record extracted so far.

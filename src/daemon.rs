@@ -261,10 +261,13 @@ pub fn run(
             if exit::is_usage(&e) {
                 return Err(e);
             }
-            tracing::error!(
-                "run failed, trying again next interval: {}",
-                exit::Chain(&e)
-            );
+            // A run's summary already said what failed.
+            if !exit::is_reported(&e) {
+                tracing::error!(
+                    "run failed, trying again next interval: {}",
+                    exit::Chain(&e)
+                );
+            }
         }
         if shutdown.is_requested() {
             tracing::info!("stopped on request");

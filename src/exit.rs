@@ -22,6 +22,24 @@ pub fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
     anyhow::Error::new(UsageError(e.into()))
 }
 
+/// An error the log already ends with (a run's summary line and the failures
+/// before it): the programs do not log it again, they exit 1 (or 2, as its
+/// chain says) and print it on stderr only when the log goes to a file.
+/// Displays exactly as the wrapped error.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Reported(#[from] pub anyhow::Error);
+
+/// Marks `e` as already logged ([`Reported`]).
+pub fn reported(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(Reported(e.into()))
+}
+
+/// Whether `e` was already logged ([`Reported`]).
+pub fn is_reported(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Reported>())
+}
+
 /// An error and its causes on one line, `context: error: cause`, each text
 /// once. Many error types print their source in their own message and also
 /// return it as `source()`, so `{:#}` would print it twice ("Is a directory

@@ -4,6 +4,13 @@
 //! caso.conf: `debug` (DEBUG instead of INFO), `log_file`/`log_dir` (oslo.log:
 //! then the file only). sender.cfg: `[logging] logfile, level, console`. A log
 //! file that cannot be opened is a warning and logging goes to the console.
+//!
+//! Text lines are for operators ([`text`]): time, level, what the line is
+//! about (`project NAME (ID)`, `message ID`), the message; module paths only
+//! at DEBUG. JSON lines keep every field and span field ([`project_span`],
+//! [`message_span`]); the run's last line has the target [`SUMMARY`].
+
+mod text;
 
 use std::fs::OpenOptions;
 use std::io::IsTerminal;
@@ -87,17 +94,39 @@ pub struct LogHandle {
     pub warnings: Vec<String>,
 }
 
+/// The target of the one line that ends every run (`4/4 projects ok, ...`):
+/// in text only its message is shown, in JSON its counts are fields too.
+pub const SUMMARY: &str = "summary";
+
+/// The span of every line about one project: text shows it once as
+/// `project NAME (ID):`, JSON as the span fields `project_name`, `project_id`.
+pub fn project_span(name: &str, id: &str) -> tracing::Span {
+    tracing::info_span!("project", project_name = %name, project_id = %id)
+}
+
+/// The span of every line about one spooled message (its element name, which
+/// is also its message id): text `message ID:`, JSON the span field `msg_id`.
+pub fn message_span(id: &dyn std::fmt::Display) -> tracing::Span {
+    tracing::info_span!("msg", msg_id = %id)
+}
+
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-fn layer<W>(writer: W, format: LogFormat, ansi: bool, filter: Targets) -> BoxedLayer
+fn layer<W>(writer: W, settings: &LogSettings, ansi: bool, filter: Targets) -> BoxedLayer
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     let base = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
-    match format {
-        LogFormat::Text => base.with_filter(filter).boxed(),
+    match settings.format {
+        LogFormat::Text => base
+            .fmt_fields(text::SpanLabel)
+            .event_format(text::TextFormat {
+                targets: settings.level >= Level::DEBUG,
+            })
+            .with_filter(filter)
+            .boxed(),
         LogFormat::Json => base.json().with_filter(filter).boxed(),
     }
 }
@@ -119,7 +148,7 @@ pub fn init(settings: &LogSettings) -> LogHandle {
     if let Some(path) = &settings.file {
         match OpenOptions::new().create(true).append(true).open(path) {
             Ok(f) => {
-                layers.push(layer(Mutex::new(f), settings.format, false, filter.clone()));
+                layers.push(layer(Mutex::new(f), settings, false, filter.clone()));
                 handle.file = Some(path.clone());
             }
             Err(e) => {
@@ -133,7 +162,7 @@ pub fn init(settings: &LogSettings) -> LogHandle {
     }
     if handle.console {
         let ansi = settings.format == LogFormat::Text && std::io::stderr().is_terminal();
-        layers.push(layer(std::io::stderr, settings.format, ansi, filter));
+        layers.push(layer(std::io::stderr, settings, ansi, filter));
     }
     // Err only when a subscriber is already installed (tests): keep that one.
     let _ = tracing_subscriber::registry().with(layers).try_init();

@@ -603,6 +603,13 @@ async fn nova_list_that_stalls_for_one_project() {
     let log = site.log();
     assert_stopped(status, took, &log);
     assert!(log.contains("1 stopped mid-way"), "{log}");
+    // The run ends with its summary (issue 18, point 12): what was spooled
+    // came from the project that finished.
+    let last = log.lines().last().unwrap_or("");
+    assert!(
+        last.contains(" WARN 1/2 projects ok, 1 stopped, ") && last.ends_with(" records) spooled"),
+        "{log}"
+    );
     assert_eq!(site.lastrun(stalled), None, "{log}");
     let messages = site.messages();
     assert!(messages.iter().all(|m| !m.contains(stalled.as_str())));

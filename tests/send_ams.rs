@@ -413,3 +413,103 @@ fn encrypted_messages_decrypt_with_the_server_key_then_verify() {
         }
     });
 }
+
+/// The log's last line, without its time and level.
+fn summary_of(log: &str) -> &str {
+    let last = log.lines().last().unwrap_or("");
+    last.split_once("  INFO ")
+        .or_else(|| last.split_once(" ERROR "))
+        .or_else(|| last.split_once("  WARN "))
+        .map_or(last, |(_, m)| m)
+}
+
+/// Issue 18, points 11-12: operator lines (no module path, each message id
+/// once, as `message ID:`) and one summary line: all sent, to where, via
+/// which AMS.
+#[test]
+fn all_sent_ends_with_one_summary_line() {
+    let s = Setup::with_messages(&[], 6, 1_000);
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 0, "{}", outcome.log);
+    for line in outcome.log.lines() {
+        assert!(!line.contains("cloud_accounting::"), "module path: {line}");
+        assert!(!line.contains("msg{"), "span syntax: {line}");
+    }
+    for id in &s.names {
+        let lines: Vec<&str> = outcome
+            .log
+            .lines()
+            .filter(|l| l.contains(id.as_str()))
+            .collect();
+        assert_eq!(lines.len(), 1, "{id}: {}", outcome.log);
+        assert_eq!(lines[0].matches(id.as_str()).count(), 1, "{}", lines[0]);
+        assert!(
+            lines[0].contains(&format!("INFO message {id}: sent, Argo ID ")),
+            "{}",
+            lines[0]
+        );
+    }
+    assert_eq!(
+        summary_of(&outcome.log),
+        format!(
+            "6/6 messages sent to eu-egi-cloud-accounting via AMS 127.0.0.1:{}",
+            s.double.ams_port
+        ),
+        "{}",
+        outcome.log
+    );
+}
+
+/// A message that is not ASCII is rejected: the summary counts it, exit 1,
+/// and the line is not repeated as an error after it.
+#[test]
+fn some_rejected_summary_line() {
+    let mut bodies: Vec<Vec<u8>> = (0..4).map(|i| message(i, 500)).collect();
+    bodies[2] = b"APEL-cloud-message: v0.4\nVMUUID: caf\xc3\xa9\n%%\n".to_vec();
+    let s = Setup::new(&[], bodies);
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    let summary = summary_of(&outcome.log);
+    assert!(
+        summary.starts_with(&format!(
+            "3/4 messages sent to eu-egi-cloud-accounting via AMS 127.0.0.1:{}, 1 rejected (",
+            s.double.ams_port
+        )),
+        "{}",
+        outcome.log
+    );
+    assert!(
+        outcome.log.lines().last().unwrap().contains(" ERROR "),
+        "{}",
+        outcome.log
+    );
+    assert_eq!(
+        outcome.log.matches("3/4 messages sent").count(),
+        1,
+        "{}",
+        outcome.log
+    );
+    let rejected = &s.names[2];
+    assert!(
+        outcome.log.contains(&format!(
+            "ERROR message {rejected}: rejected: not ASCII text"
+        )),
+        "{}",
+        outcome.log
+    );
+}
+
+/// An empty queue: nothing to send, said once, exit 0, nothing asked of AMS.
+#[test]
+fn nothing_to_send_summary_line() {
+    let s = Setup::new(&[], Vec::new());
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 0, "{}", outcome.log);
+    assert_eq!(
+        summary_of(&outcome.log),
+        format!("nothing to send: no messages in {}", s.queue.display()),
+        "{}",
+        outcome.log
+    );
+    assert_eq!(stats(&s)["publish_requests"], 0);
+}

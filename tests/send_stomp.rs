@@ -99,7 +99,7 @@ async fn ssl_delivers_every_message_signed_by_the_host_and_intact() {
     assert!(send::remaining(&s.queue, Layout::Dirq).is_empty());
     assert!(send::locks(&s.queue).is_empty());
     assert!(
-        outcome.log.contains("Sent 26 of 26 messages"),
+        outcome.log.contains("26/26 messages sent to"),
         "{}",
         outcome.log
     );

@@ -14,10 +14,16 @@ use crate::logging::LogHandle;
 /// else on stderr (and in the log file, if there is one). Returns the exit code.
 fn fail(program: &str, e: &anyhow::Error, log: Option<&LogHandle>) -> ExitCode {
     let e_line = crate::exit::Chain(e);
+    // A run's summary is already the log's last line.
+    let logged = crate::exit::is_reported(e);
     match log {
-        Some(l) if l.console => tracing::error!("{e_line}"),
+        Some(l) if l.console => {
+            if !logged {
+                tracing::error!("{e_line}");
+            }
+        }
         Some(l) => {
-            if l.file.is_some() {
+            if l.file.is_some() && !logged {
                 tracing::error!("{e_line}");
             }
             eprintln!("{program}: error: {e_line}");

@@ -21,6 +21,7 @@ pub mod messenger;
 pub mod neutron;
 pub mod nova;
 pub mod projects;
+mod summary;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -46,6 +47,8 @@ use crate::record::{Record, RecordType};
 use crate::time::Timestamp;
 use messenger::{LastrunStore, Messenger, Spool};
 use projects::{DiscoveryRules, ProjectInfo, VoRules};
+use summary::NO_PROJECT;
+pub use summary::{summarize, summary_line};
 
 /// The period one project's records cover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +195,10 @@ pub struct Report {
     /// out): nothing of theirs was spooled, their lastrun is untouched.
     pub stopped: Vec<String>,
     pub requests: RequestCounts,
+    /// Where the records went: the messengers' [`Messenger::describe`]
+    /// (empty for a dry run).
+    pub messengers: Vec<String>,
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +207,12 @@ pub struct ProjectReport {
     pub period: Option<Period>,
     /// Records extracted, by type.
     pub records: Vec<(RecordType, usize)>,
+    /// Messages durably added to the spool (a dry run: printed).
+    pub messages: usize,
+    /// The records in those messages.
+    pub records_spooled: usize,
+    /// Records taken by the `logstash` and `noop` messengers.
+    pub records_pushed: usize,
     /// The lastrun written, if any.
     pub lastrun: Option<Timestamp>,
 }
@@ -470,7 +483,7 @@ fn period_of(
         None => match lastrun.read(project) {
             Ok(Some(t)) => t,
             Ok(None) => {
-                tracing::info!(project, "no lastrun file, extracting from 1970-01-01");
+                tracing::info!("no lastrun file, extracting from 1970-01-01");
                 Timestamp::EPOCH
             }
             Err(e) => return Err(Failure::new(project, "lastrun file", e.to_string())),
@@ -481,7 +494,7 @@ fn period_of(
     // its own `to`: nothing to extract yet, not an error. Further ahead is a
     // wrong clock or file, which the admin must see.
     if cfg.extract_from.is_none() && from >= cfg.to && from.seconds_since(cfg.to) <= 2 {
-        tracing::info!(project, %from, "up to date: the previous run ended moments ago");
+        tracing::info!("up to date: the previous run ended moments ago (lastrun {from})");
         return Ok(None);
     }
     if from >= cfg.now {
@@ -540,7 +553,11 @@ async fn extract_project(
         }
     };
     out.period = Some(period);
-    tracing::info!(vo = %vo, vo_from = %source, from = %period.from, to = %period.to, "extracting");
+    tracing::info!(
+        "extracting {} to {} for VO {vo} (from {source})",
+        period.from,
+        period.to
+    );
     let ctx = RecordContext {
         site_name: cfg.site_name.clone(),
         service_name: cfg.service_name.clone(),
@@ -620,6 +637,9 @@ async fn deliver_group(
                     id: x.project.id.clone(),
                     period: x.period,
                     records: counts(&x.records),
+                    messages: 0,
+                    records_spooled: 0,
+                    records_pushed: 0,
                     lastrun: None,
                 },
                 failures: Vec::new(),
@@ -632,17 +652,23 @@ async fn deliver_group(
     // ones deliver nothing.
     let active = |x: &Extracted| x.period.is_some() && !x.stopped;
     if cfg.dry_run {
-        for (_, _, x) in done.iter_mut().filter(|(_, _, x)| active(x)) {
-            if let Err(e) = messenger::print_messages(out, &x.records, cfg.max_records) {
-                x.failures
-                    .push(Failure::new(&x.project.id, "dry-run output", e));
+        for (_, d, x) in done.iter_mut().filter(|(_, _, x)| active(x)) {
+            match messenger::print_messages(out, &x.records, cfg.max_records) {
+                Ok(n) => {
+                    d.report.messages += n;
+                    d.report.records_spooled += x.records.len();
+                }
+                Err(e) => x
+                    .failures
+                    .push(Failure::new(&x.project.id, "dry-run output", e)),
             }
         }
     } else {
         for m in &cfg.messengers {
             let mut batch = Vec::new();
+            // Each project in the batch: its index, messages and records.
             let mut in_batch = Vec::new();
-            for (i, (span, _, x)) in done.iter_mut().enumerate() {
+            for (i, (span, d, x)) in done.iter_mut().enumerate() {
                 if !active(x) {
                     continue;
                 }
@@ -650,7 +676,8 @@ async fn deliver_group(
                 match m.spool_messages(&x.records, cfg.max_records) {
                     Some(Ok(messages)) => {
                         if !messages.is_empty() {
-                            in_batch.push(i);
+                            let records = messages.iter().map(|m| m.record_count()).sum::<usize>();
+                            in_batch.push((i, messages.len(), records));
                             batch.extend(messages);
                         }
                     }
@@ -660,9 +687,10 @@ async fn deliver_group(
                         .instrument(span.clone())
                         .await
                     {
-                        Ok(n) => span.in_scope(
-                            || tracing::debug!(messenger = %m.describe(), records = n, "pushed"),
-                        ),
+                        Ok(n) => {
+                            d.report.records_pushed += n;
+                            span.in_scope(|| tracing::debug!("{n} records to {}", m.describe()))
+                        }
                         Err(cause) => x.failures.push(Failure::new(&id, m.describe(), cause)),
                     },
                 }
@@ -674,11 +702,18 @@ async fn deliver_group(
                 .await
                 .map_err(|e| format!("spool task failed: {e}"))
                 .and_then(|r| r.map_err(|e| e.to_string()));
-            for i in in_batch {
-                let (span, _, x) = &mut done[i];
+            for (i, messages, records) in in_batch {
+                let (span, d, x) = &mut done[i];
                 match &added {
                     Ok(()) => {
-                        span.in_scope(|| tracing::debug!(messenger = %m.describe(), "spooled"))
+                        d.report.messages += messages;
+                        d.report.records_spooled += records;
+                        span.in_scope(|| {
+                            tracing::debug!(
+                                "{messages} messages ({records} records) added to the {}",
+                                m.describe()
+                            )
+                        })
                     }
                     Err(cause) => {
                         x.failures
@@ -831,6 +866,8 @@ pub async fn run_until(
             tracing::warn!("stopped on request before any project was started");
             return Ok(Report {
                 requests: session.request_counts(),
+                dry_run: cfg.dry_run,
+                messengers: cfg.messengers.iter().map(Messenger::describe).collect(),
                 ..Report::default()
             });
         }
@@ -840,7 +877,7 @@ pub async fn run_until(
         ..Report::default()
     };
     for f in &report.failures {
-        tracing::error!(project = %f.project, object = %f.object, "{}", f.cause);
+        tracing::error!("{f}");
     }
     if discovery.projects.is_empty() && report.failures.is_empty() {
         if discovery.tags_listed {
@@ -850,7 +887,7 @@ pub async fn run_until(
             );
         } else {
             report.failures.push(Failure::new(
-                "(none)",
+                NO_PROJECT,
                 "project list",
                 format!(
                     "no projects configured and the projects tagged {:?} cannot be listed",
@@ -871,7 +908,7 @@ pub async fn run_until(
     // project order, whatever order they finish in) while the next ones
     // start, so at most `2 x concurrency` projects' data are in memory.
     let spawn = |p: ProjectInfo| {
-        let span = tracing::info_span!("project", project = %p.id);
+        let span = crate::logging::project_span(&p.name, &p.id);
         let (shared, cfg, lastrun) = (shared.clone(), cfg.clone(), stores.lastrun.clone());
         let id = p.id.clone();
         let task = tokio::spawn(
@@ -900,7 +937,7 @@ pub async fn run_until(
                 Ok(x) => group.push((span, x)),
                 Err(e) => {
                     let f = Failure::new(&id, "extraction task", e.to_string());
-                    tracing::error!(project = %id, "{f}");
+                    tracing::error!("{f}");
                     report.failures.push(f);
                 }
             }
@@ -919,7 +956,7 @@ pub async fn run_until(
         for (span, d) in deliver_group(&cfg, &stores.lastrun, group, out).await {
             span.in_scope(|| {
                 for f in &d.failures {
-                    tracing::error!(project = %f.project, object = %f.object, "{}", f.cause);
+                    tracing::error!("{}: {}", f.object, f.cause);
                 }
                 if !d.failures.is_empty() && !cfg.dry_run {
                     tracing::warn!(
@@ -937,50 +974,9 @@ pub async fn run_until(
     }
     report.not_started.extend(queued.map(|p| p.id));
     report.requests = session.request_counts();
+    report.dry_run = cfg.dry_run;
+    report.messengers = cfg.messengers.iter().map(Messenger::describe).collect();
     Ok(report)
-}
-
-/// Logs the outcome; `Err` (exit 1) naming every failure when any.
-pub fn summarize(report: &Report) -> anyhow::Result<()> {
-    let total: usize = report
-        .projects
-        .iter()
-        .flat_map(|p| &p.records)
-        .map(|(_, n)| n)
-        .sum();
-    tracing::info!(
-        projects = report.projects.len(),
-        records = total,
-        "run finished: {}",
-        report.requests
-    );
-    if !report.not_started.is_empty() || !report.stopped.is_empty() {
-        let ids: Vec<&str> = report
-            .stopped
-            .iter()
-            .chain(&report.not_started)
-            .map(String::as_str)
-            .collect();
-        tracing::warn!(
-            "stopped on request: {} project(s) not started or not finished ({} stopped mid-way) keep their lastrun for the next run: {}",
-            ids.len(),
-            report.stopped.len(),
-            ids.join(", ")
-        );
-    }
-    if report.failures.is_empty() {
-        return Ok(());
-    }
-    let mut failed: Vec<&str> = report.failures.iter().map(|f| f.project.as_str()).collect();
-    failed.sort_unstable();
-    failed.dedup();
-    let lines: Vec<String> = report.failures.iter().map(|f| format!("  {f}")).collect();
-    Err(anyhow!(
-        "{} project(s) failed and keep their lastrun ({}):\n{}",
-        failed.len(),
-        failed.join(", "),
-        lines.join("\n")
-    ))
 }
 
 /// The production stores: the spool at `[ssm] output_path` and the

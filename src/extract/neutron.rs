@@ -35,7 +35,6 @@ pub fn build_records(fips: &[FloatingIp], ctx: &RecordContext) -> Vec<Record> {
             Ok(IpAddr::V6(_)) => IpVersion::V6,
             Err(_) => {
                 tracing::warn!(
-                    project = %ctx.project_id,
                     floating_ip = %f.id,
                     "floating IP address {:?} is not an IP address: not counted",
                     f.floating_ip_address

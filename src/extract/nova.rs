@@ -115,7 +115,7 @@ pub fn server_end(server: &Server) -> Option<Timestamp> {
     None
 }
 
-fn benchmark(spec: &FlavorSpec, keys: &FlavorKeys, project: &str) -> Option<Benchmark> {
+fn benchmark(spec: &FlavorSpec, keys: &FlavorKeys) -> Option<Benchmark> {
     let kind = spec.extra_specs.get(&keys.benchmark_type);
     let value = spec.extra_specs.get(&keys.benchmark_value);
     match (kind, value) {
@@ -125,14 +125,13 @@ fn benchmark(spec: &FlavorSpec, keys: &FlavorKeys, project: &str) -> Option<Benc
                 value,
             }),
             Err(e) => {
-                tracing::warn!(project, flavor = %spec.name, "flavor benchmark ignored: {e}");
+                tracing::warn!(flavor = %spec.name, "flavor benchmark ignored: {e}");
                 None
             }
         },
         (None, None) => None,
         _ => {
             tracing::warn!(
-                project,
                 flavor = %spec.name,
                 "flavor has only one of {} and {}: no benchmark in its records",
                 keys.benchmark_type,
@@ -177,7 +176,7 @@ fn cloud_record(
         disk: spec.map_or(0, |s| s.disk),
         public_ip_count: u32::try_from(server.floating_ip_count()).unwrap_or(u32::MAX),
         image_id,
-        benchmark: spec.and_then(|s| benchmark(s, keys, &ctx.project_id)),
+        benchmark: spec.and_then(|s| benchmark(s, keys)),
     }
 }
 
@@ -223,7 +222,6 @@ fn accelerator_records(
         Ok(n) => n,
         Err(_) => {
             tracing::warn!(
-                project = %ctx.project_id,
                 flavor = %spec.name,
                 "flavor {} = {number:?} is not a count: no accelerator records",
                 keys.accelerator_number
@@ -314,7 +312,7 @@ pub fn build_records(
         let uuid = vm_uuid(server, ctx)?;
         let spec = flavor_spec(server, &data.flavors);
         if spec.is_none() {
-            tracing::debug!(project = %ctx.project_id, server = %server.id, "flavor unknown to Nova: resources from the usage report only");
+            tracing::debug!(server = %server.id, "flavor unknown to Nova: resources from the usage report only");
         }
         let mut record = cloud_record(server, uuid, spec.as_ref(), data, ctx, keys);
         if let Some(spec) = &spec {
@@ -353,13 +351,12 @@ pub fn build_records(
             continue;
         }
         let Ok(uuid) = Uuid::parse_str(&usage.instance_id) else {
-            tracing::warn!(project = %ctx.project_id, server = %usage.instance_id, "usage report names a server whose id is not a UUID: skipped");
+            tracing::warn!(server = %usage.instance_id, "usage report names a server whose id is not a UUID: skipped");
             continue;
         };
         if !clouds.contains_key(&uuid) {
             let Some(server) = listed.get(usage.instance_id.as_str()) else {
                 tracing::warn!(
-                    project = %ctx.project_id,
                     server = %usage.instance_id,
                     "server in the usage report cannot be read from the Nova API (see https://caso.readthedocs.io/en/stable/troubleshooting.html#cannot-find-vm-in-api): skipped"
                 );
@@ -395,7 +392,6 @@ pub async fn fetch(
     ctx: &RecordContext,
 ) -> Result<NovaData, Failure> {
     let session = &shared.session;
-    let project = &ctx.project_id;
     let (from, to) = (ctx.period.from, ctx.period.to);
     let os = |object: &str| {
         let object = object.to_string();
@@ -435,7 +431,7 @@ pub async fn fetch(
         match nova::get_server(session, target, id).await {
             Ok(s) => usage_servers.push(s),
             Err(e @ (OpenStackError::NotFound { .. } | OpenStackError::Forbidden { .. })) => {
-                tracing::debug!(project = %project, server = id, "{e}");
+                tracing::debug!(server = id, "{e}");
             }
             Err(e) => return Err(ctx.failure(format!("nova server {id:?}"), e.to_string())),
         }
@@ -477,7 +473,7 @@ pub async fn fetch(
                 flavors.insert(id.to_string(), f);
             }
             Ok(None) => {
-                tracing::debug!(project = %project, flavor = id, "flavor no longer exists")
+                tracing::debug!(flavor = id, "flavor no longer exists")
             }
             Err(e) => return Err(ctx.failure(format!("nova flavor {id:?}"), e.to_string())),
         }
@@ -494,7 +490,7 @@ pub async fn fetch(
             Ok(None) => {}
             // An image this project may not read keeps its plain id.
             Err(e @ OpenStackError::Forbidden { .. }) => {
-                tracing::debug!(project = %project, image = id, "{e}")
+                tracing::debug!(image = id, "{e}")
             }
             Err(e) => return Err(ctx.failure(format!("glance image {id:?}"), e.to_string())),
         }

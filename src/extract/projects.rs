@@ -73,8 +73,8 @@ impl VoRules {
         }
         let map = &self.map;
         if let Some(vo) = map.lookup(&project.id, &project.name)? {
+            let _about = crate::logging::project_span(&project.name, &project.id).entered();
             tracing::warn!(
-                project = %project.id,
                 "VO from the deprecated mapping file {}: set the project property {} instead",
                 map.path().display(),
                 self.property
@@ -240,7 +240,8 @@ pub async fn discover(
     let mut projects = Vec::new();
     for (id, p) in by_id {
         if !p.enabled {
-            tracing::info!(project = %id, "project is disabled in Keystone; extracting it anyway");
+            let _about = crate::logging::project_span(&p.name, &id).entered();
+            tracing::info!("project is disabled in Keystone; extracting it anyway");
         }
         match rules.vo.vo_of(&p) {
             Ok(vo) => projects.push(ProjectInfo {

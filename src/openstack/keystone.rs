@@ -186,7 +186,7 @@ impl UserNames {
             Ok(match get_user(session, &self.scope, user_id).await {
                 Ok(user) => Some(user.name),
                 Err(e) => {
-                    tracing::warn!(user_id, "no user name for the records: {e}");
+                    tracing::warn!("no user name for the records: {e}");
                     None
                 }
             })

@@ -98,10 +98,10 @@ pub async fn send_all(
             };
             let Some((id, result)) = next else { break };
             pending().remove(&id);
-            let _span = tracing::info_span!("msg", msg = %id).entered();
+            let _span = crate::logging::message_span(&id).entered();
             match result {
                 Ok(argo_id) => {
-                    tracing::info!("Sent {id}, Argo ID: {argo_id}");
+                    tracing::info!("sent, Argo ID {argo_id}");
                     spool.delivered(id);
                 }
                 Err(e) if e.is_message_specific() => spool.reject(id, e.to_string()),

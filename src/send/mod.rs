@@ -210,40 +210,96 @@ async fn send_queue(
         Err(e) => tracing::warn!("purging the queue failed: {e}"),
     }
     let secs = started.elapsed().as_secs_f64();
-    tracing::info!(
-        found = tally.found,
-        sent = tally.sent,
-        rejected = tally.rejected,
-        unsent = tally.unsent,
-        locked_elsewhere = tally.skipped,
-        not_messages = tally.bad(),
-        seconds = format_args!("{secs:.2}"),
-        "Sent {} of {} messages",
-        tally.sent,
-        tally.found
-    );
-    if let Some(e) = failure {
-        return Err(e.context(summary(&tally)));
+    let stopped = stop.is_requested()
+        && tally.rejected == 0
+        && tally.not_removed == 0
+        && tally.bad() == 0
+        && failure.is_none();
+    let mut line = summary_line(&tally, settings);
+    if let Some(e) = &failure {
+        line = format!("{line}: {}", exit::Chain(e));
+    } else if stopped && tally.unsent > 0 {
+        line.push_str(" (stopped on request)");
     }
-    if stop.is_requested() && tally.rejected == 0 && tally.not_removed == 0 && tally.bad() == 0 {
+    macro_rules! summary {
+        ($level:ident) => {
+            tracing::$level!(
+                target: crate::logging::SUMMARY,
+                found = tally.found,
+                sent = tally.sent,
+                rejected = tally.rejected,
+                unsent = tally.unsent,
+                locked_elsewhere = tally.skipped,
+                not_removed = tally.not_removed,
+                not_messages = tally.bad(),
+                destination = %settings.messaging.destination,
+                via = %via(settings),
+                seconds = format_args!("{secs:.2}"),
+                "{line}"
+            )
+        };
+    }
+    if let Some(e) = failure {
+        summary!(error);
+        return Err(exit::reported(e.context(line)));
+    }
+    if stopped {
         if tally.unsent > 0 {
-            tracing::warn!(
-                "stopped on request: {} messages left in the queue for the next run",
-                tally.unsent
-            );
+            summary!(warn);
+        } else {
+            summary!(info);
         }
         return Ok(());
     }
     if tally.clean() {
+        summary!(info);
         Ok(())
     } else {
-        Err(anyhow!(summary(&tally)))
+        summary!(error);
+        Err(exit::reported(anyhow!(line)))
     }
 }
 
-/// One line for the final error: what was not delivered and where it is.
-fn summary(t: &Tally) -> String {
-    let mut parts = vec![format!("sent {} of {} messages", t.sent, t.found)];
+/// Where the messages go, for the summary: `AMS host:port` or the
+/// configured STOMP brokers.
+fn via(settings: &SenderSettings) -> String {
+    match &settings.transport {
+        Transport::Ams(a) => format!("AMS {}:{}", a.host, a.port),
+        Transport::Stomp(s) => {
+            let brokers: Vec<String> = s
+                .brokers
+                .iter()
+                .map(|b| format!("{}:{}", b.host, b.port))
+                .collect();
+            format!("broker {}", brokers.join(" or "))
+        }
+    }
+}
+
+/// The run's last line: `16/16 messages sent to DEST via AMS host:443`,
+/// `12/16 messages sent to DEST via ..., 3 left in the queue for the next
+/// run, 1 rejected (...)`, `nothing to send in PATH`.
+fn summary_line(t: &Tally, settings: &SenderSettings) -> String {
+    if t.found == 0 && t.bad() == 0 {
+        return format!(
+            "nothing to send: no messages in {}",
+            settings.messaging.path.display()
+        );
+    }
+    let mut parts = vec![format!(
+        "{}/{} messages sent to {} via {}",
+        t.sent,
+        t.found,
+        settings.messaging.destination,
+        via(settings)
+    )];
+    parts.extend(problems(t));
+    parts.join(", ")
+}
+
+/// What was not delivered and where it is, one part each.
+fn problems(t: &Tally) -> Vec<String> {
+    let mut parts = Vec::new();
     if t.unsent > 0 {
         parts.push(format!("{} left in the queue for the next run", t.unsent));
     }
@@ -272,7 +328,10 @@ fn summary(t: &Tally) -> String {
             t.not_removed
         ));
     }
-    parts.join(", ")
+    if t.skipped > 0 {
+        parts.push(format!("{} locked by another sender", t.skipped));
+    }
+    parts
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {

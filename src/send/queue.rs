@@ -320,12 +320,12 @@ impl Prepared {
 
 /// Lock, read, check, seal one element (blocking).
 fn prepare(queue: &Queue, signer: &Signer, id: ElementId) -> Prepared {
-    let span = tracing::info_span!("msg", msg = %id);
+    let span = crate::logging::message_span(&id);
     let _entered = span.enter();
     match queue.lock(&id) {
         Ok(true) => {}
         Ok(false) => {
-            tracing::info!("Message was locked. {id} will not be sent.");
+            tracing::info!("locked by another sender: not sent by this one");
             return Prepared::Skipped;
         }
         Err(e) => {
@@ -382,7 +382,7 @@ fn settle_all(queue: &Queue, rx: mpsc::Receiver<Settle>) -> Tally {
                 match result {
                     Ok(()) => tally.sent += 1,
                     Err(e) => {
-                        let _s = tracing::info_span!("msg", msg = %id).entered();
+                        let _s = crate::logging::message_span(&id).entered();
                         tracing::error!(
                             "delivered, but cannot remove it from the queue (it will be sent again): {e}"
                         );
@@ -401,14 +401,14 @@ fn settle_one(queue: &Queue, action: Settle, tally: &mut Tally) {
         Settle::Unsent => tally.unsent += 1,
         Settle::Remove(_) => {}
         Settle::Unlock(id) => {
-            let _s = tracing::info_span!("msg", msg = %id).entered();
+            let _s = crate::logging::message_span(&id).entered();
             if let Err(e) = queue.unlock(&id) {
                 tracing::warn!("cannot unlock (a later purge will): {e}");
             }
             tally.unsent += 1;
         }
         Settle::Reject(id, reason) => {
-            let _s = tracing::info_span!("msg", msg = %id).entered();
+            let _s = crate::logging::message_span(&id).entered();
             match queue.reject(&id, &reason) {
                 Ok(path) => {
                     tracing::error!("rejected: {reason}; moved to {}", path.display());

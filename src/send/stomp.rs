@@ -102,7 +102,7 @@ pub async fn send_all(
             continue;
         }
         let key = msg.id.as_str().to_owned();
-        let span = tracing::info_span!("msg", msg = %msg.id);
+        let span = crate::logging::message_span(&msg.id);
         // `send` waits only for a window slot, and is cancel-safe: a stop
         // while waiting sends nothing.
         let sending = conn.send(destination, &key, msg.body).instrument(span);
@@ -173,12 +173,12 @@ fn settle(spool: &Spool, in_flight: &mut HashMap<String, ElementId>, outcome: Ou
         Outcome::Failed(k) => (k, false),
     };
     let Some(id) = in_flight.remove(&key) else {
-        tracing::warn!(msg = %key, "outcome for a message not in flight");
+        tracing::warn!("the broker answered for message {key}, which is not in flight");
         return;
     };
-    let _span = tracing::info_span!("msg", msg = %id).entered();
+    let _span = crate::logging::message_span(&id).entered();
     if confirmed {
-        tracing::info!("Sent {id}");
+        tracing::info!("sent");
         spool.delivered(id);
     } else {
         tracing::warn!("not confirmed by the broker, kept for the next run");
