@@ -1,6 +1,25 @@
 //! Cloud accounting for EGI sites: `caso-extract` and `ssmsend` in one library.
 //!
 //! One module per concern; the two binaries under `src/bin` only call [`cli`].
+//!
+//! Code map, from the edge inwards:
+//! - [`cli`]: the two programs' command lines; [`exit`]: exit codes (0, 1, 2)
+//!   and how an error chain is printed; [`daemon`]: cron and daemon mode,
+//!   SIGTERM; [`logging`]: log set-up and the operators' text format;
+//!   [`check`]: the `--check` report.
+//! - [`config`]: caso.conf (oslo.config dialect), sender.cfg (configparser),
+//!   voms.json: layers, interpolation, typed settings, `--print-config`.
+//! - [`extract`]: one `caso-extract` run (projects, Nova/Cinder/Neutron to
+//!   records, messengers, the summary); [`openstack`]: the Keystone, Nova,
+//!   Glance, Cinder and Neutron client; [`reply`]: HTTP answers read capped,
+//!   origins, excerpts of server text; [`lastrun`], [`runlock`]: cASO's
+//!   lastrun files and run lock.
+//! - [`send`]: one `ssmsend` run (spool to transport, `--dry-run`);
+//!   [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO Messaging Service
+//!   client; [`smime`]: signing, encryption and the host credentials.
+//! - [`record`]: the APEL record formats; [`spool`]: the dirq and directory
+//!   queues (never through a symlink); [`access`]: reading the files an admin
+//!   names (capped, with why a read was refused); [`time`]: timestamps.
 
 pub mod access;
 pub mod ams;
