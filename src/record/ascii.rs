@@ -31,7 +31,9 @@ pub fn json_text(s: &str) -> Cow<'_, str> {
 /// character references (an XML parser rejects the whole message): the
 /// StAR rule.
 pub fn xml_text(s: &str) -> Cow<'_, str> {
-    keep(s, |c| !c.is_control() && !matches!(c, '\u{fffe}' | '\u{ffff}'))
+    keep(s, |c| {
+        !c.is_control() && !matches!(c, '\u{fffe}' | '\u{ffff}')
+    })
 }
 
 fn keep(s: &str, kept: impl Fn(char) -> bool) -> Cow<'_, str> {

@@ -13,9 +13,34 @@ use crate::time::Timestamp;
 /// accent, and characters of every UTF-8 length.
 fn text() -> impl Strategy<Value = String> {
     let tricky = prop::sample::select(vec![
-        '&', '<', '>', '"', '\'', '\\', '/', ';', '#', '\t', '\n', '\r', '\0', '\u{1}', '\u{7f}',
-        '\u{85}', '\u{9f}', '\u{fffe}', '\u{ffff}', '\u{fffd}', 'ü', 'Ω', 'Д', '李', '\u{301}',
-        '😀', '\u{10ffff}', ' ',
+        '&',
+        '<',
+        '>',
+        '"',
+        '\'',
+        '\\',
+        '/',
+        ';',
+        '#',
+        '\t',
+        '\n',
+        '\r',
+        '\0',
+        '\u{1}',
+        '\u{7f}',
+        '\u{85}',
+        '\u{9f}',
+        '\u{fffe}',
+        '\u{ffff}',
+        '\u{fffd}',
+        'ü',
+        'Ω',
+        'Д',
+        '李',
+        '\u{301}',
+        '😀',
+        '\u{10ffff}',
+        ' ',
     ]);
     prop::collection::vec(prop_oneof![any::<char>(), tricky, Just('a')], 0..48)
         .prop_map(|v| v.into_iter().collect())
