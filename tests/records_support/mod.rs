@@ -99,7 +99,8 @@ pub fn storage(n: u32) -> StorageRecord {
     }
 }
 
-/// Every text field stuffed with what the ASCII rule must remove.
+/// Every text field stuffed with what the text rules must remove (controls)
+/// or, outside cloud records, escape (non-ASCII).
 pub const DIRTY: &str = "é東\t\n\u{7f}\u{1}😀";
 
 /// People's names outside ASCII (issue 17), by what each one exercises. StAR
