@@ -1,5 +1,7 @@
-//! Message rules that cASO does not have: the size cap, the one ASCII rule
-//! on every record type, and refusing (not truncating) an oversized record.
+//! Message rules that cASO does not have: the size cap, the text rules on
+//! every record type (printable ASCII in cloud records, no control
+//! characters anywhere, non-ASCII escaped in StAR and JSON), and refusing
+//! (not truncating) an oversized record.
 
 #[path = "records_support/mod.rs"]
 mod support;
@@ -110,6 +112,51 @@ fn every_type_respects_the_size_cap() {
     }
 }
 
+/// Escaping makes a record longer than its input (李: 3 bytes of UTF-8,
+/// `&#26446;` 8 in StAR; 😀: 4 bytes, `\ud83d\ude00` 12 in JSON): messages
+/// are cut by the bytes really written, so none exceeds the cap.
+#[test]
+fn escaped_names_count_at_their_rendered_size() {
+    let mut records: Vec<Record> = Vec::new();
+    for i in 0..2000 {
+        let mut s = storage(i);
+        s.user_identity = Some("李".repeat(200));
+        records.push(s.into());
+        let mut p = ip(i);
+        p.global_user_name = Some("😀".repeat(100));
+        records.push(p.into());
+    }
+    let messages = render_messages(&records, n(100_000)).unwrap();
+    for kind in [RecordType::Ip, RecordType::Storage] {
+        let of_kind: Vec<_> = messages.iter().filter(|m| m.kind() == kind).collect();
+        assert_eq!(
+            of_kind.iter().map(|m| m.record_count()).sum::<usize>(),
+            2000
+        );
+        let total: usize = of_kind.iter().map(|m| m.as_bytes().len()).sum();
+        // Counted by their UTF-8 input the names would fit in fewer messages.
+        assert!(total > 2 * MAX_MESSAGE_BYTES, "{kind}: {total} bytes");
+        assert!(of_kind.len() >= total.div_ceil(MAX_MESSAGE_BYTES), "{kind}");
+        for m in &of_kind {
+            assert!(m.as_str().is_ascii(), "{kind}");
+            assert!(m.as_bytes().len() <= MAX_MESSAGE_BYTES, "{kind}");
+        }
+        // Greedy: each message but the last could not take one more record.
+        let one = of_kind[0].as_bytes().len() / of_kind[0].record_count();
+        for m in &of_kind[..of_kind.len() - 1] {
+            assert!(m.as_bytes().len() + one > MAX_MESSAGE_BYTES, "{kind}");
+        }
+    }
+    // A record over the cap only once escaped is refused, not truncated.
+    let mut big = storage(9);
+    big.user_identity = Some("李".repeat(MAX_MESSAGE_BYTES / 4));
+    let err = render_messages(&[big.into()], n(1)).unwrap_err();
+    match err {
+        RecordError::RecordTooLarge { bytes, .. } => assert!(bytes > 2 * MAX_MESSAGE_BYTES),
+        other => panic!("unexpected error {other:?}"),
+    }
+}
+
 #[test]
 fn a_record_too_large_for_any_message_is_an_error_naming_it() {
     let mut big = cloud(7);
@@ -155,7 +202,9 @@ fn max_size_counts_records_per_message() {
     assert!(render_messages(&[], n(100)).unwrap().is_empty());
 }
 
-/// The one ASCII rule reaches every text field of every record type.
+/// The text rules reach every text field of every record type: the cloud
+/// record keeps printable ASCII, StAR and JSON escape the rest, and control
+/// characters are gone from all of them.
 #[test]
 fn every_text_field_of_every_type_is_printable_ascii() {
     let mut c = cloud(1);
@@ -235,16 +284,25 @@ fn every_text_field_of_every_type_is_printable_ascii() {
     assert!(cloud_text.contains("\nBenchmarkType: HEPSPEC\n"));
     // Header + 21 keys (all but SuspendDuration): no line was injected.
     assert_eq!(cloud_text.lines().count(), 1 + 21);
+    // DIRTY is "é東\t\n\u{7f}\u{1}😀": the three non-control characters stay.
     assert!(
         messages[1]
             .as_str()
-            .contains(r#""GlobalUserName": "alice""#)
+            .contains(r#""GlobalUserName": "alice\u00e9\u6771\ud83d\ude00""#),
+        "{}",
+        messages[1].as_str()
     );
-    assert!(messages[2].as_str().contains(r#""Model": "NVIDIA A100""#));
+    assert!(
+        messages[2]
+            .as_str()
+            .contains(r#""Model": "NVIDIA A100\u00e9\u6771\ud83d\ude00""#)
+    );
     assert!(
         messages[3]
             .as_str()
-            .contains("<sr:UserIdentity>alice</sr:UserIdentity>")
+            .contains("<sr:UserIdentity>alice&#233;&#26481;&#128512;</sr:UserIdentity>"),
+        "{}",
+        messages[3].as_str()
     );
 }
 

@@ -6,6 +6,11 @@
 //! - CloudType: ours (`CLOUD_TYPE`) is given to cASO's records as the field;
 //! - the fixes a case names (see `FIXES` in the oracle), each of which must
 //!   really change cASO's output for that case (so none hides anything).
+//!
+//! Names outside ASCII come out of StAR and JSON exactly as cASO writes them
+//! (character references, `\uXXXX`): only control characters are a fix
+//! there ("no-controls"); the cloud record keeps its printable-ASCII fix
+//! ("text-rule") for the fields cASO does not strip itself.
 
 #[path = "records_support/mod.rs"]
 mod support;
@@ -285,9 +290,18 @@ fn corpus() -> Vec<Case> {
     quoted.global_user_name = Some(r#"a "quoted" \ name / <x>"#.into());
     cases.push(case("ip: JSON escapes", 100, &[], one(quoted)));
     let mut accented = ip(4);
+    accented.site_name = "SÍTE".into();
+    accented.compute_service = "növa".into();
+    accented.local_user = Some("usér".into());
     accented.global_user_name = Some("José".into());
+    accented.local_group = "prøject".into();
     accented.fqan = "vö".into();
-    cases.push(case("ip: non-ASCII", 100, &["text-rule"], one(accented)));
+    cases.push(case(
+        "ip: non-ASCII in every text field",
+        100,
+        &[],
+        one(accented),
+    ));
     let mut zero = ip(5);
     zero.ip_count = 0;
     zero.measurement_time = ts("2025-10-02T10:00:00Z");
@@ -328,11 +342,17 @@ fn corpus() -> Vec<Case> {
     zero.count = 0;
     cases.push(case("accelerator: zero durations", 100, &[], one(zero)));
     let mut accented = accelerator(5);
+    accented.site_name = "SÍTE".into();
+    accented.compute_service = "növa".into();
+    accented.global_user_name = Some("José".into());
+    accented.fqan = "vö".into();
+    accented.accelerator_type = "GPÜ".into();
     accented.model = "NVIDIA® Tesla V100".into();
+    accented.benchmark = bench("HEPscore™", 10.0);
     cases.push(case(
-        "accelerator: non-ASCII",
+        "accelerator: non-ASCII in every text field",
         100,
-        &["text-rule"],
+        &["accelerator-benchmark-key"],
         one(accented),
     ));
     for max in [1, 2, 100] {
@@ -386,11 +406,16 @@ fn corpus() -> Vec<Case> {
         one(period_end),
     ));
     let mut accented = storage(7);
+    accented.site_name = "SÍTE".into();
+    accented.compute_service = "cïnder".into();
+    accented.local_user = "usér".into();
+    accented.local_group = "prøject".into();
     accented.user_identity = Some("José".into());
+    accented.group = "vö".into();
     cases.push(case(
-        "storage: non-ASCII",
+        "storage: non-ASCII in every text field",
         100,
-        &["text-rule"],
+        &[],
         one(accented),
     ));
     let mut control = storage(8);
@@ -398,8 +423,16 @@ fn corpus() -> Vec<Case> {
     cases.push(case(
         "storage: control character (cASO crashes)",
         100,
-        &["text-rule"],
+        &["no-controls"],
         one(control),
+    ));
+    let mut nonchar = storage(9);
+    nonchar.user_identity = Some("a\u{fffe}b\u{ffff}".into());
+    cases.push(case(
+        "storage: U+FFFE, U+FFFF (cASO writes references no parser takes)",
+        100,
+        &["no-controls"],
+        one(nonchar),
     ));
     for max in [1, 2, 100] {
         let records = (10..15).map(|i| storage(i).into()).collect();
@@ -409,6 +442,38 @@ fn corpus() -> Vec<Case> {
             &[],
             records,
         ));
+    }
+
+    // ---- the names table (issue 17): every type, every name ----
+    for (i, (what, name)) in NAMES.iter().enumerate() {
+        let n = 200 + i as u32;
+        let controls = without_controls(name) != *name;
+        let mut c = cloud(n);
+        c.machine_name = (*name).into();
+        c.local_user_id = (*name).into();
+        c.global_user_name = Some((*name).into());
+        // cASO strips non-ASCII from these three cloud fields itself.
+        let fixes: &[&str] = if controls { &["text-rule"] } else { &[] };
+        cases.push(case(&format!("names, cloud: {what}"), 100, fixes, one(c)));
+        let fixes: &[&str] = if controls { &["no-controls"] } else { &[] };
+        let mut p = ip(n);
+        p.global_user_name = Some((*name).into());
+        p.local_user = Some((*name).into());
+        cases.push(case(&format!("names, ip: {what}"), 100, fixes, one(p)));
+        let mut a = accelerator(n);
+        a.global_user_name = Some((*name).into());
+        a.model = (*name).into();
+        cases.push(case(
+            &format!("names, accelerator: {what}"),
+            100,
+            fixes,
+            one(a),
+        ));
+        let mut s = storage(n);
+        s.user_identity = Some((*name).into());
+        s.local_user = (*name).into();
+        s.group = (*name).into();
+        cases.push(case(&format!("names, storage: {what}"), 100, fixes, one(s)));
     }
 
     // ---- all types interleaved: messages come out cloud, ip, accelerator, storage ----
@@ -524,6 +589,7 @@ fn messages_match_caso_byte_for_byte() {
     let fixed: Vec<_> = cases.iter().flat_map(|c| c.fixes.iter()).collect();
     for fix in [
         "text-rule",
+        "no-controls",
         "no-double-percent",
         "negative-wall",
         "accelerator-benchmark-key",

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::ip::saturating_i64;
 use super::pyfmt::{JsonValue, json_object};
-use super::{Benchmark, CLOUD_TYPE, RecordError, ascii_text};
+use super::{Benchmark, CLOUD_TYPE, RecordError, json_text};
 use crate::time::Timestamp;
 
 /// A calendar month (UTC): accelerator records are per server per month.
@@ -136,7 +136,7 @@ impl AcceleratorRecord {
     /// the score is keyed `Benchmark` as the APEL schema says (cASO writes
     /// `benchmark_value`, which the APEL server does not know).
     pub(super) fn render(&self) -> String {
-        let t = |s: &str| ascii_text(s).into_owned();
+        let t = |s: &str| json_text(s).into_owned();
         let uuid = self.associated_record.hyphenated().to_string();
         let (site, service, fqan, kind, model) = (
             t(&self.site_name),

@@ -177,7 +177,7 @@ impl CloudRecord {
     }
 }
 
-/// `Key: value\n` for a text value, through the one ASCII rule. A value
+/// `Key: value\n` for a text value, through the cloud text rule (printable ASCII). A value
 /// holding "%%" would split the record in two at the APEL loader (it splits
 /// the message on "%%" before anything else), so runs of `%` become one.
 fn put_text(out: &mut String, key: &str, value: &str) {

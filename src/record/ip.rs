@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::pyfmt::{JsonValue, json_object};
-use super::{CLOUD_TYPE, ascii_text};
+use super::{CLOUD_TYPE, json_text};
 use crate::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -72,7 +72,7 @@ pub struct IpRecord {
 impl IpRecord {
     /// One JSON object, keys in cASO's (pydantic field) order.
     pub(super) fn render(&self) -> String {
-        let t = |s: &str| ascii_text(s).into_owned();
+        let t = |s: &str| json_text(s).into_owned();
         let uuid = self.uuid.hyphenated().to_string();
         let (site, service, group, fqan) = (
             t(&self.site_name),

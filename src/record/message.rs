@@ -148,7 +148,8 @@ fn render_one(record: &Record) -> String {
 fn finish(kind: RecordType, current: Option<(String, usize)>, frame: &Framing) -> Message {
     let (mut text, records) = current.unwrap_or_default();
     text.push_str(frame.footer);
-    // Every text field went through `ascii_text` and every number is ASCII.
+    // Cloud text went through `ascii_text`, StAR and JSON text was escaped to
+    // ASCII by their writers, and every number is ASCII.
     debug_assert!(text.is_ascii());
     Message {
         kind,

@@ -8,8 +8,9 @@
 //! at most `max_records` records and [`MAX_MESSAGE_BYTES`] bytes each.
 //!
 //! Output is byte-for-byte what cASO writes, except for the documented fixes
-//! (see `tests/records_oracle.rs`): our own [`CLOUD_TYPE`], one ASCII rule for
-//! every text field ([`ascii_text`]), no `%%` inside cloud values, times in
+//! (see `tests/records_oracle.rs`): our own [`CLOUD_TYPE`], only printable
+//! ASCII in every cloud field ([`ascii_text`]) and no control characters in
+//! any field ([`json_text`], [`xml_text`]), no `%%` inside cloud values, times in
 //! UTC whatever the host zone, `Benchmark` (not `benchmark_value`) in
 //! accelerator records, storage `EndTime` = end of the period, and the
 //! per-message size limit.
@@ -17,6 +18,8 @@
 mod accelerator;
 mod ascii;
 mod cloud;
+#[cfg(test)]
+mod escape_props;
 mod ip;
 mod message;
 mod pyfmt;
@@ -26,7 +29,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use accelerator::{AcceleratorRecord, YearMonth};
-pub use ascii::ascii_text;
+pub use ascii::{ascii_text, json_text, xml_text};
 pub use cloud::{CloudRecord, Status};
 pub use ip::{IpRecord, IpVersion};
 pub use message::{MAX_MESSAGE_BYTES, Message, render_messages};

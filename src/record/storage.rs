@@ -1,8 +1,10 @@
 //! Block storage record, EMI StAR XML.
 
+use std::fmt::Write as _;
+
 use uuid::Uuid;
 
-use super::ascii_text;
+use super::xml_text;
 use crate::time::Timestamp;
 
 /// The root element of a StAR message, declaring the `sr` namespace once.
@@ -54,12 +56,12 @@ impl StorageRecord {
         element(&mut out, "sr:LocalUser", &self.local_user);
         element(&mut out, "sr:LocalGroup", &self.local_group);
         // cASO leaves out an empty user name or VO (Python truthiness).
-        if let Some(user) = self.user_identity.as_deref().map(ascii_text)
+        if let Some(user) = self.user_identity.as_deref().map(xml_text)
             && !user.is_empty()
         {
             element(&mut out, "sr:UserIdentity", &user);
         }
-        let group = ascii_text(&self.group);
+        let group = xml_text(&self.group);
         if !group.is_empty() {
             element(&mut out, "sr:Group", &group);
         }
@@ -83,7 +85,7 @@ fn star_time(t: Timestamp) -> String {
 
 /// `<tag>text</tag>`, or `<tag />` for empty text, as ElementTree writes.
 fn element(out: &mut String, tag: &str, text: &str) {
-    let text = ascii_text(text);
+    let text = xml_text(text);
     out.push('<');
     out.push_str(tag);
     if text.is_empty() {
@@ -97,7 +99,10 @@ fn element(out: &mut String, tag: &str, text: &str) {
     out.push('>');
 }
 
-/// ElementTree's escaping: `&`, `<`, `>` in text, plus `"` in attributes.
+/// ElementTree's escaping: `&`, `<`, `>` in text, plus `"` in attributes,
+/// and every character beyond ASCII as a decimal character reference
+/// (`&#252;`, `&#128512;`: one per code point, no surrogates), which is what
+/// `ElementTree.tostring`'s default `us-ascii` encoding writes.
 fn escape_into(out: &mut String, s: &str, attribute: bool) {
     for c in s.chars() {
         match c {
@@ -105,7 +110,10 @@ fn escape_into(out: &mut String, s: &str, attribute: bool) {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' if attribute => out.push_str("&quot;"),
-            _ => out.push(c),
+            c if c.is_ascii() => out.push(c),
+            c => {
+                let _ = write!(out, "&#{};", u32::from(c));
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ import datetime
 import json
 import sys
 import tempfile
+import unicodedata
 
 from oslo_config import cfg
 
@@ -31,6 +32,14 @@ def printable_ascii(s):
     return "".join(c for c in s if " " <= c <= "~")
 
 
+def no_controls(s, xml):
+    """Drop control characters (Cc); for XML also U+FFFE and U+FFFF."""
+    return "".join(
+        c for c in s
+        if unicodedata.category(c) != "Cc" and not (xml and c in "\ufffe\uffff")
+    )
+
+
 def no_double_percent(s):
     while "%%" in s:
         s = s.replace("%%", "%")
@@ -40,9 +49,15 @@ def no_double_percent(s):
 # Every fix a case may name. Input fixes rewrite the record's text inputs,
 # output fixes rewrite one record's rendered entry.
 FIXES = {
-    # One ASCII rule for every text field of every type: printable ASCII
-    # only (cASO strips non-ASCII from 3 cloud fields and nothing else).
+    # Cloud records: printable ASCII only in every text field (cASO strips
+    # non-ASCII from 3 cloud fields and nothing else; a cloud line has no
+    # escape). Cloud records only.
     "text-rule",
+    # StAR and JSON records: no control characters (cASO writes them raw
+    # into XML, which then fails to parse, and as \u00XX into JSON), and in
+    # StAR no U+FFFE/U+FFFF (no XML 1.0 parser takes them). Everything else,
+    # non-ASCII included, is exactly cASO's. Non-cloud records only.
+    "no-controls",
     # "%%" inside a cloud value would split the record at the APEL loader.
     "no-double-percent",
     # A server ending before it starts: WallDuration 0 (written 1), not < 0.
@@ -64,24 +79,29 @@ def naive_utc(text):
 TIME_FIELDS = ("start_time", "end_time", "create_time", "measurement_time")
 
 
-def text_fields(rec, fixes, cloud, top=True):
+def text_fields(rec, fixes, kind, top=True):
     """Apply the input-side text fixes to every string value of a record."""
+    cloud = kind == "cloud"
+    if ("text-rule" in fixes and not cloud) or ("no-controls" in fixes and cloud):
+        raise ValueError(f"text-rule is for cloud records, no-controls for the rest: {kind}")
     out = {}
     for k, v in rec.items():
         if isinstance(v, str) and not (top and (k == "type" or k in TIME_FIELDS)):
             if "text-rule" in fixes:
                 v = printable_ascii(v)
+            if "no-controls" in fixes:
+                v = no_controls(v, xml=kind == "storage")
             if cloud and "no-double-percent" in fixes:
                 v = no_double_percent(v)
         elif isinstance(v, dict) and k == "benchmark":
-            v = text_fields(v, fixes, cloud, top=False)
+            v = text_fields(v, fixes, kind, top=False)
         out[k] = v
     return out
 
 
 def build(rec, cloud_type, fixes):
     kind = rec["type"]
-    rec = text_fields(rec, fixes, kind == "cloud")
+    rec = text_fields(rec, fixes, kind)
     bench = rec.get("benchmark") or {}
     if kind == "cloud":
         user_dn = rec["global_user_name"]

@@ -99,5 +99,38 @@ pub fn storage(n: u32) -> StorageRecord {
     }
 }
 
-/// Every text field stuffed with what the ASCII rule must remove.
+/// Every text field stuffed with what the text rules must remove (controls)
+/// or, outside cloud records, escape (non-ASCII).
 pub const DIRTY: &str = "é東\t\n\u{7f}\u{1}😀";
+
+/// People's names outside ASCII (issue 17), by what each one exercises. StAR
+/// and JSON must carry them intact, minus control characters; the cloud
+/// record keeps only their printable ASCII.
+pub const NAMES: &[(&str, &str)] = &[
+    ("Latin-1", "Jürgen Müller"),
+    ("Greek", "Γιώργος Παπαδόπουλος"),
+    ("Cyrillic", "Дмитрий Иванов"),
+    ("CJK", "李雷 (韓梅梅)"),
+    ("emoji beyond the BMP", "Ana 😀 Silva 𝄞"),
+    ("combining accent", "Jose\u{301} Cafe\u{301}"),
+    ("only non-ASCII", "ÅÄÖ"),
+    (
+        "XML and JSON specials mixed",
+        "<Zoë & \"Zoé\"> O'Brien \\ ß/",
+    ),
+    (
+        "control characters inside",
+        "Jür\u{1}gen\tMül\u{7f}ler\n李\u{85}雷\r",
+    ),
+];
+
+/// A name as StAR and JSON carry it: without control characters.
+pub fn without_controls(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// A name as the cloud record carries it: printable ASCII only (what the
+/// cloud rule has always done, written out independently of the crate).
+pub fn printable_ascii(s: &str) -> String {
+    s.chars().filter(|c| (' '..='~').contains(c)).collect()
+}
