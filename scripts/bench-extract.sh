@@ -22,10 +22,9 @@ scenarios=("$@")
 read -r -a latencies <<<"${LATENCIES:-0ms 20ms}"
 seed=${SEED:-1}
 
-if [ ! -x /usr/bin/time ]; then
-  echo "bench-extract: installing GNU time (/usr/bin/time -v)" >&2
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq time >/dev/null; else sudo apt-get install -y -qq time >/dev/null; fi
-fi
+# shellcheck source=scripts/lib/bench.sh
+. scripts/lib/bench.sh
+bench_need_gnu_time bench-extract
 [ -x .venv/bin/caso-extract ] || scripts/setup-python.sh >&2
 cargo build --release --locked --bin caso-extract --example openstack-sim >&2
 ours_bin=$root/target/release/caso-extract
@@ -36,9 +35,6 @@ work=$root/target/bench-extract
 rm -rf "$work"
 mkdir -p "$work"
 
-# wall seconds and peak RSS (kB) from a `time -v` report
-wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$1"; }
-rss() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
 json_get() { "$py" -c 'import json,sys; v=json.load(sys.stdin)
 for k in sys.argv[1:]: v=v[k]
 print(v)' "$@"; }

@@ -18,10 +18,9 @@ cd "$(dirname "$0")/.."
 messages=${1:-1000}
 records_per_message=100
 
-if [ ! -x /usr/bin/time ]; then
-  echo "bench-send: installing GNU time (/usr/bin/time -v)" >&2
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq time >/dev/null; else sudo apt-get install -y -qq time >/dev/null; fi
-fi
+# shellcheck source=scripts/lib/bench.sh
+. scripts/lib/bench.sh
+bench_need_gnu_time bench-send
 scripts/setup-activemq.sh
 cargo build --release --locked --bin ssmsend --example bench-spool --example ams-double \
   --example send-bench-consumer >&2
@@ -33,8 +32,6 @@ work=target/bench-send
 rm -rf "$work"
 mkdir -p "$work"
 
-wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$1"; }
-rss_mb() { awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
 # CPU milliseconds per message (user + system) from a `time -v` report.
 cpu_ms() { awk -F': ' -v n="$messages" '/User time|System time/ { s += $2 } END { printf "%.2f", s * 1000 / n }' "$1"; }
 fill() { "$bin/examples/bench-spool" "$1" $((messages * records_per_message)) "$records_per_message" 100 >/dev/null; }

@@ -10,10 +10,9 @@ records=${1:-1000000}
 commit_every=${2:-100}
 per_message=100
 
-if [ ! -x /usr/bin/time ]; then
-  echo "bench-spool: installing GNU time (/usr/bin/time -v)" >&2
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq time >/dev/null; else sudo apt-get install -y -qq time >/dev/null; fi
-fi
+# shellcheck source=scripts/lib/bench.sh
+. scripts/lib/bench.sh
+bench_need_gnu_time bench-spool
 scripts/setup-python.sh
 cargo build --release --locked --example bench-spool >&2
 
@@ -21,9 +20,6 @@ work=target/bench-spool
 rm -rf "$work"
 mkdir -p "$work"
 
-# wall seconds and peak RSS (kB) from a `time -v` report
-wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$1"; }
-rss() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
 # elements in a dirq queue, and records in them (one VMUUID line each)
 elements() { find "$1" -mindepth 2 -maxdepth 2 -regextype posix-extended -regex '.*/[0-9a-f]{8}/[0-9a-f]{14}' | wc -l; }
 records_in() { find "$1" -mindepth 2 -maxdepth 2 -type f -regextype posix-extended -regex '.*/[0-9a-f]{14}' -exec cat {} + | grep -c '^VMUUID: '; }
