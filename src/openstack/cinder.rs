@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::http::join;
+use super::catalog::join;
 use super::paging::{Collection, NextLink, PlainGet, collect};
 use super::{OpenStackError, Service, Session, Target};
 use crate::time::Timestamp;

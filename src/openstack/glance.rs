@@ -6,8 +6,8 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::catalog::{ends_with_version, join};
 use super::decode::{required, take};
-use super::http::{ends_with_version, join};
 use super::paging::{Collection, NextLink, PlainGet, collect};
 use super::{Cache, OpenStackError, Scope, Service, Session};
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::catalog::join;
 use super::decode::{required, take};
-use super::http::join;
 use super::paging::{Collection, NextLink, PlainGet, collect};
 use super::{Cache, OpenStackError, Scope, Service, Session};
 

@@ -15,25 +15,29 @@
 //! [`keystone::UserNames`], [`glance::ImageCache`]) fetch every flavor, image
 //! and user at most once per run, even when asked concurrently.
 
+mod auth;
 pub mod cache;
+mod catalog;
 pub mod cinder;
 mod decode;
 pub mod glance;
-mod http;
 pub mod keystone;
 pub mod neutron;
 pub mod nova;
 mod paging;
 #[cfg(test)]
 mod proptests;
+mod session;
+mod transport;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cache::Cache;
-pub use http::{MAX_BODY_BYTES, MAX_JSON_VALUES, RequestCounts, Session};
 pub use paging::{MAX_LIST_VALUES, MAX_PAGES};
+pub use session::{RequestCounts, Session};
+pub use transport::{MAX_BODY_BYTES, MAX_JSON_VALUES};
 
 /// A secret string (password, application credential secret, OIDC access
 /// token, Keystone token): never shown by `Debug` or `Display`.

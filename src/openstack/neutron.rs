@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::http::{ends_with_version, join};
+use super::catalog::{ends_with_version, join};
 use super::paging::{Collection, NextLink, PlainGet, collect};
 use super::{OpenStackError, Service, Session, Target};
 use crate::time::Timestamp;

@@ -14,8 +14,9 @@ use reqwest::{StatusCode, Url};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::http::{Raw, join};
+use super::catalog::join;
 use super::paging::{Collection, NextLink, PageFetch, collect};
+use super::transport::Raw;
 use super::{Cache, OpenStackError, Scope, Service, Session, Target};
 use crate::time::Timestamp;
 

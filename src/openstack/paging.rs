@@ -15,7 +15,7 @@ use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, Map
 use serde_json::Value;
 
 use super::decode::decode;
-use super::http::{DETAIL_CHARS, Raw};
+use super::transport::{DETAIL_CHARS, Raw};
 use super::{OpenStackError, Scope, Service, Session};
 use crate::reply::{excerpt, excerpt_chars, json_values};
 
