@@ -9,10 +9,10 @@ use std::sync::{Mutex, PoisonError};
 use futures_util::StreamExt;
 
 use super::queue::Spool;
-use crate::ams::{self, AmsConfig, AmsError, Client, Outgoing, ServerTrust, Token};
+use crate::ams::{AmsConfig, AmsError, Client, Outgoing, ServerTrust, Token};
 use crate::config::sender::{Ams, Timeouts};
 use crate::daemon::Shutdown;
-use crate::smime::{CredentialError, Credentials, ca_certificates_from_dir};
+use crate::smime::{ClientIdentity, CredentialError, Credentials, ca_certificates_from_dir};
 use crate::spool::ElementId;
 
 /// `sender.cfg` onto the AMS client: the host certificate for authx509, the
@@ -28,11 +28,7 @@ pub fn client_config(
     config.port = settings.port;
     config.authn_port = settings.authn_port;
     config.token = settings.token.as_ref().map(|t| Token::new(t.expose()));
-    config.identity = Some(ams::ClientIdentity {
-        cert: credentials.certificate().clone(),
-        key: credentials.private_key().clone(),
-        chain: Vec::new(),
-    });
+    config.identity = Some(ClientIdentity::from_credentials(credentials));
     config.trust = ServerTrust {
         system_roots: true,
         extra_roots: ca_certificates_from_dir(capath)?,

@@ -10,11 +10,10 @@ use tracing::Instrument;
 use super::queue::Spool;
 use crate::config::sender::{Stomp, Timeouts};
 use crate::daemon::Shutdown;
-use crate::smime::Credentials;
+use crate::smime::{ClientIdentity, Credentials};
 use crate::spool::ElementId;
 use crate::stomp::{
-    self, BrokerAddress, BrokerConfig, ClientIdentity, Outcome, StompError, TlsSettings,
-    TrustAnchors,
+    self, BrokerAddress, BrokerConfig, Outcome, StompError, TlsSettings, TrustAnchors,
 };
 
 /// `sender.cfg` onto the STOMP client: TLS with the host certificate as
@@ -39,11 +38,7 @@ pub fn broker_config(
     };
     if settings.use_ssl {
         config.tls = Some(TlsSettings {
-            identity: Some(ClientIdentity {
-                certificate: credentials.certificate().clone(),
-                key: credentials.private_key().clone(),
-                chain: Vec::new(),
-            }),
+            identity: Some(ClientIdentity::from_credentials(credentials)),
             trust: TrustAnchors::CaPath(capath.to_path_buf()),
             verify_hostname: true,
         });

@@ -15,6 +15,7 @@
 
 mod credentials;
 mod dn;
+mod identity;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ pub use credentials::{
     ca_certificates_from_dir, ca_store_from_dir, key_exposure_warning,
 };
 pub use dn::legacy_dn;
+pub use identity::ClientIdentity;
 
 /// Content cipher for encrypted messages; SSM accepts these three and uses
 /// aes128.

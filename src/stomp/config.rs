@@ -8,8 +8,9 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
+
+use crate::smime::ClientIdentity;
 
 /// One broker to try, in configuration order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,25 +35,6 @@ impl fmt::Display for BrokerAddress {
         } else {
             write!(f, "{}:{}", self.host, self.port)
         }
-    }
-}
-
-/// The certificate we present to the broker (SSM uses the host certificate).
-#[derive(Clone)]
-pub struct ClientIdentity {
-    pub certificate: X509,
-    pub key: PKey<Private>,
-    /// Intermediate CA certificates sent along with `certificate`.
-    pub chain: Vec<X509>,
-}
-
-impl fmt::Debug for ClientIdentity {
-    // Never print key material.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientIdentity")
-            .field("subject", &self.certificate.subject_name())
-            .field("chain", &self.chain.len())
-            .finish_non_exhaustive()
     }
 }
 

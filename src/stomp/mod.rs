@@ -43,8 +43,7 @@ mod tls;
 
 pub use client::{Connection, Outcome, ProtocolVersion, connect};
 pub use config::{
-    BrokerAddress, BrokerConfig, ClientIdentity, DEFAULT_WINDOW, Timeouts, TlsSettings,
-    TrustAnchors,
+    BrokerAddress, BrokerConfig, DEFAULT_WINDOW, Timeouts, TlsSettings, TrustAnchors,
 };
 pub use error::StompError;
 pub use probe::{check_tls, probe};

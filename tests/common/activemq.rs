@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use cloud_accounting::smime::ClientIdentity;
 use cloud_accounting::stomp::codec::{Command, Frame, Inbound, Outbound, StompCodec};
-use cloud_accounting::stomp::{
-    BrokerAddress, BrokerConfig, ClientIdentity, TlsSettings, TrustAnchors,
-};
+use cloud_accounting::stomp::{BrokerAddress, BrokerConfig, TlsSettings, TrustAnchors};
 use futures_util::{SinkExt, StreamExt};
 use openssl::pkey::PKey;
 use openssl::x509::X509;

@@ -13,7 +13,8 @@ use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::stack::Stack;
 
 use crate::common::pki::{CertSpec, Identity, Pki};
-use cloud_accounting::ams::{AmsConfig, ClientIdentity, RetryPolicy, ServerTrust, Token};
+use cloud_accounting::ams::{AmsConfig, RetryPolicy, ServerTrust, Token};
+use cloud_accounting::smime::ClientIdentity;
 
 pub use crate::common::pki::HOST_DN;
 pub const TOKEN: &str = "test-ams-token-0123456789";
@@ -56,7 +57,7 @@ impl AmsTestPki {
 
     pub fn host_identity(&self) -> ClientIdentity {
         ClientIdentity {
-            cert: self.host.cert.clone(),
+            certificate: self.host.cert.clone(),
             key: self.host.key.clone(),
             chain: Vec::new(),
         }

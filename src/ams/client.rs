@@ -1,21 +1,5 @@
-//! ARGO Messaging Service (AMS) publisher, as `ssmsend` uses it with `protocol: AMS`.
-//!
-//! Wire behaviour follows `argo-ams-library` 1.0.0 (what SSM 4 uses):
-//! - token: `[messaging] token`, else `GET https://<host>:8443/v1/service-types/ams/hosts/<host>:authx509`
-//!   with the host certificate as TLS client certificate, reply `{"token": "..."}`;
-//! - publish: `POST https://<host>/v1/projects/<project>/topics/<topic>:publish`, header
-//!   `x-api-key: <token>`, body `{"messages":[{"attributes":{"empaid":"<id>"},"data":"<base64>"}]}`,
-//!   reply `{"messageIds":["..."]}`; errors `{"error":{"code":..,"message":..,"status":..}}`.
-//!
-//! Differences from the Python client, on purpose:
-//! - one message per request: a multi-message publish is not atomic on the AMS side (a failure
-//!   halfway leaves the first ones published), so per-message outcomes are the only honest ones;
-//! - several requests in flight on reused keep-alive connections ([`Client::publish_all`]);
-//! - retries with exponential backoff and jitter on connection errors, 408, 429 and every 5xx
-//!   (the library retries 408, 502, 503, 504 and connection errors only when asked to); a
-//!   publish that timed out or lost its connection after the request went out is not repeated
-//!   ([`AmsError::Unconfirmed`]), since AMS would store a repeat as a second message;
-//! - an authx509 token is fetched again once when AMS answers 401 (tokens can be rotated).
+//! The AMS publisher: the token (configured, or fetched via authx509), one-message
+//! publishes with retries, and [`Client::publish_all`] with several requests in flight.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -25,283 +9,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{Stream, StreamExt};
-use openssl::pkey::{PKey, Private};
-use openssl::x509::X509;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::{AmsConfig, AmsError, RetryPolicy, Token, TokenSource};
 use crate::reply::{BodyError, Redirect, excerpt, read_body, scrub};
+use crate::smime::ClientIdentity;
 
-/// Port of the AMS API when the configuration names none.
-pub const DEFAULT_PORT: u16 = 443;
-/// Port of the ARGO authentication service (`authn_port` of argo-ams-library).
-pub const DEFAULT_AUTHN_PORT: u16 = 8443;
-/// Requests in flight at once when the configuration names no other number.
-pub const DEFAULT_CONCURRENCY: usize = 8;
 /// Largest reply body read from AMS or the authentication service (1 MiB):
 /// their replies are a token or one message id.
 pub const MAX_REPLY_BYTES: usize = 1 << 20;
-
-/// Why authx509 or AMS refuses the host certificate's token.
-const GOCDB_HINT: &str = "the DN of the host certificate must be registered in GOCDB as the \
-Host DN of a production service of type eu.egi.cloud.accounting (eu.egi.storage.accounting \
-for storage records)";
-
-/// Why AMS refuses a configured token: GOCDB plays no part in it.
-const TOKEN_HINT: &str = "AMS refused the configured token ([messaging] token in sender.cfg, \
-or SSM_MESSAGING__TOKEN): it is expired, revoked or wrong, or not allowed to publish to this \
-topic. Ask whoever issued it for a new one (for EGI: a GGUS ticket to the ARGO or APEL \
-support unit), or remove the token so that ssmsend gets one from authx509 with the host \
-certificate";
-
-/// An AMS token. Never printed: `Debug` masks it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(token: impl Into<String>) -> Self {
-        Token(token.into())
-    }
-
-    /// The token itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
-
-/// The host certificate and key, presented as TLS client identity (authx509 needs it).
-#[derive(Clone)]
-pub struct ClientIdentity {
-    pub cert: X509,
-    pub key: PKey<Private>,
-    /// Intermediate certificates sent after `cert`, if any.
-    pub chain: Vec<X509>,
-}
-
-impl fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientIdentity")
-            .field("subject", &self.cert.subject_name())
-            .field("key", &"***")
-            .field("chain", &self.chain.len())
-            .finish()
-    }
-}
-
-/// How the AMS server certificate is checked.
-#[derive(Debug, Clone)]
-pub struct ServerTrust {
-    /// Trust the system's root certificates (the real AMS has a public certificate).
-    pub system_roots: bool,
-    /// Further trusted CA certificates (a test CA, or every certificate of a capath: see
-    /// [`crate::smime::ca_certificates_from_dir`]).
-    pub extra_roots: Vec<X509>,
-    /// Off only for tests against a server with an unverifiable certificate. Default on.
-    pub verify: bool,
-}
-
-impl Default for ServerTrust {
-    fn default() -> Self {
-        ServerTrust {
-            system_roots: true,
-            extra_roots: Vec::new(),
-            verify: true,
-        }
-    }
-}
-
-/// When and how often a failed request is tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts per message in total (first one included); at least 1.
-    pub max_attempts: u32,
-    /// Backoff before the second attempt; doubles each time, up to `max_backoff`.
-    pub base_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            base_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The pause before attempt `attempt + 1` (attempt counts from 1): exponential with "equal
-    /// jitter" (between half and all of the exponential value) so that many senders that failed
-    /// together do not come back together. A server's `Retry-After` wins if it is longer, capped
-    /// by `max_backoff`.
-    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .base_backoff
-            .saturating_mul(
-                1u32.checked_shl(attempt.saturating_sub(1))
-                    .unwrap_or(u32::MAX),
-            )
-            .min(self.max_backoff);
-        let half = exp / 2;
-        let jitter = half.mul_f64(random_unit());
-        let pause = half + jitter;
-        match retry_after {
-            Some(ra) => pause.max(ra.min(self.max_backoff)),
-            None => pause,
-        }
-    }
-}
-
-/// A uniform number in [0, 1) from the OpenSSL random generator (no extra dependency).
-fn random_unit() -> f64 {
-    let mut b = [0u8; 4];
-    match openssl::rand::rand_bytes(&mut b) {
-        Ok(()) => f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0),
-        Err(_) => 0.5,
-    }
-}
-
-/// Everything the AMS client needs; `sender.cfg` maps onto it.
-#[derive(Debug, Clone)]
-pub struct AmsConfig {
-    /// `[broker] host`: AMS host name (also the `<host>` of the authx509 path).
-    pub host: String,
-    /// `[broker] port` (SSM ignores it for AMS and always uses 443).
-    pub port: u16,
-    /// `[messaging] ams_project`.
-    pub project: String,
-    /// `[messaging] destination`.
-    pub topic: String,
-    /// `[messaging] token`: when set, authx509 is never asked.
-    pub token: Option<Token>,
-    /// Host of the authentication service; `None` = `host`.
-    pub authn_host: Option<String>,
-    pub authn_port: u16,
-    /// Host certificate and key; required unless `token` is set.
-    pub identity: Option<ClientIdentity>,
-    pub trust: ServerTrust,
-    pub connect_timeout: Duration,
-    /// Whole request (send and reply) timeout; a stalled server counts as a connection error.
-    pub request_timeout: Duration,
-    pub retry: RetryPolicy,
-    /// Publish requests in flight at once in [`Client::publish_all`].
-    pub concurrency: NonZeroUsize,
-}
-
-impl AmsConfig {
-    /// A configuration with every default, for `host`, `project` and `topic`.
-    pub fn new(
-        host: impl Into<String>,
-        project: impl Into<String>,
-        topic: impl Into<String>,
-    ) -> Self {
-        AmsConfig {
-            host: host.into(),
-            port: DEFAULT_PORT,
-            project: project.into(),
-            topic: topic.into(),
-            token: None,
-            authn_host: None,
-            authn_port: DEFAULT_AUTHN_PORT,
-            identity: None,
-            trust: ServerTrust::default(),
-            connect_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(120),
-            retry: RetryPolicy::default(),
-            concurrency: NonZeroUsize::new(DEFAULT_CONCURRENCY).unwrap_or(NonZeroUsize::MIN),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AmsError {
-    #[error("AMS client configuration: {0}")]
-    Config(String),
-    /// 401/403 from AMS or refusal by the authentication service. Never retried.
-    #[error("{url}: access refused (HTTP {status}: {message}); {}", match token {
-        TokenSource::Configured => TOKEN_HINT,
-        TokenSource::Authx509 => GOCDB_HINT,
-    })]
-    Unauthorized {
-        url: String,
-        status: u16,
-        message: String,
-        /// Which token was refused: the hint differs.
-        token: TokenSource,
-    },
-    /// 413: this message can never be published; the caller moves it aside, the others go on.
-    #[error(
-        "message {msg_id}: AMS refused it as too large (HTTP 413, request of {request_bytes} bytes: {message})"
-    )]
-    TooLarge {
-        msg_id: String,
-        request_bytes: usize,
-        message: String,
-    },
-    /// Connection errors, timeouts, 408, 429, 5xx, still failing after every attempt.
-    #[error("{url}: still failing after {attempts} attempt(s), last error: {last}")]
-    Transient {
-        url: String,
-        attempts: u32,
-        last: String,
-    },
-    /// Any other HTTP error (400, 404 for a wrong project or topic, ...). Not retried.
-    #[error("{url}: HTTP {status}: {message}")]
-    Rejected {
-        url: String,
-        status: u16,
-        message: String,
-    },
-    /// The request may have reached AMS but no reply came (timeout, connection lost): not
-    /// repeated, so that AMS never stores the message twice in one run; it stays queued.
-    #[error(
-        "message {msg_id}: {url}: no reply, AMS may or may not have stored it (kept for the next run): {error}"
-    )]
-    Unconfirmed {
-        url: String,
-        msg_id: String,
-        error: String,
-    },
-    /// A reply that does not follow the AMS API.
-    #[error("{url}: unexpected reply: {detail}")]
-    Protocol { url: String, detail: String },
-    /// A redirect to another origin than `sender.cfg` names: not followed, so
-    /// neither the token nor the host certificate goes there.
-    #[error("{url}: {redirect}")]
-    Redirected {
-        url: String,
-        redirect: crate::reply::Redirect,
-    },
-    /// Not sent: an earlier message of the same [`Client::publish_all`] failed for a reason
-    /// that would fail this one too (refused access, AMS unreachable after every retry, ...).
-    #[error("message {msg_id}: not sent, an earlier message of this run could not be delivered")]
-    NotAttempted { msg_id: String },
-}
-
-impl AmsError {
-    /// True when no later request can succeed either (stop sending, exit non-zero).
-    pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            AmsError::Config(_)
-                | AmsError::Unauthorized { .. }
-                | AmsError::NotAttempted { .. }
-                | AmsError::Redirected { .. }
-        )
-    }
-
-    /// True when the failure belongs to this message alone (413): the others may go on.
-    pub fn is_message_specific(&self) -> bool {
-        matches!(self, AmsError::TooLarge { .. })
-    }
-}
 
 /// One message to publish: `key` comes back with the outcome (e.g. the spool element name).
 #[derive(Debug, Clone)]
@@ -311,16 +28,6 @@ pub struct Outgoing<K> {
     pub msg_id: String,
     /// The signed (and possibly encrypted) message text, sent base64-encoded.
     pub body: Vec<u8>,
-}
-
-/// Where the current token came from: decides whether a 401 may be cured by
-/// fetching again, and what a refusal asks the operator to fix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenSource {
-    /// `[messaging] token`.
-    Configured,
-    /// Fetched from the authentication service with the host certificate.
-    Authx509,
 }
 
 #[derive(Debug)]
@@ -546,7 +253,7 @@ impl Client {
                 }
             })
             .await?;
-        Ok(Token(reply.token))
+        Ok(Token::new(reply.token))
     }
 
     /// Publishes one message (one request, retried as the policy says) and returns the id AMS
@@ -729,7 +436,7 @@ fn publish_body(msg_id: &str, signed: &[u8]) -> Result<Bytes, AmsError> {
 
 fn reqwest_identity(id: &ClientIdentity) -> Result<reqwest::Identity, AmsError> {
     let bad = |e: &dyn fmt::Display| AmsError::Config(format!("host certificate or key: {e}"));
-    let mut cert_pem = id.cert.to_pem().map_err(|e| bad(&e))?;
+    let mut cert_pem = id.certificate.to_pem().map_err(|e| bad(&e))?;
     for c in &id.chain {
         cert_pem.extend(c.to_pem().map_err(|e| bad(&e))?);
     }
@@ -833,36 +540,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_debug_is_masked() {
-        let t = Token::new("s3cret");
-        assert_eq!(format!("{t:?}"), "Token(***)");
-        let mut cfg = AmsConfig::new("h", "p", "t");
-        cfg.token = Some(t);
-        assert!(!format!("{cfg:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn backoff_grows_is_jittered_and_capped() {
-        let p = RetryPolicy {
-            max_attempts: 10,
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(1000),
-        };
-        for _ in 0..100 {
-            let b1 = p.backoff(1, None);
-            assert!(b1 >= Duration::from_millis(50) && b1 <= Duration::from_millis(100));
-            let b3 = p.backoff(3, None);
-            assert!(b3 >= Duration::from_millis(200) && b3 <= Duration::from_millis(400));
-            let b9 = p.backoff(9, None);
-            assert!(b9 >= Duration::from_millis(500) && b9 <= Duration::from_millis(1000));
-            assert!(p.backoff(40, None) <= Duration::from_millis(1000));
-        }
-        let ra = p.backoff(1, Some(Duration::from_millis(700)));
-        assert!(ra >= Duration::from_millis(700));
-        assert!(p.backoff(1, Some(Duration::from_secs(3600))) <= Duration::from_millis(1000));
-    }
-
-    #[test]
     fn publish_body_is_what_argo_ams_library_sends() {
         let body = publish_body("00a1b2c3d4e5f6", b"hello\n").unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -889,30 +566,6 @@ mod tests {
     fn config_needs_a_token_or_an_identity() {
         let err = Client::new(AmsConfig::new("h", "p", "t")).unwrap_err();
         assert!(err.to_string().contains("authx509"), "{err}");
-    }
-
-    #[test]
-    fn unauthorized_names_gocdb_for_authx509_and_the_token_for_a_configured_one() {
-        let refused = |token| AmsError::Unauthorized {
-            url: "u".into(),
-            status: 401,
-            message: "Unauthorized".into(),
-            token,
-        };
-        let e = refused(TokenSource::Authx509);
-        let s = e.to_string();
-        assert!(
-            s.contains("GOCDB") && s.contains("eu.egi.cloud.accounting"),
-            "{s}"
-        );
-        assert!(e.is_fatal());
-        let e = refused(TokenSource::Configured);
-        let s = e.to_string();
-        assert!(
-            !s.contains("GOCDB") && s.contains("[messaging] token"),
-            "{s}"
-        );
-        assert!(e.is_fatal());
     }
 
     #[test]

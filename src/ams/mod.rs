@@ -1,0 +1,37 @@
+//! ARGO Messaging Service (AMS) publisher, as `ssmsend` uses it with `protocol: AMS`.
+//!
+//! Wire behaviour follows `argo-ams-library` 1.0.0 (what SSM 4 uses):
+//! - token: `[messaging] token`, else `GET https://<host>:8443/v1/service-types/ams/hosts/<host>:authx509`
+//!   with the host certificate as TLS client certificate, reply `{"token": "..."}`;
+//! - publish: `POST https://<host>/v1/projects/<project>/topics/<topic>:publish`, header
+//!   `x-api-key: <token>`, body `{"messages":[{"attributes":{"empaid":"<id>"},"data":"<base64>"}]}`,
+//!   reply `{"messageIds":["..."]}`; errors `{"error":{"code":..,"message":..,"status":..}}`.
+//!
+//! Differences from the Python client, on purpose:
+//! - one message per request: a multi-message publish is not atomic on the AMS side (a failure
+//!   halfway leaves the first ones published), so per-message outcomes are the only honest ones;
+//! - several requests in flight on reused keep-alive connections ([`Client::publish_all`]);
+//! - retries with exponential backoff and jitter on connection errors, 408, 429 and every 5xx
+//!   (the library retries 408, 502, 503, 504 and connection errors only when asked to); a
+//!   publish that timed out or lost its connection after the request went out is not repeated
+//!   ([`AmsError::Unconfirmed`]), since AMS would store a repeat as a second message;
+//! - an authx509 token is fetched again once when AMS answers 401 (tokens can be rotated).
+//!
+//! The parts:
+//! - [`AmsConfig`] (`config.rs`): what the client needs (host, project, topic, token or host
+//!   certificate, trust, timeouts), built by the caller; [`RetryPolicy`] (`retry.rs`): when a
+//!   failed request is tried again;
+//! - [`Client`] (`client.rs`): the token, one-message publishes, [`Client::publish_all`];
+//! - [`AmsError`] (`error.rs`): every way a request fails, and whether the run may go on.
+
+mod client;
+mod config;
+mod error;
+mod retry;
+
+pub use client::{Client, MAX_REPLY_BYTES, Outgoing};
+pub use config::{
+    AmsConfig, DEFAULT_AUTHN_PORT, DEFAULT_CONCURRENCY, DEFAULT_PORT, ServerTrust, Token,
+};
+pub use error::{AmsError, TokenSource};
+pub use retry::RetryPolicy;
