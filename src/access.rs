@@ -9,6 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::sys;
+
 /// Where the README explains the ways to give the images' user the host key.
 const README_SECTION: &str = "README: Migrating from the Python images, Host key";
 
@@ -36,8 +38,7 @@ pub fn read_capped(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 
 /// The effective uid of this process (the one the kernel checks).
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
+    sys::geteuid()
 }
 
 /// For a read of `path` (set by `option`, e.g. `[certificates] key`) that
@@ -96,9 +97,10 @@ fn may_search(dir: &Path) -> bool {
     let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
         return true;
     };
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    let ok = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) };
-    ok == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EACCES)
+    match sys::faccessat(&c, libc::X_OK, libc::AT_EACCESS) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() != Some(libc::EACCES),
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@
 //! - [`record`]: the APEL record formats; [`spool`]: the dirq and directory
 //!   queues (never through a symlink); [`access`]: reading the files an admin
 //!   names (capped, with why a read was refused); [`time`]: timestamps.
+//! - [`sys`]: the few system calls std lacks (`*at()`, record locks,
+//!   `geteuid`), the only `unsafe` code, each with its SAFETY note.
+
+#![deny(unsafe_code)]
 
 pub mod access;
 pub mod ams;
@@ -39,4 +43,6 @@ pub mod send;
 pub mod smime;
 pub mod spool;
 pub mod stomp;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod time;

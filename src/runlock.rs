@@ -21,10 +21,12 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::sys;
 
 /// cASO's lock name (the file name inside `lock_path`).
 pub const LOCK_NAME: &str = "caso_should_not_run_in_parallel";
@@ -171,8 +173,7 @@ impl Drop for RunLock {
 }
 
 fn whole_file(kind: libc::c_short) -> libc::flock {
-    // SAFETY: `flock` is a plain C struct for which all-zero is valid.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    let mut fl = sys::flock_zeroed();
     fl.l_type = kind;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     fl.l_start = 0;
@@ -183,23 +184,13 @@ fn whole_file(kind: libc::c_short) -> libc::flock {
 /// `F_SETLK`, non-blocking, on the whole file.
 fn set_lock(file: &File, kind: libc::c_short) -> io::Result<()> {
     let fl = whole_file(kind);
-    // SAFETY: valid fd and a pointer to a live, initialised flock.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) };
-    if rc == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    sys::set_record_lock(file.as_fd(), &fl)
 }
 
 /// `F_GETLK`: the pid of a process holding a conflicting lock.
 fn holder_pid(file: &File) -> io::Result<Option<u32>> {
     let mut fl = whole_file(libc::F_WRLCK as libc::c_short);
-    // SAFETY: valid fd and a pointer to a live, initialised flock it fills in.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) };
-    if rc == -1 {
-        return Err(io::Error::last_os_error());
-    }
+    sys::get_record_lock(file.as_fd(), &mut fl)?;
     if fl.l_type == libc::F_UNLCK as libc::c_short || fl.l_pid <= 0 {
         return Ok(None);
     }

@@ -7,14 +7,16 @@
 //! `linkat` without `AT_SYMLINK_FOLLOW` and `renameat2` act on a symlink
 //! itself, never on its target; `unlinkat` removes the name only.
 
-use std::ffi::{CStr, CString, OsStr, OsString};
-use std::fs::File;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::sys;
 
 /// What a directory entry is, seen without following it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,23 +120,6 @@ fn component(name: &OsStr) -> io::Result<CString> {
     CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        // SAFETY: a descriptor the kernel just gave us, owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
-}
-
 fn mtime_of(st: &libc::stat) -> SystemTime {
     let secs = u64::try_from(st.st_mtime).unwrap_or(0);
     let nanos = u32::try_from(st.st_mtime_nsec)
@@ -143,10 +128,10 @@ fn mtime_of(st: &libc::stat) -> SystemTime {
     UNIX_EPOCH + Duration::new(secs, nanos)
 }
 
-/// An open directory.
+/// An open directory (a `File`, so that std's `sync_all` is its fsync).
 #[derive(Debug)]
 pub struct Dir {
-    fd: OwnedFd,
+    fd: File,
 }
 
 const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
@@ -156,94 +141,47 @@ impl Dir {
     /// administrator configured (the queue root and its parent), never for
     /// anything inside a queue.
     pub fn open(path: &Path) -> io::Result<Dir> {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: a valid NUL-terminated path.
-        owned(unsafe { libc::open(c.as_ptr(), DIR_FLAGS) }).map(|fd| Dir { fd })
+        // std adds O_RDONLY (read) and O_CLOEXEC: DIR_FLAGS.
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(path)
+            .map(|fd| Dir { fd })
     }
 
     /// The subdirectory `name`: ELOOP for a symlink, ENOTDIR for anything
     /// else that is not a directory.
     pub fn open_dir(&self, name: &OsStr) -> io::Result<Dir> {
         let c = component(name)?;
-        // SAFETY: a valid directory descriptor and NUL-terminated name.
-        let fd = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                DIR_FLAGS | libc::O_NOFOLLOW,
-            )
-        };
-        owned(fd).map(|fd| Dir { fd })
+        sys::openat(self.fd.as_fd(), &c, DIR_FLAGS | libc::O_NOFOLLOW, 0)
+            .map(|fd| Dir { fd: fd.into() })
     }
 
     /// Creates the subdirectory `name` (mode 0777 minus the umask, as dirq).
     pub fn mkdir(&self, name: &OsStr) -> io::Result<()> {
         let c = component(name)?;
-        // SAFETY: as above.
-        check(unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o777) })
+        sys::mkdirat(self.fd.as_fd(), &c, 0o777)
     }
 
     /// Every name in the directory but `.` and `..`.
     pub fn list(&self) -> io::Result<Vec<Entry>> {
         // A new open file description: its own offset, whatever other
         // threads list at the same time.
-        let dot = c".";
-        // SAFETY: a valid directory descriptor and NUL-terminated name.
-        let fd = owned(unsafe { libc::openat(self.fd.as_raw_fd(), dot.as_ptr(), DIR_FLAGS) })?;
-        let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
-        // SAFETY: `raw` is an open directory descriptor; fdopendir owns it from here on.
-        let dirp = unsafe { libc::fdopendir(raw) };
-        if dirp.is_null() {
-            let e = io::Error::last_os_error();
-            // SAFETY: fdopendir failed, so `raw` is still ours to close.
-            unsafe { libc::close(raw) };
-            return Err(e);
-        }
-        let mut out = Vec::new();
-        let result = loop {
-            // SAFETY: errno is thread-local; readdir leaves it alone at the end.
-            unsafe { *libc::__errno_location() = 0 };
-            // SAFETY: `dirp` is a valid DIR stream used by this thread only.
-            let ent = unsafe { libc::readdir(dirp) };
-            if ent.is_null() {
-                let e = io::Error::last_os_error();
-                break if e.raw_os_error().unwrap_or(0) == 0 {
-                    Ok(())
-                } else {
-                    Err(e)
-                };
-            }
-            // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
-            let (name, dtype) = unsafe { (CStr::from_ptr((*ent).d_name.as_ptr()), (*ent).d_type) };
-            let bytes = name.to_bytes();
-            if bytes == b"." || bytes == b".." {
-                continue;
-            }
-            out.push(Entry {
-                name: OsString::from_vec(bytes.to_vec()),
+        let fd = sys::openat(self.fd.as_fd(), c".", DIR_FLAGS, 0)?;
+        Ok(sys::read_dir(fd)?
+            .into_iter()
+            .filter(|(name, _)| name.as_bytes() != b"." && name.as_bytes() != b"..")
+            .map(|(name, dtype)| Entry {
+                name,
                 kind: Kind::from_dtype(dtype),
-            });
-        };
-        // SAFETY: `dirp` is valid and closed once.
-        unsafe { libc::closedir(dirp) };
-        result.map(|()| out)
+            })
+            .collect())
     }
 
     /// `fstatat(AT_SYMLINK_NOFOLLOW)`: the entry itself.
     pub fn lstat(&self, name: &OsStr) -> io::Result<Stat> {
         let c = component(name)?;
-        // SAFETY: an all-zero stat is a valid buffer for fstatat to fill.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid descriptor, name and buffer.
-        check(unsafe {
-            libc::fstatat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })?;
+        let st = sys::fstatat(self.fd.as_fd(), &c, libc::AT_SYMLINK_NOFOLLOW)?;
         Ok(Stat {
             kind: Kind::from_mode(st.st_mode),
             mtime: mtime_of(&st),
@@ -261,9 +199,7 @@ impl Dir {
         let c = component(name)?;
         let flags =
             libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-        // SAFETY: valid descriptor and name.
-        let fd = owned(unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags) })
-            .map_err(explain_nofollow)?;
+        let fd = sys::openat(self.fd.as_fd(), &c, flags, 0).map_err(explain_nofollow)?;
         let file = File::from(fd);
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -288,46 +224,20 @@ impl Dir {
         let c = component(name)?;
         let flags =
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        // SAFETY: valid descriptor and name.
-        owned(unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                flags,
-                0o666 as libc::c_uint,
-            )
-        })
-        .map(File::from)
+        sys::openat(self.fd.as_fd(), &c, flags, 0o666).map(File::from)
     }
 
     /// An unnamed file in this directory (`O_TMPFILE`), linked later with [`Dir::link_file`].
     pub fn tmpfile(&self) -> io::Result<File> {
         let flags = libc::O_WRONLY | libc::O_TMPFILE | libc::O_CLOEXEC;
-        // SAFETY: valid descriptor and name.
-        owned(unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c".".as_ptr(),
-                flags,
-                0o666 as libc::c_uint,
-            )
-        })
-        .map(File::from)
+        sys::openat(self.fd.as_fd(), c".", flags, 0o666).map(File::from)
     }
 
     /// Hard-links `old` here as `new` in `to`: a symlink is linked as itself.
     pub fn link(&self, old: &OsStr, to: &Dir, new: &OsStr) -> io::Result<()> {
         let (o, n) = (component(old)?, component(new)?);
-        // SAFETY: valid descriptors and names; flags 0 = never follow `old`.
-        check(unsafe {
-            libc::linkat(
-                self.fd.as_raw_fd(),
-                o.as_ptr(),
-                to.fd.as_raw_fd(),
-                n.as_ptr(),
-                0,
-            )
-        })
+        // Flags 0: never follow `old`.
+        sys::linkat(Some(self.fd.as_fd()), &o, to.fd.as_fd(), &n, 0)
     }
 
     /// Gives the open (unnamed) `file` the name `new` here.
@@ -336,73 +246,55 @@ impl Dir {
         // Our own descriptor's magic link: following it is the point.
         let proc_path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: valid NUL-terminated names and descriptors.
-        check(unsafe {
-            libc::linkat(
-                libc::AT_FDCWD,
-                proc_path.as_ptr(),
-                self.fd.as_raw_fd(),
-                n.as_ptr(),
-                libc::AT_SYMLINK_FOLLOW,
-            )
-        })
+        sys::linkat(
+            None,
+            &proc_path,
+            self.fd.as_fd(),
+            &n,
+            libc::AT_SYMLINK_FOLLOW,
+        )
     }
 
     /// Moves `old` to `new` in `to` unless `new` exists (EEXIST): a symlink
     /// or directory is moved as itself, never read.
     pub fn rename_noreplace(&self, old: &OsStr, to: &Dir, new: &OsStr) -> io::Result<()> {
         let (o, n) = (component(old)?, component(new)?);
-        // SAFETY: valid descriptors and names.
-        check(unsafe {
-            libc::renameat2(
-                self.fd.as_raw_fd(),
-                o.as_ptr(),
-                to.fd.as_raw_fd(),
-                n.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        })
+        sys::renameat2(
+            self.fd.as_fd(),
+            &o,
+            to.fd.as_fd(),
+            &n,
+            libc::RENAME_NOREPLACE,
+        )
     }
 
     /// Removes the name `name` (a symlink itself, never its target).
     pub fn unlink(&self, name: &OsStr) -> io::Result<()> {
         let c = component(name)?;
-        // SAFETY: valid descriptor and name.
-        check(unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) })
+        sys::unlinkat(self.fd.as_fd(), &c, 0)
     }
 
     /// Removes the empty subdirectory `name`.
     pub fn rmdir(&self, name: &OsStr) -> io::Result<()> {
         let c = component(name)?;
-        // SAFETY: valid descriptor and name.
-        check(unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) })
+        sys::unlinkat(self.fd.as_fd(), &c, libc::AT_REMOVEDIR)
     }
 
     /// `utimensat(name, now, AT_SYMLINK_NOFOLLOW)`: Python's `os.utime(path, None)`.
     pub fn touch(&self, name: &OsStr) -> io::Result<()> {
         let c = component(name)?;
-        // SAFETY: valid descriptor and name; a null `times` means "now".
-        check(unsafe {
-            libc::utimensat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                std::ptr::null(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })
+        sys::touch_at(self.fd.as_fd(), &c, libc::AT_SYMLINK_NOFOLLOW)
     }
 
     /// fsync: makes the creation, link and removal of entries durable.
     pub fn sync(&self) -> io::Result<()> {
-        // SAFETY: a valid descriptor.
-        check(unsafe { libc::fsync(self.fd.as_raw_fd()) })
+        self.fd.sync_all()
     }
 
     /// `syncfs(2)`: writes back every dirty page and inode of this file
     /// system, one call for a whole batch instead of an fsync per file.
     pub fn sync_fs(&self) -> io::Result<()> {
-        // SAFETY: a valid descriptor.
-        check(unsafe { libc::syncfs(self.fd.as_raw_fd()) })
+        sys::syncfs(self.fd.as_fd())
     }
 
     /// Another descriptor for the same directory.

@@ -610,8 +610,7 @@ fn get_reads_at_most_the_limit_plus_one_and_never_a_fifo() {
     assert_eq!(q.get(&id, 100).unwrap().len(), 100);
     let fifo = d.path().join("fifo");
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    crate::sys::mkfifo(&c, 0o600).unwrap();
     let e = q
         .get(&ElementId("fifo".into()), 10)
         .unwrap_err()
