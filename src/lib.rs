@@ -16,7 +16,8 @@
 //!   lastrun files and run lock.
 //! - [`send`]: one `ssmsend` run (spool to transport, `--dry-run`);
 //!   [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO Messaging Service
-//!   client; [`smime`]: signing, encryption and the host credentials.
+//!   client; [`smime`]: signing, encryption, the host credentials and the
+//!   TLS client identity both transports present.
 //! - [`record`]: the APEL record formats; [`spool`]: the dirq and directory
 //!   queues (never through a symlink); [`access`]: reading the files an admin
 //!   names (capped, with why a read was refused); [`time`]: timestamps.
