@@ -121,7 +121,7 @@ pub fn auth_config(settings: &CasoSettings) -> anyhow::Result<AuthConfig> {
     let scope = if app_cred {
         // Keystone refuses any scope for application credentials (defect 10).
         if ka.project_id.is_some() || ka.project_name.is_some() || ka.system_scope.is_some() {
-            tracing::warn!(
+            tracing::warn!(target: super::LOG_TARGET,
                 "[keystone_auth] project and system scope are ignored with application credentials: the credential's own project is used"
             );
         }

@@ -102,7 +102,7 @@ pub(super) async fn deliver_group(
                     {
                         Ok(n) => {
                             d.report.records_pushed += n;
-                            span.in_scope(|| tracing::debug!("{n} records to {}", m.describe()))
+                            span.in_scope(|| tracing::debug!(target: super::LOG_TARGET, "{n} records to {}", m.describe()))
                         }
                         Err(cause) => x.failures.push(Failure::new(&id, m.describe(), cause)),
                     },
@@ -122,7 +122,7 @@ pub(super) async fn deliver_group(
                         d.report.messages += messages;
                         d.report.records_spooled += records;
                         span.in_scope(|| {
-                            tracing::debug!(
+                            tracing::debug!(target: super::LOG_TARGET,
                                 "{messages} messages ({records} records) added to the {}",
                                 m.describe()
                             )

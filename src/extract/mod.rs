@@ -25,6 +25,7 @@ pub mod nova;
 mod period;
 pub mod projects;
 mod report;
+mod summary;
 mod window;
 
 use std::collections::HashMap;
@@ -47,9 +48,16 @@ pub use auth::auth_config;
 use auth::{log_in, session};
 use messenger::{LastrunStore, Messenger, Spool};
 pub use period::Period;
+
+/// The log target of the run's own events, wherever their stage lives
+/// (operators see `cloud_accounting::extract: ...` at DEBUG, as before the
+/// stages had files of their own).
+const LOG_TARGET: &str = "cloud_accounting::extract";
+
 use projects::{DiscoveryRules, ProjectInfo, VoRules};
-use report::NO_PROJECT;
-pub use report::{Failure, ProjectReport, Report, summarize, summary_line};
+pub use report::{Failure, ProjectReport, Report};
+use summary::NO_PROJECT;
+pub use summary::{summarize, summary_line};
 
 /// What every record of one project shares.
 #[derive(Clone, Debug)]

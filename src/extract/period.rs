@@ -18,7 +18,7 @@ pub struct Period {
 pub(super) fn period_end(extract_to: Option<Timestamp>, now: Timestamp) -> Timestamp {
     match extract_to {
         Some(t) if t > now => {
-            tracing::warn!(extract_to = %t, now = %now, "extract-to is in the future: extracting up to now");
+            tracing::warn!(target: super::LOG_TARGET, extract_to = %t, now = %now, "extract-to is in the future: extracting up to now");
             now
         }
         Some(t) => t,
@@ -38,7 +38,7 @@ pub(super) fn period_of(
         None => match lastrun.read(project) {
             Ok(Some(t)) => t,
             Ok(None) => {
-                tracing::info!("no lastrun file, extracting from 1970-01-01");
+                tracing::info!(target: super::LOG_TARGET, "no lastrun file, extracting from 1970-01-01");
                 Timestamp::EPOCH
             }
             Err(e) => return Err(Failure::new(project, "lastrun file", e.to_string())),
@@ -49,7 +49,7 @@ pub(super) fn period_of(
     // its own `to`: nothing to extract yet, not an error. Further ahead is a
     // wrong clock or file, which the admin must see.
     if cfg.extract_from.is_none() && from >= cfg.to && from.seconds_since(cfg.to) <= 2 {
-        tracing::info!("up to date: the previous run ended moments ago (lastrun {from})");
+        tracing::info!(target: super::LOG_TARGET, "up to date: the previous run ended moments ago (lastrun {from})");
         return Ok(None);
     }
     if from >= cfg.now {

@@ -73,10 +73,10 @@ pub(super) async fn extract_all(
             for (span, d) in deliver_group(cfg, lastrun, std::mem::take(&mut group), out).await {
                 span.in_scope(|| {
                     for f in &d.failures {
-                        tracing::error!("{}: {}", f.object, f.cause);
+                        tracing::error!(target: super::LOG_TARGET, "{}: {}", f.object, f.cause);
                     }
                     if !d.failures.is_empty() && !cfg.dry_run {
-                        tracing::warn!(
+                        tracing::warn!(target: super::LOG_TARGET,
                             "lastrun left unchanged: the period is extracted again next run"
                         );
                     }
@@ -99,7 +99,7 @@ pub(super) async fn extract_all(
                 Ok(x) => group.push((span, x)),
                 Err(e) => {
                     let f = Failure::new(&id, "extraction task", e.to_string());
-                    tracing::error!("{f}");
+                    tracing::error!(target: super::LOG_TARGET, "{f}");
                     report.failures.push(f);
                 }
             }
@@ -159,7 +159,7 @@ async fn extract_project(
         }
     };
     out.period = Some(period);
-    tracing::info!(
+    tracing::info!(target: super::LOG_TARGET,
         "extracting {} to {} for VO {vo} (from {source})",
         period.from,
         period.to
@@ -194,7 +194,7 @@ async fn extract_project(
     let results = tokio::select! {
         r = extracting => r,
         _ = stop.grace_over() => {
-            tracing::warn!("stopped on request before the project was extracted: nothing written, lastrun kept");
+            tracing::warn!(target: super::LOG_TARGET, "stopped on request before the project was extracted: nothing written, lastrun kept");
             out.stopped = true;
             return out;
         }
