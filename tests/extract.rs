@@ -13,6 +13,7 @@ use std::sync::Arc;
 use clap::Parser;
 use cloud_accounting::cli::extract::CasoCli;
 use cloud_accounting::config::{self, caso::CasoSettings};
+use cloud_accounting::daemon::Shutdown;
 use cloud_accounting::extract::messenger::{BoxError, LastrunFiles, Spool};
 use cloud_accounting::extract::{self, Report, Stores};
 use cloud_accounting::lastrun;
@@ -121,7 +122,7 @@ impl Env {
         stores: Stores,
     ) -> (anyhow::Result<Report>, String) {
         let mut out = Vec::new();
-        let r = extract::run(settings, stores, now(), &mut out).await;
+        let r = extract::run(settings, stores, now(), &mut out, &Shutdown::new()).await;
         (r, String::from_utf8(out).unwrap())
     }
 

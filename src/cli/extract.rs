@@ -223,7 +223,7 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
                 "--interval and --initial-delay are for extraction, not for the projects subcommand"
             )))
         }
-        Some(CasoCommand::Projects) => projects(&settings),
+        Some(CasoCommand::Projects) => crate::extract::list_projects(&settings),
         None => extract(
             settings,
             daemon::Schedule::from_flags(cli.interval, cli.initial_delay)?,
@@ -231,7 +231,7 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     }
 }
 
-/// Extraction with checked settings: one run ([`crate::extract::main_until`])
+/// Extraction with checked settings: one run ([`crate::extract::run_once`])
 /// or, with a `schedule`, daemon mode ([`daemon::run`]). SIGTERM/SIGINT stop
 /// gracefully in both modes.
 pub fn extract(settings: CasoSettings, schedule: Option<daemon::Schedule>) -> anyhow::Result<()> {
@@ -252,11 +252,6 @@ pub fn extract(settings: CasoSettings, schedule: Option<daemon::Schedule>) -> an
     }
     let shutdown = Shutdown::on_signals()?;
     daemon::run(schedule, &shutdown, |stop| {
-        crate::extract::main_until(&settings, stop)
+        crate::extract::run_once(&settings, stop)
     })
-}
-
-/// `caso-extract projects` ([`crate::extract::list_projects`]).
-pub fn projects(settings: &CasoSettings) -> anyhow::Result<()> {
-    crate::extract::list_projects(settings)
 }

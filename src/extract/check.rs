@@ -4,11 +4,11 @@
 //!
 //! Checked with the run's own code: the configuration (voms.json included,
 //! which loading reads), `site_name`, `[keystone_auth]` as the run maps it
-//! onto the client ([`super::auth_config`], [`super::session_for`]); then
+//! onto the client ([`super::auth::auth_config`], [`super::auth::session_for`]); then
 //! that `spooldir`, `[ssm] output_path` (with the ssm messenger) and
 //! `lock_path` can take new files, or be created (an unnamed `O_TMPFILE`
 //! probe; nothing is created). With `network`: one Keystone token request
-//! with the configured credentials and TLS settings ([`super::log_in`]),
+//! with the configured credentials and TLS settings ([`super::auth::log_in`]),
 //! waiting at most [`crate::check::NETWORK_TIMEOUT`], never retried.
 
 use crate::check::{NETWORK_TIMEOUT, Report, writable_dir};
@@ -48,20 +48,20 @@ fn check_settings(
             mapping.display()
         ));
     }
-    let session = super::auth_config(settings).and_then(|mut cfg| {
+    let session = super::auth::auth_config(settings).and_then(|mut cfg| {
         let url = cfg.auth_url.clone();
         if network {
             cfg.timeout = NETWORK_TIMEOUT;
             cfg.retries = 0;
         }
-        super::session_for(cfg).map(|s| (url, s))
+        super::auth::session_for(cfg).map(|s| (url, s))
     });
     match session {
         Ok((url, session)) => {
             report.ok(format_args!("[keystone_auth]: complete (auth_url {url})"));
             if network {
                 let rt = super::runtime()?;
-                match rt.block_on(super::log_in(&session)) {
+                match rt.block_on(super::auth::log_in(&session)) {
                     Ok(()) => report.ok(format_args!(
                         "Keystone {url}: a token was issued for the configured credentials"
                     )),

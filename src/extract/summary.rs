@@ -5,7 +5,7 @@
 
 use anyhow::anyhow;
 
-use super::{ProjectReport, Report};
+use super::report::{ProjectReport, Report};
 use crate::exit;
 
 /// Logs the outcome and ends the run with its [`summary_line`] (target
