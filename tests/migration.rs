@@ -5,32 +5,9 @@ mod extract_support;
 #[path = "sim/openstack/harness.rs"]
 mod harness;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use harness::Sim;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// caso-extract as user `nobody` (as root every directory is writable).
-fn extract_as_nobody(conf: &Path) -> Output {
-    let mut cmd = if is_root() {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_caso-extract"));
-        c
-    } else {
-        Command::new(env!("CARGO_BIN_EXE_caso-extract"))
-    };
-    cmd.arg("--config-file")
-        .arg(conf)
-        .env_remove("CASO_LOCK_PATH")
-        .output()
-        .expect("run caso-extract (setpriv is util-linux)")
-}
 
 /// A spool that is not writable: exit 1 before any OpenStack request, the
 /// error names the option, the path and the uid; nothing is written. Both
@@ -63,7 +40,11 @@ async fn an_unwritable_spool_fails_before_the_first_request() {
         std::fs::create_dir_all(dir.path().join("outgoing")).unwrap();
         std::fs::create_dir_all(dir.path().join("lock")).unwrap();
         // Everything the run may touch is the user's, but for one directory.
-        let nobody = if is_root() { "65534:65534" } else { "" };
+        let nobody = if extract_support::is_root() {
+            "65534:65534"
+        } else {
+            ""
+        };
         if !nobody.is_empty() {
             for p in ["", "spool", "outgoing", "lock", "caso.conf", "voms.json"] {
                 let st = Command::new("chown")
@@ -87,7 +68,7 @@ async fn an_unwritable_spool_fails_before_the_first_request() {
         )
         .unwrap();
         sim.reset().await;
-        let out = extract_as_nobody(&conf);
+        let out = extract_support::run_ours_as_nobody(&conf);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         let want = format!(

@@ -244,29 +244,8 @@ async fn partial_failure_summary() {
     assert_eq!(log.matches(&want).count(), 1, "summary repeated:\n{log}");
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn as_nobody(conf: &Path) -> Output {
-    let mut cmd = if is_root() {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_caso-extract"));
-        c
-    } else {
-        Command::new(env!("CARGO_BIN_EXE_caso-extract"))
-    };
-    cmd.arg("--config-file")
-        .arg(conf)
-        .env_remove("CASO_LOCK_PATH")
-        .output()
-        .expect("run caso-extract (setpriv is util-linux)")
-}
-
 fn chown_nobody(p: &Path) {
-    if is_root() {
+    if extract_support::is_root() {
         let st = Command::new("chown")
             .arg("-R")
             .arg("65534:65534")
@@ -286,7 +265,7 @@ async fn unwritable_spool_ends_with_one_error() {
     std::fs::create_dir_all(site.path("outgoing")).unwrap();
     chown_nobody(site.dir.path());
     use std::os::unix::fs::PermissionsExt;
-    if is_root() {
+    if extract_support::is_root() {
         let st = Command::new("chown")
             .arg("0:0")
             .arg(site.path("outgoing"))
@@ -299,7 +278,7 @@ async fn unwritable_spool_ends_with_one_error() {
         std::fs::Permissions::from_mode(0o555),
     )
     .unwrap();
-    let out = as_nobody(&site.conf);
+    let out = extract_support::run_ours_as_nobody(&site.conf);
     let log = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     let line = last_line(&log);
@@ -316,7 +295,7 @@ async fn unwritable_spool_ends_with_one_error() {
 /// and the summary says so and why.
 #[tokio::test(flavor = "multi_thread")]
 async fn spool_failing_midway_summary_counts_nothing_spooled() {
-    if !is_root() {
+    if !extract_support::is_root() {
         eprintln!("needs root to run as nobody: skipped");
         return;
     }
@@ -339,7 +318,7 @@ async fn spool_failing_midway_summary_counts_nothing_spooled() {
         std::fs::create_dir(&d).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
     }
-    let out = as_nobody(&site.conf);
+    let out = extract_support::run_ours_as_nobody(&site.conf);
     let log = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     let line = last_line(&log);

@@ -63,6 +63,31 @@ pub fn run_ours(conf: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Whether the tests run as root (then every directory is writable, and a
+/// permission test must run the program as another user).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Our `caso-extract` with `conf`, as user `nobody` when the tests run as
+/// root (setpriv, util-linux), else as the tests' own user.
+pub fn run_ours_as_nobody(conf: &Path) -> Output {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_caso-extract"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_caso-extract"))
+    };
+    cmd.arg("--config-file")
+        .arg(conf)
+        .env_remove("CASO_LOCK_PATH")
+        .output()
+        .expect("run caso-extract (setpriv is util-linux)")
+}
+
 /// Every record in the spool at `queue`, by type (see spool_records.py).
 /// Panics naming the element when one is not a whole message.
 pub fn spool_records(queue: &Path) -> Value {
