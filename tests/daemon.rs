@@ -150,13 +150,7 @@ impl Site {
 async fn sigterm_mid_extraction_finishes_the_project_in_progress() {
     let sim = Sim::start(&["--scenario", "demo", "--projects", "10", "--servers", "5"]);
     let manifest = sim.manifest().await;
-    let projects: Vec<String> = manifest["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["accounted"] == true)
-        .map(|p| p["id"].as_str().unwrap().to_string())
-        .collect();
+    let projects = harness::accounted_project_ids(&manifest);
     assert_eq!(projects.len(), 10);
     let voms = sim.get_json("/_sim/voms.json").await;
 

@@ -46,13 +46,7 @@ impl Run {
         args.extend_from_slice(sim_args);
         let sim = Sim::start(&args);
         let manifest = sim.manifest().await;
-        let projects = manifest["projects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["accounted"] == Value::Bool(true))
-            .map(|p| p["id"].as_str().unwrap().to_string())
-            .collect();
+        let projects = harness::accounted_project_ids(&manifest);
         let to = Timestamp::parse(manifest["period"]["to"].as_str().unwrap()).unwrap();
         Run {
             dir,

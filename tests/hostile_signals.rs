@@ -534,13 +534,7 @@ fn sim(extra: &[&str]) -> Sim {
 }
 
 async fn accounted_projects(sim: &Sim) -> Vec<String> {
-    sim.manifest().await["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["accounted"] == true)
-        .map(|p| p["id"].as_str().unwrap().to_owned())
-        .collect()
+    harness::accounted_project_ids(&sim.manifest().await)
 }
 
 async fn requests(sim: &Sim, endpoint: &str) -> u64 {

@@ -94,7 +94,21 @@ impl Sim {
     pub async fn manifest(&self) -> Value {
         self.get_json("/_sim/manifest").await
     }
+}
 
+/// The ids of the projects a run extracts (`accounted` in the manifest), in
+/// the manifest's order.
+pub fn accounted_project_ids(manifest: &Value) -> Vec<String> {
+    manifest["projects"]
+        .as_array()
+        .expect("the manifest lists projects")
+        .iter()
+        .filter(|p| p["accounted"] == true)
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+impl Sim {
     pub async fn stats(&self) -> Value {
         self.get_json("/_sim/stats").await
     }
