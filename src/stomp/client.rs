@@ -33,9 +33,9 @@ use super::error::StompError;
 use super::tls;
 
 /// The byte stream under the codec: plain TCP or TLS.
-trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
+pub(super) trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
-type BoxedTransport = Box<dyn Transport>;
+pub(super) type BoxedTransport = Box<dyn Transport>;
 
 /// The fate of one message handed to [`Connection::send`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +157,18 @@ async fn connect_one(
     broker: &BrokerAddress,
     connector: Option<&tls::Connector>,
 ) -> Result<Connection, StompError> {
+    let transport = open_transport(config, broker, connector).await?;
+    handshake(config, broker, transport).await
+}
+
+/// The TCP connection to `broker` and, with TLS, the handshake (the
+/// broker's certificate checked, ours presented): everything before the
+/// first STOMP frame. `--check-network` stops here ([`super::probe`]).
+pub(super) async fn open_transport(
+    config: &BrokerConfig,
+    broker: &BrokerAddress,
+    connector: Option<&tls::Connector>,
+) -> Result<BoxedTransport, StompError> {
     let tcp = TcpStream::connect((broker.host.as_str(), broker.port))
         .await
         .map_err(|e| StompError::Connect {
@@ -165,13 +177,12 @@ async fn connect_one(
         })?;
     // Small frames (CONNECT, heart-beats) must not wait for Nagle.
     let _ = tcp.set_nodelay(true);
-    let transport: BoxedTransport = match (connector, &config.tls) {
+    Ok(match (connector, &config.tls) {
         (Some(connector), Some(settings)) => {
             Box::new(tls::handshake(connector, settings, broker, tcp).await?)
         }
         _ => Box::new(tcp),
-    };
-    handshake(config, broker, transport).await
+    })
 }
 
 /// Heart-beat intervals we offer, in milliseconds: `(send, receive)`.

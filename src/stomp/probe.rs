@@ -1,8 +1,5 @@
 //! Reaching a broker without talking STOMP: what `ssmsend --check` needs.
 
-use std::sync::Arc;
-
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::config::{BrokerAddress, BrokerConfig};
@@ -27,16 +24,9 @@ pub fn check_tls(config: &BrokerConfig) -> Result<(), StompError> {
 pub async fn probe(config: &BrokerConfig, broker: &BrokerAddress) -> Result<(), StompError> {
     let connector = config.tls.as_ref().map(tls::connector).transpose()?;
     let attempt = async {
-        let tcp = TcpStream::connect((broker.host.as_str(), broker.port))
+        super::client::open_transport(config, broker, connector.as_ref())
             .await
-            .map_err(|e| StompError::Connect {
-                broker: broker.to_string(),
-                source: Arc::new(e),
-            })?;
-        if let (Some(connector), Some(settings)) = (&connector, &config.tls) {
-            tls::handshake(connector, settings, broker, tcp).await?;
-        }
-        Ok(())
+            .map(drop)
     };
     timeout(config.timeouts.connect, attempt)
         .await
