@@ -40,6 +40,7 @@ pub mod openstack;
 pub mod record;
 pub mod reply;
 pub mod runlock;
+pub mod secret;
 pub mod send;
 pub mod smime;
 pub mod spool;

@@ -12,8 +12,9 @@ use futures_util::stream::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::{AmsConfig, AmsError, RetryPolicy, Token, TokenSource};
+use super::{AmsConfig, AmsError, RetryPolicy, TokenSource};
 use crate::reply::{BodyError, Redirect, excerpt, read_body, scrub};
+use crate::secret::Secret;
 use crate::smime::ClientIdentity;
 
 /// Largest reply body read from AMS or the authentication service (1 MiB):
@@ -34,7 +35,7 @@ pub struct Outgoing<K> {
 struct TokenState {
     /// Counts fetches, so that many requests failing with 401 together fetch once.
     generation: u64,
-    token: Option<Token>,
+    token: Option<Secret>,
 }
 
 /// AMS publisher. Cheap to share: one connection pool, one token for all requests.
@@ -191,11 +192,11 @@ impl Client {
     }
 
     /// The token: the configured one, or fetched once via authx509 and reused.
-    pub async fn token(&self) -> Result<Token, AmsError> {
+    pub async fn token(&self) -> Result<Secret, AmsError> {
         Ok(self.current_token().await?.1)
     }
 
-    async fn current_token(&self) -> Result<(u64, Token), AmsError> {
+    async fn current_token(&self) -> Result<(u64, Secret), AmsError> {
         let mut state = self.token.lock().await;
         if let Some(t) = &state.token {
             return Ok((state.generation, t.clone()));
@@ -214,7 +215,7 @@ impl Client {
         }
     }
 
-    async fn fetch_token(&self) -> Result<Token, AmsError> {
+    async fn fetch_token(&self) -> Result<Secret, AmsError> {
         let url = &self.authx509_url;
         let reply: TokenReply = self
             .with_retries(url, |_| async {
@@ -253,7 +254,7 @@ impl Client {
                 }
             })
             .await?;
-        Ok(Token::new(reply.token))
+        Ok(Secret::new(reply.token))
     }
 
     /// Publishes one message (one request, retried as the policy says) and returns the id AMS
@@ -284,7 +285,7 @@ impl Client {
         &self,
         url: &str,
         msg_id: &str,
-        token: &Token,
+        token: &Secret,
         body: &Bytes,
     ) -> Attempt<String> {
         let resp = match self
@@ -571,7 +572,7 @@ mod tests {
     #[test]
     fn the_publish_url_names_the_port() {
         let mut cfg = AmsConfig::new("msg.example.org", "p", "t");
-        cfg.token = Some(Token::new("x"));
+        cfg.token = Some(Secret::new("x"));
         let c = Client::new(cfg).unwrap();
         assert_eq!(
             c.publish_url(),

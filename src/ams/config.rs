@@ -1,15 +1,15 @@
 //! What the AMS client needs: where AMS is, which token or host certificate, how the
 //! server is trusted, timeouts and limits.
 //!
-//! Built by the caller (the sender maps `sender.cfg` onto it); no file parsing here.
+//! The token is a [`Secret`]. Built by the caller (the sender maps `sender.cfg` onto it); no file parsing here.
 
-use std::fmt;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use openssl::x509::X509;
 
 use super::RetryPolicy;
+use crate::secret::Secret;
 use crate::smime::ClientIdentity;
 
 /// Port of the AMS API when the configuration names none.
@@ -18,27 +18,6 @@ pub const DEFAULT_PORT: u16 = 443;
 pub const DEFAULT_AUTHN_PORT: u16 = 8443;
 /// Requests in flight at once when the configuration names no other number.
 pub const DEFAULT_CONCURRENCY: usize = 8;
-
-/// An AMS token. Never printed: `Debug` masks it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(token: impl Into<String>) -> Self {
-        Token(token.into())
-    }
-
-    /// The token itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
 
 /// How the AMS server certificate is checked.
 #[derive(Debug, Clone)]
@@ -74,7 +53,7 @@ pub struct AmsConfig {
     /// `[messaging] destination`.
     pub topic: String,
     /// `[messaging] token`: when set, authx509 is never asked.
-    pub token: Option<Token>,
+    pub token: Option<Secret>,
     /// Host of the authentication service; `None` = `host`.
     pub authn_host: Option<String>,
     pub authn_port: u16,
@@ -120,8 +99,7 @@ mod tests {
 
     #[test]
     fn token_debug_is_masked() {
-        let t = Token::new("s3cret");
-        assert_eq!(format!("{t:?}"), "Token(***)");
+        let t = Secret::new("s3cret");
         let mut cfg = AmsConfig::new("h", "p", "t");
         cfg.token = Some(t);
         assert!(!format!("{cfg:?}").contains("s3cret"));

@@ -30,8 +30,6 @@ mod error;
 mod retry;
 
 pub use client::{Client, MAX_REPLY_BYTES, Outgoing};
-pub use config::{
-    AmsConfig, DEFAULT_AUTHN_PORT, DEFAULT_CONCURRENCY, DEFAULT_PORT, ServerTrust, Token,
-};
+pub use config::{AmsConfig, DEFAULT_AUTHN_PORT, DEFAULT_CONCURRENCY, DEFAULT_PORT, ServerTrust};
 pub use error::{AmsError, TokenSource};
 pub use retry::RetryPolicy;

@@ -124,32 +124,7 @@ impl fmt::Display for Origin {
     }
 }
 
-/// A password, token or key secret: printed as `****` by Debug and Display.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself: only for the request that needs it, never for logs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("****")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("****")
-    }
-}
+use crate::secret::Secret;
 
 /// Whose option this is (shown by `--print-config` and in the README).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,9 +8,10 @@ use anyhow::anyhow;
 use crate::config::caso::{AuthType, CasoSettings, KeystoneAuth};
 use crate::exit;
 use crate::openstack::{
-    self, AppCredentialRef, AuthConfig, AuthMethod, ClientCert, DomainRef, OpenStackError, Scope,
+    AppCredentialRef, AuthConfig, AuthMethod, ClientCert, DomainRef, OpenStackError, Scope,
     Session, TlsConfig, UserRef,
 };
+use crate::secret::Secret;
 
 fn usage_err(msg: String) -> anyhow::Error {
     exit::usage(anyhow!(msg))
@@ -44,9 +45,8 @@ fn user_ref(ka: &KeystoneAuth, what: &str) -> anyhow::Result<UserRef> {
     })
 }
 
-fn secret(s: &Option<crate::config::Secret>, key: &str) -> anyhow::Result<openstack::Secret> {
-    s.as_ref()
-        .map(|s| openstack::Secret::new(s.expose()))
+fn secret(s: &Option<Secret>, key: &str) -> anyhow::Result<Secret> {
+    s.clone()
         .ok_or_else(|| usage_err(format!("[keystone_auth] {key} is required")))
 }
 

@@ -39,38 +39,7 @@ pub use paging::{MAX_LIST_VALUES, MAX_PAGES};
 pub use session::{RequestCounts, Session};
 pub use transport::{MAX_BODY_BYTES, MAX_JSON_VALUES};
 
-/// A secret string (password, application credential secret, OIDC access
-/// token, Keystone token): never shown by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, only for putting it on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_string())
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Secret(s)
-    }
-}
+use crate::secret::Secret;
 
 /// A Keystone domain, by id or by name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

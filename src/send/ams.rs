@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use futures_util::StreamExt;
 
 use super::queue::Spool;
-use crate::ams::{AmsConfig, AmsError, Client, Outgoing, ServerTrust, Token};
+use crate::ams::{AmsConfig, AmsError, Client, Outgoing, ServerTrust};
 use crate::config::sender::{Ams, Timeouts};
 use crate::daemon::Shutdown;
 use crate::smime::{ClientIdentity, CredentialError, Credentials, ca_certificates_from_dir};
@@ -27,7 +27,7 @@ pub fn client_config(
     let mut config = AmsConfig::new(settings.host.clone(), settings.project.clone(), topic);
     config.port = settings.port;
     config.authn_port = settings.authn_port;
-    config.token = settings.token.as_ref().map(|t| Token::new(t.expose()));
+    config.token = settings.token.clone();
     config.identity = Some(ClientIdentity::from_credentials(credentials));
     config.trust = ServerTrust {
         system_roots: true,

@@ -13,7 +13,8 @@ use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::stack::Stack;
 
 use crate::common::pki::{CertSpec, Identity, Pki};
-use cloud_accounting::ams::{AmsConfig, RetryPolicy, ServerTrust, Token};
+use cloud_accounting::ams::{AmsConfig, RetryPolicy, ServerTrust};
+use cloud_accounting::secret::Secret;
 use cloud_accounting::smime::ClientIdentity;
 
 pub use crate::common::pki::HOST_DN;
@@ -200,7 +201,7 @@ impl AmsDouble {
     pub fn config_with_token(&self, pki: &AmsTestPki, token: &str) -> AmsConfig {
         let mut cfg = self.config(pki);
         cfg.identity = None;
-        cfg.token = Some(Token::new(token));
+        cfg.token = Some(Secret::new(token));
         cfg
     }
 
