@@ -1,15 +1,12 @@
 //! Throughput of the AMS client against the `ams-double` on loopback. A benchmark, not a check:
-//! run with `cargo test --release --test ams_bench -- --ignored --nocapture`; prints figures.
-
-#[path = "common/ams.rs"]
-mod ams_common;
-mod common;
+//! run with `cargo test --release --test main -- --ignored --nocapture ams::bench`; prints figures.
 
 use std::time::Instant;
 
-use ams_common::{AmsDouble, AmsTestPki};
 use cloud_accounting::ams::{Client, Outgoing};
 use futures_util::StreamExt;
+
+use crate::support::ams::{AmsDouble, AmsTestPki};
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: prints messages/s"]

@@ -3,18 +3,14 @@
 //! The double runs as a child process (the `ams-double` example, built on first use); each test
 //! starts its own on free ports, with a PKI generated at test time.
 
-#[path = "common/ams.rs"]
-mod ams_common;
-mod common;
-#[path = "common/send.rs"]
-mod send;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use ams_common::{AmsDouble, AmsTestPki, HOST_DN, TOKEN};
 use cloud_accounting::ams::{AmsError, Client, Outgoing, TokenSource};
 use futures_util::StreamExt;
+
+use crate::support::ams::{AmsDouble, AmsTestPki, HOST_DN, TOKEN};
+use crate::support::send;
 
 /// An APEL-like message of roughly `size` bytes, distinct per `i`.
 fn message(i: usize, size: usize) -> Vec<u8> {

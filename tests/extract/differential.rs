@@ -13,18 +13,16 @@
 //! pages, `--max-limit`: cASO reads only the first page of flavors, servers
 //! and the usage report, and differs everywhere.)
 
-#[path = "sim/openstack/harness.rs"]
-mod harness;
-#[path = "extract_support/mod.rs"]
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
 use cloud_accounting::time::Timestamp;
 use serde_json::Value;
-use support::{root, run_ours, spool_records, text, venv_python, write_conf};
+
+use crate::support::extract::{run_ours, spool_records, text, venv_python, write_conf};
+use crate::support::root;
+use crate::support::sim;
 
 /// cASO's CloudType; ours is `cloud-accounting/<version> (OpenStack)`.
 const CASO_CLOUD_TYPE: &str = "caso/5.2.2 (OpenStack)";
@@ -495,7 +493,7 @@ fn run_both(work: &Path, sim_args: &[&str]) -> (Value, Value, Value) {
     let out = Command::new(root().join("scripts/run-caso-against-sim.sh"))
         .arg(&caso_dir)
         .args(sim_args)
-        .env("SIM", harness::binary())
+        .env("SIM", sim::binary())
         .output()
         .unwrap();
     assert!(
@@ -518,7 +516,7 @@ fn run_both(work: &Path, sim_args: &[&str]) -> (Value, Value, Value) {
     let voms = ours_dir.join("voms.json");
     let mut args = sim_args.to_vec();
     args.extend(["--write-voms-json", voms.to_str().unwrap()]);
-    let sim = harness::Sim::start(&args);
+    let sim = sim::Sim::start(&args);
     let conf = write_conf(&ours_dir, &sim.auth_url(), &voms, "secret", "");
     let out = run_ours(&conf, &["--extract-from", from, "--extract-to", to]);
     assert!(

@@ -5,16 +5,13 @@
 //! Tokens revoked mid-run are renewed (exit 0); credentials Keystone rejects
 //! cost one request and exit 1.
 
-#[path = "sim/openstack/harness.rs"]
-mod harness;
-#[path = "extract_support/mod.rs"]
-mod support;
-
 use cloud_accounting::lastrun;
 use cloud_accounting::time::Timestamp;
-use harness::Sim;
 use serde_json::Value;
-use support::{run_ours, spool_records, text, write_conf};
+
+use crate::support::extract::{run_ours, spool_records, text, write_conf};
+use crate::support::sim;
+use crate::support::sim::Sim;
 
 /// Every lastrun starts here; the run extracts up to the manifest's period end.
 const BEFORE: &str = "2026-09-01 00:00:00+00:00";
@@ -46,7 +43,7 @@ impl Run {
         args.extend_from_slice(sim_args);
         let sim = Sim::start(&args);
         let manifest = sim.manifest().await;
-        let projects = harness::accounted_project_ids(&manifest);
+        let projects = sim::accounted_project_ids(&manifest);
         let to = Timestamp::parse(manifest["period"]["to"].as_str().unwrap()).unwrap();
         Run {
             dir,

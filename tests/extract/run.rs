@@ -2,10 +2,6 @@
 //! concurrency, messengers, lastrun handling, faults and the cASO defects
 //! that show only end to end.
 
-#[allow(dead_code)]
-#[path = "openstack_client/mock.rs"]
-mod mock;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
@@ -20,8 +16,10 @@ use cloud_accounting::lastrun;
 use cloud_accounting::record::Message;
 use cloud_accounting::spool::{Layout, Queue};
 use cloud_accounting::time::Timestamp;
-use mock::Mock;
 use serde_json::{Value, json};
+
+use crate::support::openstack_mock as mock;
+use crate::support::openstack_mock::Mock;
 
 const NOW: &str = "2026-11-30T00:00:00Z";
 const A: &str = "0a000000-0000-4000-8000-000000000001";

@@ -10,10 +10,6 @@
 //! a file outside the spool was sent; no token in the log; the run's time,
 //! under `ulimit -v` where memory is the point.
 
-mod common;
-#[path = "common/send.rs"]
-mod send;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -21,9 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cloud_accounting::spool::Layout;
-use common::pki::{Identity, Pki};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslStream, SslVerifyMode};
-use send::{SenderCfg, Spooled, message};
+
+use crate::support::pki::{Identity, Pki};
+use crate::support::send;
+use crate::support::send::{SenderCfg, Spooled, message};
 
 /// The token the scripted authx509 hands out: never to be printed or sent
 /// elsewhere.

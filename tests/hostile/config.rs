@@ -6,10 +6,6 @@
 //! request, Keystone is a listener that counts connections, and the count
 //! must be 0.
 
-#[allow(dead_code)]
-#[path = "openstack_client/mock.rs"]
-mod mock;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -18,6 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+
+use crate::support::openstack_mock as mock;
 
 const CASO: &str = env!("CARGO_BIN_EXE_caso-extract");
 const SSMSEND: &str = env!("CARGO_BIN_EXE_ssmsend");

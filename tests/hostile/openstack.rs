@@ -11,11 +11,6 @@
 //! project needs (Keystone's token or project list) fail the whole run with
 //! exit 1 and change nothing.
 
-#[path = "sim/openstack/harness.rs"]
-mod harness;
-#[path = "extract_support/mod.rs"]
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -25,9 +20,11 @@ use std::time::{Duration, Instant};
 
 use cloud_accounting::lastrun;
 use cloud_accounting::time::Timestamp;
-use harness::Sim;
 use serde_json::Value;
-use support::{spool_records, text, write_conf};
+
+use crate::support::extract::{spool_records, text, write_conf};
+use crate::support::sim;
+use crate::support::sim::Sim;
 
 /// Every lastrun starts here; the run extracts up to the manifest's period end.
 const BEFORE: &str = "2026-09-01 00:00:00+00:00";
@@ -79,7 +76,7 @@ impl Run {
         args.extend_from_slice(sim_args);
         let sim = Sim::start(&args);
         let manifest = sim.manifest().await;
-        let projects = harness::accounted_project_ids(&manifest);
+        let projects = sim::accounted_project_ids(&manifest);
         let to = Timestamp::parse(manifest["period"]["to"].as_str().unwrap()).unwrap();
         Run {
             dir,

@@ -7,15 +7,6 @@
 //! unchanged, nothing of it spooled), nothing outside the spool went out,
 //! and no secret is in the output.
 
-#[path = "sim/openstack/harness.rs"]
-mod harness;
-
-#[path = "common/ams.rs"]
-mod ams_common;
-mod common;
-#[path = "common/send.rs"]
-mod send;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -23,12 +14,15 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ams_common::{AmsDouble, AmsTestPki, TOKEN};
 use cloud_accounting::lastrun;
 use cloud_accounting::spool::{Layout, Queue};
-use common::pki::{Identity, Pki};
-use harness::Sim;
-use send::{SenderCfg, fill, locks, message, remaining};
+
+use crate::support::ams::{AmsDouble, AmsTestPki, TOKEN};
+use crate::support::pki::{Identity, Pki};
+use crate::support::send;
+use crate::support::send::{SenderCfg, fill, locks, message, remaining};
+use crate::support::sim;
+use crate::support::sim::Sim;
 
 /// How long after SIGTERM the process must be gone.
 const BOUND: Duration = Duration::from_secs(3);
@@ -534,7 +528,7 @@ fn sim(extra: &[&str]) -> Sim {
 }
 
 async fn accounted_projects(sim: &Sim) -> Vec<String> {
-    harness::accounted_project_ids(&sim.manifest().await)
+    sim::accounted_project_ids(&sim.manifest().await)
 }
 
 async fn requests(sim: &Sim, endpoint: &str) -> u64 {

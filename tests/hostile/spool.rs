@@ -10,13 +10,6 @@
 //! queued); each bad entry reported once with its path; the run ended
 //! within a bound, under `ulimit -v`.
 
-#[path = "common/ams.rs"]
-mod ams_common;
-mod common;
-#[path = "common/send.rs"]
-mod send;
-mod spool_support;
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -27,10 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ams_common::AmsDouble;
 use cloud_accounting::spool::{Layout, Queue};
-use common::pki::{HOST_DN, Identity, Pki};
-use send::{SSMSEND, SenderCfg};
+
+use crate::support::ams::AmsDouble;
+use crate::support::pki::{HOST_DN, Identity, Pki};
+use crate::support::send;
+use crate::support::send::{SSMSEND, SenderCfg};
+use crate::support::spool;
 
 /// Each run must end within this, hostile spool or not.
 const RUN_BOUND: Duration = Duration::from_secs(60);
@@ -144,7 +140,7 @@ impl World {
     /// PKI are given to nobody first, then `after_chown` runs.
     fn run_as_nobody(&self, after_chown: impl FnOnce()) -> Run {
         let cfg = self.cfg();
-        if !send::is_root() {
+        if !crate::support::is_root() {
             after_chown();
             return run_bounded(&cfg, &[]);
         }
@@ -737,7 +733,7 @@ fn python_writers_temporary_files_and_locks_are_not_reported() {
 fn concurrent_python_writer_and_consumer_cause_no_report() {
     let w = World::new(Layout::Dirq);
     let root = w.queue.to_str().unwrap().to_owned();
-    let mut adder = spool_support::oracle_cmd(&["add", &root, "3000", "py"])
+    let mut adder = spool::oracle_cmd(&["add", &root, "3000", "py"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -761,11 +757,11 @@ fn concurrent_python_writer_and_consumer_cause_no_report() {
         let root = root.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(400));
-            let child = spool_support::oracle_cmd(&["consume", &root])
+            let child = spool::oracle_cmd(&["consume", &root])
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
-            spool_support::wait_output(child)
+            spool::wait_output(child)
         })
     };
     let run = w.run();
@@ -836,7 +832,7 @@ fn unwritable_reject_directory_is_named_in_the_error() {
     let before = snapshot(&w.outside);
     let reject = w.reject_dir();
     let run = w.run_as_nobody(|| {
-        if send::is_root() {
+        if crate::support::is_root() {
             let st = Command::new("chown")
                 .args(["0:0"])
                 .arg(&reject)

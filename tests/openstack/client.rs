@@ -2,10 +2,6 @@
 //! reference: auth methods, scopes, catalog, token reuse and renewal,
 //! retries, paging, errors and per-run caches.
 
-mod common;
-#[path = "openstack_client/mock.rs"]
-mod mock;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +10,10 @@ use cloud_accounting::openstack::{
     Session, Target, UserRef, cinder, glance, keystone, neutron, nova,
 };
 use cloud_accounting::time::Timestamp;
-use mock::{APP_CRED_ID, APP_CRED_SECRET, Mock, OIDC_TOKEN, PASSWORD};
+
+use crate::support;
+use crate::support::openstack_mock as mock;
+use crate::support::openstack_mock::{APP_CRED_ID, APP_CRED_SECRET, Mock, OIDC_TOKEN, PASSWORD};
 
 fn password_config(mock: &Mock, scope: Scope) -> AuthConfig {
     let mut cfg = AuthConfig::new(
@@ -728,7 +727,7 @@ fn secrets_never_show_in_debug() {
 #[test]
 fn tls_files_are_loaded_and_checked() {
     // The host key file is PKCS#1 ("BEGIN RSA PRIVATE KEY"), as sites often have it.
-    let pki = common::pki::Pki::new();
+    let pki = support::pki::Pki::new();
     let host = pki.host();
     let garbage = pki.dir().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").unwrap();

@@ -1,12 +1,10 @@
 //! The OpenStack simulator itself: determinism, auth flows, scopes,
 //! pagination, microversions, every fault mode and the counters.
 
-#[path = "sim/openstack/harness.rs"]
-mod harness;
-
-use harness::Sim;
 use serde_json::{Value, json};
 use std::collections::HashSet;
+
+use crate::support::sim::Sim;
 
 fn ids(v: &Value, key: &str) -> Vec<String> {
     v[key]

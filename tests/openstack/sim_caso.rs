@@ -2,25 +2,12 @@
 //! OpenStack simulator and reports what the manifest says it must, its known
 //! defects included (checked by tests/oracle/caso_check.py).
 
-#[path = "sim/openstack/harness.rs"]
-mod harness;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn venv_python() -> PathBuf {
-    let py = root().join(".venv/bin/python");
-    assert!(
-        py.exists() && root().join(".venv/bin/caso-extract").exists(),
-        "{} or caso-extract missing: run scripts/setup-python.sh",
-        py.display()
-    );
-    py
-}
+use crate::support::extract::venv_python;
+use crate::support::root;
+use crate::support::sim;
 
 /// Runs cASO against a fresh simulator, then the checker; returns its summary.
 fn run_caso(work: &Path, sim_args: &[&str], storage: &str) -> serde_json::Value {
@@ -28,7 +15,7 @@ fn run_caso(work: &Path, sim_args: &[&str], storage: &str) -> serde_json::Value 
     let out = Command::new(root().join("scripts/run-caso-against-sim.sh"))
         .arg(work)
         .args(sim_args)
-        .env("SIM", harness::binary())
+        .env("SIM", sim::binary())
         .output()
         .expect("run-caso-against-sim.sh");
     let log = std::fs::read_to_string(work.join("caso.log")).unwrap_or_default();

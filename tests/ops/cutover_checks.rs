@@ -4,25 +4,21 @@
 //! problem a real run refuses; `--check-network` reaches the project's
 //! doubles (the AMS double, the OpenStack simulator) or names a closed port.
 
-#[path = "common/ams.rs"]
-mod ams_common;
-mod common;
-mod extract_support;
-#[path = "sim/openstack/harness.rs"]
-mod harness;
-#[path = "common/send.rs"]
-mod send;
-
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ams_common::AmsDouble;
 use cloud_accounting::spool::{ElementId, Layout, Queue};
-use common::pki::{HOST_DN, Identity, Pki};
-use send::{SenderCfg, Spooled, message};
+
+use crate::support::ams;
+use crate::support::ams::AmsDouble;
+use crate::support::extract;
+use crate::support::pki::{HOST_DN, Identity, Pki};
+use crate::support::send;
+use crate::support::send::{SenderCfg, Spooled, message};
+use crate::support::sim;
 
 const CASO: &str = env!("CARGO_BIN_EXE_caso-extract");
 
@@ -331,7 +327,7 @@ fn chown(path: &Path, owner: &str, recursive: bool) {
 
 /// `bin args` as user nobody when root (root writes everywhere).
 fn as_nobody(bin: &str, args: &[&std::ffi::OsStr]) -> Output {
-    let mut c = if send::is_root() {
+    let mut c = if crate::support::is_root() {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
         c
@@ -353,7 +349,7 @@ fn check_finds_an_unwritable_spool() {
     use std::os::unix::fs::PermissionsExt;
     let site = Site::new(vec![message(0, 500)]);
     let cfg = site.write(&site.stomp(closed_port()));
-    if send::is_root() {
+    if crate::support::is_root() {
         chown(site.pki.dir(), "65534:65534", true);
         chown(site.spooled.dir.path(), "65534:65534", true);
         chown(&site.spooled.queue, "0:0", false);
@@ -407,14 +403,14 @@ fn check_network_reaches_ams_or_names_the_closed_port() {
     // A configured token: no authx509 request, and the token is never shown.
     let with_token =
         site.ams(double.ams_port, double.authn_port)
-            .set("messaging", "token", ams_common::TOKEN);
+            .set("messaging", "token", ams::TOKEN);
     let o = ssmsend(&site.write(&with_token), &["--check-network"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert!(!stdout(&o).contains("authx509"), "{}", both(&o));
-    assert!(!both(&o).contains(ams_common::TOKEN), "{}", both(&o));
+    assert!(!both(&o).contains(ams::TOKEN), "{}", both(&o));
     let o = ssmsend(&site.write(&with_token), &["--dry-run"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    assert!(!both(&o).contains(ams_common::TOKEN), "{}", both(&o));
+    assert!(!both(&o).contains(ams::TOKEN), "{}", both(&o));
 
     let port = closed_port();
     let cfg = site.write(&site.ams(port, double.authn_port));
@@ -490,7 +486,7 @@ fn caso_conf(dir: &Path, auth_url: &str, edit: impl Fn(String) -> String) -> Pat
         r#"{"vo.example": {"projects": ["p1"]}}"#,
     )
     .unwrap();
-    let conf = extract_support::write_conf(
+    let conf = extract::write_conf(
         dir,
         auth_url,
         &dir.join("voms.json"),
@@ -538,7 +534,7 @@ fn caso_check_lists_a_missing_site_name_and_credential() {
 /// closed: exit 1 naming the URL.
 #[tokio::test(flavor = "multi_thread")]
 async fn caso_check_network_against_the_simulator() {
-    let sim = harness::Sim::start(&["--scenario", "S"]);
+    let sim = sim::Sim::start(&["--scenario", "S"]);
     let dir = tempfile::tempdir().unwrap();
     let conf = caso_conf(dir.path(), &sim.auth_url(), |t| t);
     let o = caso(&conf, &["--check"]);
@@ -589,7 +585,7 @@ fn caso_check_finds_unwritable_directories() {
     for sub in ["outgoing", "lock"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
     }
-    if send::is_root() {
+    if crate::support::is_root() {
         chown(dir.path(), "65534:65534", true);
         chown(&dir.path().join("outgoing"), "0:0", false);
         chown(&dir.path().join("lock"), "0:0", false);

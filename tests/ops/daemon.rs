@@ -2,22 +2,17 @@
 //! the middle of a run: exit 0, nothing partial, nothing lost, lastruns
 //! consistent with the spool.
 
-#[path = "sim/openstack/harness.rs"]
-mod harness;
-
-#[path = "common/ams.rs"]
-mod ams_common;
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use ams_common::{AmsDouble, AmsTestPki};
 use cloud_accounting::lastrun;
 use cloud_accounting::spool::{Layout, Queue};
-use harness::Sim;
+
+use crate::support::ams::{AmsDouble, AmsTestPki};
+use crate::support::sim;
+use crate::support::sim::Sim;
 
 fn sigterm(child: &Child) {
     // SAFETY: kill(2) on our own child's pid.
@@ -150,7 +145,7 @@ impl Site {
 async fn sigterm_mid_extraction_finishes_the_project_in_progress() {
     let sim = Sim::start(&["--scenario", "demo", "--projects", "10", "--servers", "5"]);
     let manifest = sim.manifest().await;
-    let projects = harness::accounted_project_ids(&manifest);
+    let projects = sim::accounted_project_ids(&manifest);
     assert_eq!(projects.len(), 10);
     let voms = sim.get_json("/_sim/voms.json").await;
 

@@ -6,21 +6,15 @@
 //! ConfigMap ships, loaded by our own programs with `--strict-config`.
 //! The running images are tested by scripts/test-images.sh.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::python::{python, venv_bin};
+use crate::support::root;
 
-fn venv_python() -> PathBuf {
-    let py = root().join(".venv/bin/python");
-    assert!(
-        py.exists() && root().join(".venv/bin/kubernetes-validate").exists(),
-        "{} or kubernetes-validate is missing: run scripts/setup-python.sh",
-        py.display()
-    );
-    py
+fn venv_python() -> std::path::PathBuf {
+    venv_bin("kubernetes-validate");
+    python()
 }
 
 fn deploy_check(mode: &str) -> std::process::Output {
@@ -133,13 +127,7 @@ fn the_configmap_files_load_strictly_in_both_programs() {
 
 /// check-jsonschema on FILE against the bundled GitHub workflow schema.
 fn check_workflow(file: &Path) -> std::process::Output {
-    let tool = root().join(".venv/bin/check-jsonschema");
-    assert!(
-        tool.exists(),
-        "{} is missing: run scripts/setup-python.sh",
-        tool.display()
-    );
-    Command::new(tool)
+    Command::new(venv_bin("check-jsonschema"))
         .args(["--builtin-schema", "vendor.github-workflows"])
         .arg(file)
         .output()

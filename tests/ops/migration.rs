@@ -1,13 +1,10 @@
 //! What a site meets when it switches over (issue 18): problems found before
 //! the first request rather than after extracting everything.
 
-mod extract_support;
-#[path = "sim/openstack/harness.rs"]
-mod harness;
-
 use std::process::Command;
 
-use harness::Sim;
+use crate::support::extract;
+use crate::support::sim::Sim;
 
 /// A spool that is not writable: exit 1 before any OpenStack request, the
 /// error names the option, the path and the uid; nothing is written. Both
@@ -22,7 +19,7 @@ async fn an_unwritable_spool_fails_before_the_first_request() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("voms.json"), voms.to_string()).unwrap();
-        let conf = extract_support::write_conf(
+        let conf = extract::write_conf(
             dir.path(),
             &sim.auth_url(),
             &dir.path().join("voms.json"),
@@ -40,7 +37,7 @@ async fn an_unwritable_spool_fails_before_the_first_request() {
         std::fs::create_dir_all(dir.path().join("outgoing")).unwrap();
         std::fs::create_dir_all(dir.path().join("lock")).unwrap();
         // Everything the run may touch is the user's, but for one directory.
-        let nobody = if extract_support::is_root() {
+        let nobody = if crate::support::is_root() {
             "65534:65534"
         } else {
             ""
@@ -68,7 +65,7 @@ async fn an_unwritable_spool_fails_before_the_first_request() {
         )
         .unwrap();
         sim.reset().await;
-        let out = extract_support::run_ours_as_nobody(&conf);
+        let out = extract::run_ours_as_nobody(&conf);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         let want = format!(

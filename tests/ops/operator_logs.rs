@@ -2,18 +2,16 @@
 //! the real `caso-extract` against the OpenStack simulator: no module paths
 //! at INFO, each project's name and id once per line, and one honest summary
 //! line ending every run (all ok, a failed project, an unwritable spool, a
-//! dry run). ssmsend's are in tests/send_ams.rs, a stopped run's in
-//! tests/hostile_signals.rs.
-
-mod extract_support;
-#[path = "sim/openstack/harness.rs"]
-mod harness;
+//! dry run). ssmsend's are in tests/send/ams.rs, a stopped run's in
+//! tests/hostile/signals.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use harness::Sim;
 use serde_json::Value;
+
+use crate::support::extract;
+use crate::support::sim::Sim;
 
 struct Site {
     dir: tempfile::TempDir,
@@ -25,7 +23,7 @@ impl Site {
         let dir = tempfile::tempdir().unwrap();
         let voms = sim.get_json("/_sim/voms.json").await;
         std::fs::write(dir.path().join("voms.json"), voms.to_string()).unwrap();
-        let conf = extract_support::write_conf(
+        let conf = extract::write_conf(
             dir.path(),
             &sim.auth_url(),
             &dir.path().join("voms.json"),
@@ -40,7 +38,7 @@ impl Site {
     }
 
     fn run(&self, args: &[&str]) -> (Option<i32>, String) {
-        let out = extract_support::run_ours(&self.conf, args);
+        let out = extract::run_ours(&self.conf, args);
         (out.status.code(), stderr(&out))
     }
 
@@ -184,7 +182,7 @@ async fn dry_run_summary_says_nothing_was_spooled() {
     let sim = Sim::start(&["--scenario", "S"]);
     let n = projects(&sim).await.len();
     let site = Site::new(&sim).await;
-    let out = extract_support::run_ours(&site.conf, &["--dry-run"]);
+    let out = extract::run_ours(&site.conf, &["--dry-run"]);
     let log = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{log}");
     assert_eq!(site.spooled(), 0);
@@ -245,7 +243,7 @@ async fn partial_failure_summary() {
 }
 
 fn chown_nobody(p: &Path) {
-    if extract_support::is_root() {
+    if crate::support::is_root() {
         let st = Command::new("chown")
             .arg("-R")
             .arg("65534:65534")
@@ -265,7 +263,7 @@ async fn unwritable_spool_ends_with_one_error() {
     std::fs::create_dir_all(site.path("outgoing")).unwrap();
     chown_nobody(site.dir.path());
     use std::os::unix::fs::PermissionsExt;
-    if extract_support::is_root() {
+    if crate::support::is_root() {
         let st = Command::new("chown")
             .arg("0:0")
             .arg(site.path("outgoing"))
@@ -278,7 +276,7 @@ async fn unwritable_spool_ends_with_one_error() {
         std::fs::Permissions::from_mode(0o555),
     )
     .unwrap();
-    let out = extract_support::run_ours_as_nobody(&site.conf);
+    let out = extract::run_ours_as_nobody(&site.conf);
     let log = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     let line = last_line(&log);
@@ -295,7 +293,7 @@ async fn unwritable_spool_ends_with_one_error() {
 /// and the summary says so and why.
 #[tokio::test(flavor = "multi_thread")]
 async fn spool_failing_midway_summary_counts_nothing_spooled() {
-    if !extract_support::is_root() {
+    if !crate::support::is_root() {
         eprintln!("needs root to run as nobody: skipped");
         return;
     }
@@ -318,7 +316,7 @@ async fn spool_failing_midway_summary_counts_nothing_spooled() {
         std::fs::create_dir(&d).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
     }
-    let out = extract_support::run_ours_as_nobody(&site.conf);
+    let out = extract::run_ours_as_nobody(&site.conf);
     let log = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     let line = last_line(&log);

@@ -5,27 +5,16 @@
 //! `xml.dom.minidom` and `json.loads`, from the `.venv` that
 //! `scripts/setup-python.sh` creates (`tests/oracle/names_parse.py`).
 
-#[path = "records_support/mod.rs"]
-mod support;
-
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use cloud_accounting::record::{Message, Record, RecordType, render_messages};
 use cloud_accounting::send::queue;
 use serde_json::{Value, json};
-use support::*;
 
-fn python() -> PathBuf {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup-python.sh to create the cASO oracle venv",
-        py.display()
-    );
-    py
-}
+use crate::support::python::python;
+use crate::support::records::*;
 
 /// One record of each type per name of the table, every name field set to it.
 fn records() -> Vec<Record> {

@@ -12,16 +12,15 @@
 //! there ("no-controls"); the cloud record keeps its printable-ASCII fix
 //! ("text-rule") for the fields cASO does not strip itself.
 
-#[path = "records_support/mod.rs"]
-mod support;
-
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use cloud_accounting::record::{CLOUD_TYPE, IpVersion, Record, Status, YearMonth, render_messages};
 use serde_json::{Value, json};
-use support::*;
+
+use crate::support::python::python;
+use crate::support::records::*;
 
 struct Case {
     name: String,
@@ -489,16 +488,6 @@ fn corpus() -> Vec<Case> {
         .collect();
     cases.push(case("mixed types, max_size 2", 2, &[], mixed));
     cases
-}
-
-fn python() -> PathBuf {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup-python.sh to create the cASO oracle venv",
-        py.display()
-    );
-    py
 }
 
 fn render(case: &Case) -> Vec<String> {

@@ -3,15 +3,14 @@
 //! characters anywhere, non-ASCII escaped in StAR and JSON), and refusing
 //! (not truncating) an oversized record.
 
-#[path = "records_support/mod.rs"]
-mod support;
-
 use std::num::NonZeroUsize;
 
 use cloud_accounting::record::{
     MAX_MESSAGE_BYTES, Record, RecordError, RecordType, render_messages,
 };
-use support::*;
+
+use crate::support::records;
+use crate::support::records::*;
 
 fn n(x: usize) -> NonZeroUsize {
     NonZeroUsize::new(x).unwrap()
@@ -171,14 +170,14 @@ fn a_record_too_large_for_any_message_is_an_error_naming_it() {
             limit,
         } => {
             assert_eq!(*kind, RecordType::Cloud);
-            assert_eq!(id, &format!("VMUUID {}", support::id(7)));
+            assert_eq!(id, &format!("VMUUID {}", records::id(7)));
             assert!(*bytes > *limit);
             assert_eq!(*limit, MAX_MESSAGE_BYTES);
         }
         other => panic!("unexpected error {other:?}"),
     }
     assert!(
-        err.to_string().contains(&support::id(7).to_string()),
+        err.to_string().contains(&records::id(7).to_string()),
         "{err}"
     );
 }

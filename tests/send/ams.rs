@@ -1,20 +1,16 @@
 //! `ssmsend` end to end over AMS against the `ams-double` (TLS, authx509,
 //! fault injection): what it stored is checked with the `openssl smime` CLI.
 
-#[path = "common/ams.rs"]
-mod ams_common;
-mod common;
-#[path = "common/send.rs"]
-mod send;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ams_common::AmsDouble;
 use cloud_accounting::spool::Layout;
-use common::pki::{HOST_DN, Identity, Pki};
-use send::{SenderCfg, Spooled, message, openssl_verify};
+
+use crate::support::ams::AmsDouble;
+use crate::support::pki::{HOST_DN, Identity, Pki};
+use crate::support::send;
+use crate::support::send::{SenderCfg, Spooled, message, openssl_verify};
 
 /// A test PKI, an AMS double trusting it, and a queue of messages.
 struct Setup {
@@ -242,7 +238,7 @@ fn an_unreachable_ams_is_named_with_host_and_port() {
 
 /// The uid the run below gets: nobody's under setpriv, else our own.
 fn run_uid() -> u32 {
-    if send::is_root() {
+    if crate::support::is_root() {
         65534
     } else {
         // SAFETY: geteuid has no preconditions.
@@ -256,7 +252,7 @@ fn run_uid() -> u32 {
 /// otherwise with `unreadable` set to mode 000.
 fn run_denied(s: &Setup, cfg: SenderCfg, unreadable: &std::path::Path) -> send::Run {
     let cfg = cfg.write(&s.dir.path().join("sender.cfg"));
-    if send::is_root() {
+    if crate::support::is_root() {
         send::run_unprivileged(&cfg, &[s.dir.path(), s.pki.dir()])
     } else {
         let before = std::fs::metadata(unreadable).unwrap().permissions();

@@ -2,8 +2,6 @@
 //! the sending side and the APEL receiver on the other), and `ssmsend`'s
 //! start-up credential checks.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -13,7 +11,8 @@ use cloud_accounting::smime::{
     CaDirectory, CertRole, CertificateSettings, Cipher, CredentialError, Credentials, Recipient,
     Signer, ca_certificates_from_dir, ca_store_from_dir, legacy_dn,
 };
-use common::pki::{self, HOST_DN, Identity, KeyFormat, KeyKind, Pki, SERVER_DN};
+
+use crate::support::pki::{self, HOST_DN, Identity, KeyFormat, KeyKind, Pki, SERVER_DN};
 
 // ---------------------------------------------------------------- helpers
 
@@ -764,7 +763,7 @@ fn test_pki_is_a_valid_grid_layout() {
 // -------------------------------------------------------------- figures
 
 /// Prints seals per second for a 100-record message (no assertion on time):
-/// `cargo test --release --test smime -- --ignored --nocapture bench`.
+/// `cargo test --release --test main -- --ignored --nocapture send::smime::bench`.
 #[test]
 #[ignore = "benchmark: prints figures"]
 fn bench_seal_throughput() {

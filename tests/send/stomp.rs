@@ -2,23 +2,17 @@
 //! `scripts/setup-activemq.sh`: a consumer receives every message and checks
 //! it as the APEL receiver does, with the `openssl smime` CLI.
 
-#[path = "common/activemq.rs"]
-mod activemq;
-mod common;
-#[path = "common/send.rs"]
-mod send;
-#[path = "common/stomp_proxy.rs"]
-mod stomp_proxy;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use activemq::{Broker, Received, Subscriber, unique_queue};
 use cloud_accounting::spool::Layout;
-use common::pki::{HOST_DN, Pki};
-use send::{SenderCfg, Spooled, message, openssl_verify};
-use stomp_proxy::{Proxy, Rule};
+
+use crate::support::activemq::{Broker, Received, Subscriber, unique_queue};
+use crate::support::pki::{HOST_DN, Pki};
+use crate::support::send;
+use crate::support::send::{SenderCfg, Spooled, message, openssl_verify};
+use crate::support::stomp_proxy::{Proxy, Rule};
 
 const WAIT: Duration = Duration::from_secs(60);
 const QUIET: Duration = Duration::from_secs(2);
@@ -282,12 +276,7 @@ async fn python_dirq_queue_is_sent_completely() {
     let dest = unique_queue("send-pydirq");
     let dir = tempfile::tempdir().unwrap();
     let queue = dir.path().join("outgoing");
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/setup-python.sh",
-        python.display()
-    );
+    let python = crate::support::python::python();
     let oracle = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/dirq_oracle.py");
     let out = std::process::Command::new(&python)
         .arg(&oracle)

@@ -2,14 +2,13 @@
 //! remove): every element goes to exactly one of them. Once with two of ours,
 //! once with ours against Python dirq.
 
-mod spool_support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
 use cloud_accounting::spool::{Layout, Queue};
-use spool_support::{child_cmd, child_mode, oracle_cmd, tagged_lines, wait_output};
+
+use crate::support::spool::{child_cmd, child_mode, oracle_cmd, tagged_lines, wait_output};
 
 const ELEMENTS: usize = 1000;
 
@@ -45,7 +44,7 @@ fn fill(root: &Path) -> BTreeMap<String, String> {
 }
 
 fn rust_consumer(root: &Path) -> std::process::Child {
-    child_cmd("consume_child", "consume")
+    child_cmd(module_path!(), "consume_child", "consume")
         .env("QUEUE", root)
         .spawn()
         .unwrap()

@@ -4,8 +4,6 @@
 //! partial or empty element, every reported element is there, and the lastrun
 //! file always parses and never moves backward.
 
-mod spool_support;
-
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
@@ -14,7 +12,8 @@ use std::time::Duration;
 use cloud_accounting::lastrun;
 use cloud_accounting::spool::{Layout, Queue};
 use cloud_accounting::time::Timestamp;
-use spool_support::{child_cmd, child_mode, random_u32, tagged_lines, wait_output};
+
+use crate::support::spool::{child_cmd, child_mode, random_u32, tagged_lines, wait_output};
 
 const KILLS: usize = 300;
 const PROJECT: &str = "crash-project";
@@ -93,7 +92,7 @@ fn sigkill_at_random_instants_never_leaves_a_partial_element_or_lastrun() {
     let mut mid_run_kills = 0;
     let mut checked = 0;
     while kills < KILLS {
-        let child = child_cmd("crash_child", "crash")
+        let child = child_cmd(module_path!(), "crash_child", "crash")
             .env("CRASH_DIR", d.path())
             .spawn()
             .unwrap();

@@ -2,14 +2,13 @@
 //! adds the other iterates, locks, reads and removes; locks taken on one side
 //! hold on the other; purge on either side leaves the other's view consistent.
 
-mod spool_support;
-
 use std::fs::{self, File, FileTimes};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use cloud_accounting::spool::{ElementId, Layout, Queue};
-use spool_support::oracle;
+
+use crate::support::spool::oracle;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

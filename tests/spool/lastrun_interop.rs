@@ -2,11 +2,10 @@
 //! `write_lastrun` writes, and its reader (dateutil) reads ours back to the
 //! same instant; we read what cASO writes.
 
-mod spool_support;
-
 use cloud_accounting::lastrun;
 use cloud_accounting::time::Timestamp;
-use spool_support::oracle;
+
+use crate::support::spool::oracle;
 
 const INSTANTS: [i64; 5] = [
     0,

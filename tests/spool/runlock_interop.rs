@@ -2,15 +2,14 @@
 //! lock (oslo.concurrency lockutils / fasteners, the same POSIX record lock on
 //! `<lock_path>/caso_should_not_run_in_parallel`).
 
-mod spool_support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use cloud_accounting::runlock::{LOCK_NAME, RunLock, RunLockError};
-use spool_support::{child_cmd, child_mode, oracle, oracle_cmd};
+
+use crate::support::spool::{child_cmd, child_mode, oracle, oracle_cmd};
 
 /// The child holder: take the lock, say so, hold it until stdin closes.
 #[test]
@@ -58,7 +57,7 @@ fn timeout_holder(e: RunLockError) -> Option<u32> {
 #[test]
 fn a_second_process_waits_then_names_the_holder() {
     let d = tempfile::tempdir().unwrap();
-    let mut holder = child_cmd("hold_lock_child", "hold")
+    let mut holder = child_cmd(module_path!(), "hold_lock_child", "hold")
         .env("LOCK_DIR", d.path())
         .stdin(Stdio::piped())
         .spawn()

@@ -2,22 +2,19 @@
 //! (plain and TLS with client certificates), with a watching relay in between
 //! where a test needs to observe or break the link.
 
-#[path = "common/activemq.rs"]
-mod activemq;
-#[path = "common/stomp_proxy.rs"]
-mod stomp_proxy;
-
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use activemq::{Broker, Subscriber, ascii_body, identity, unique_queue};
 use bytes::Bytes;
 use cloud_accounting::stomp::{
     self, BrokerAddress, Connection, Outcome, ProtocolVersion, StompError, TlsSettings,
     TrustAnchors,
 };
-use stomp_proxy::{Proxy, Rule};
+
+use crate::support::activemq;
+use crate::support::activemq::{Broker, Subscriber, ascii_body, identity, unique_queue};
+use crate::support::stomp_proxy::{Proxy, Rule};
 
 const WAIT: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(500);

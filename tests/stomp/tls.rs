@@ -3,18 +3,17 @@
 //! the IP address), unless `verify_hostname` is off, and SNI carries names,
 //! never addresses.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloud_accounting::stomp::codec::{Command, Frame, Inbound, Outbound, StompCodec};
 use cloud_accounting::stomp::{self, BrokerAddress, BrokerConfig, TlsSettings, TrustAnchors};
-use common::pki::{CertSpec, Identity, Pki};
 use futures_util::{SinkExt, StreamExt};
 use openssl::ssl::{NameType, SslAcceptor, SslMethod};
 use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
+
+use crate::support::pki::{CertSpec, Identity, Pki};
 
 /// A TLS broker with `identity` that answers each CONNECT with CONNECTED;
 /// returns its port and the SNI name of each connection.

@@ -2,8 +2,7 @@
 //! its test PKI, client configurations for it, and a subscriber that collects
 //! what arrived on a destination.
 //!
-//! Include with `#[path = "common/activemq.rs"] mod activemq;`.
-#![allow(dead_code)] // each test crate uses a different part
+//! Also included by the benchmark examples (tests/bench) with `#[path]`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

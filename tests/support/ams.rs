@@ -1,26 +1,22 @@
 //! Test support for the AMS client: the test PKI it uses and the `ams-double` child process.
-//!
-//! Included with `#[path = "common/ams.rs"] mod ams_common;` beside `mod common;` (its PKI is
-//! `common::pki`).
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 
 use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::stack::Stack;
 
-use crate::common::pki::{CertSpec, Identity, Pki};
 use cloud_accounting::ams::{AmsConfig, RetryPolicy, ServerTrust};
 use cloud_accounting::secret::Secret;
 use cloud_accounting::smime::ClientIdentity;
 
-pub use crate::common::pki::HOST_DN;
+use super::pki::{CertSpec, Identity, Pki};
+
+pub use super::pki::HOST_DN;
 pub const TOKEN: &str = "test-ams-token-0123456789";
 
-/// The grid PKI of `common::pki` (CA, host certificate that signs and authenticates, server
+/// The grid PKI of `support::pki` (CA, host certificate that signs and authenticates, server
 /// certificate for 127.0.0.1 / localhost), and a second host certificate from another CA (for
 /// refusals).
 pub struct AmsTestPki {
@@ -73,37 +69,9 @@ impl AmsTestPki {
     }
 }
 
-/// Builds the `ams-double` example once per test process (`cargo test --test ams` alone does
-/// not build examples) and returns its path beside the test executable's profile directory.
+/// The `ams-double` example, built on first use.
 pub fn double_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/<test>-<hash>
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "--example",
-            "ams-double",
-            "--manifest-path",
-        ])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .status()
-            .expect("run cargo to build the ams-double example");
-        assert!(status.success(), "cargo build --example ams-double failed");
-        let bin = profile_dir.join("examples").join("ams-double");
-        assert!(bin.exists(), "{} missing after the build", bin.display());
-        bin
-    })
-    .clone()
+    super::examples::built("ams-double")
 }
 
 /// A running `ams-double`; killed on drop.
@@ -112,7 +80,8 @@ pub struct AmsDouble {
     pub ams_port: u16,
     pub authn_port: u16,
     pub admin_port: u16,
-    pub dir: tempfile::TempDir,
+    /// Holds the double's files (its CA copy) for as long as it runs.
+    _dir: tempfile::TempDir,
 }
 
 impl AmsDouble {
@@ -129,7 +98,7 @@ impl AmsDouble {
         )
     }
 
-    /// Starts the double with PEM files of any test PKI (e.g. `common::pki`): `ca` issued the
+    /// Starts the double with PEM files of any test PKI (e.g. `support::pki`): `ca` issued the
     /// client certificates authx509 accepts and is the one signatures are checked against,
     /// `cert`/`key` are its TLS identity, `allowed_dn` the signer DN it accepts.
     pub fn start_with(
@@ -170,12 +139,8 @@ impl AmsDouble {
             authn_port: port("authn_port"),
             admin_port: port("admin_port"),
             child,
-            dir,
+            _dir: dir,
         }
-    }
-
-    pub fn ca_path(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
     }
 
     /// A client configuration for this double: authx509 with the host certificate, the test CA

@@ -2,26 +2,18 @@
 //! share: the caso.conf both cASO and we read, running our binary, and
 //! parsing a spool into records with tests/oracle/spool_records.py (which
 //! fails on any element that is not a whole message).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use super::{is_root, python, root};
 
-/// The project's Python with cASO 5.2.2; missing is a failure, never a skip.
+/// The project's Python with cASO 5.2.2.
 pub fn venv_python() -> PathBuf {
-    let py = root().join(".venv/bin/python");
-    assert!(
-        py.exists() && root().join(".venv/bin/caso-extract").exists(),
-        "{} or caso-extract missing: run scripts/setup-python.sh",
-        py.display()
-    );
-    py
+    python::venv_bin("caso-extract");
+    python::python()
 }
 
 /// Writes `<dir>/caso.conf` as scripts/run-caso-against-sim.sh does for
@@ -61,13 +53,6 @@ pub fn run_ours(conf: &Path, args: &[&str]) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .unwrap()
-}
-
-/// Whether the tests run as root (then every directory is writable, and a
-/// permission test must run the program as another user).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// Our `caso-extract` with `conf`, as user `nobody` when the tests run as

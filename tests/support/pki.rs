@@ -3,8 +3,8 @@
 //! server, expired, expiring, EC and mismatched credentials, all as PEM files
 //! in a temporary directory that disappears with the [`Pki`].
 //!
-//! Nothing is committed: every key is generated when a test runs. Use it from
-//! any integration test with `mod common;` and `use common::pki::*;`.
+//! Nothing is committed: every key is generated when a test runs. Tests use it
+//! as `crate::support::pki`.
 //!
 //! ```ignore
 //! let pki = Pki::new();
@@ -13,7 +13,6 @@
 //! let p12 = pki.pkcs12(&server, "changeit"); // for ActiveMQ keystores
 //! assert!(pki.capath().join(format!("{:08x}.0", pki.ca().cert.subject_name_hash())).exists());
 //! ```
-#![allow(dead_code)] // each test crate uses a different part of this module
 
 use std::fs;
 use std::io::Write;

@@ -1,5 +1,4 @@
 //! Record builders shared by the record tests.
-#![allow(dead_code)]
 
 use cloud_accounting::record::{
     AcceleratorRecord, Benchmark, BenchmarkValue, CloudRecord, IpRecord, IpVersion, Status,

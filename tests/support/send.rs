@@ -1,8 +1,5 @@
 //! Running the real `ssmsend` binary in tests: sender.cfg files, queues to
 //! send, and the APEL receiver's checks made with the `openssl` CLI.
-//!
-//! Include with `#[path = "common/send.rs"] mod send;`.
-#![allow(dead_code)] // each test crate uses a different part
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -117,7 +114,7 @@ pub fn command(cfg: &Path) -> Command {
 /// every file, so a file it cannot read only exists for another user):
 /// `owned` (recursively) is given to nobody first.
 pub fn run_unprivileged(cfg: &Path, owned: &[&Path]) -> Run {
-    if unsafe_geteuid() != 0 {
+    if !super::is_root() {
         return run(cfg);
     }
     for p in owned {
@@ -138,16 +135,6 @@ pub fn run_unprivileged(cfg: &Path, owned: &[&Path]) -> Run {
     ])
     .arg(cfg);
     finished(cmd.output().expect("run setpriv (util-linux) with ssmsend"))
-}
-
-fn unsafe_geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
-}
-
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    unsafe_geteuid() == 0
 }
 
 /// An APEL-like ASCII message of about `size` bytes, unique to `i`.

@@ -1,7 +1,5 @@
 //! Test harness for the OpenStack simulator: start it as a child process,
-//! read its ready line, talk to it. Include from an integration test with
-//! `#[path = "sim/openstack/harness.rs"] mod harness;`.
-#![allow(dead_code)]
+//! read its ready line, talk to it.
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -11,41 +9,12 @@ use std::process::{Child, Command, Stdio};
 pub struct Sim {
     child: Child,
     pub url: String,
-    pub ready: Value,
     pub http: reqwest::Client,
 }
 
-/// `target/<profile>/examples/openstack-sim`, next to the test executable
-/// (`cargo test` builds examples; `cargo test --test X` does not).
+/// The `openstack-sim` example, built on first use.
 pub fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join("openstack-sim");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --example openstack-sim` (plain `cargo test` builds it)",
-        bin.display()
-    );
-    // A stale simulator would test old code: compare with its sources.
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sim/openstack");
-    let newest = std::fs::read_dir(&src)
-        .expect("simulator sources")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name() != "harness.rs")
-        .filter_map(|e| e.metadata().ok()?.modified().ok())
-        .max();
-    let built = bin.metadata().and_then(|m| m.modified()).ok();
-    if let (Some(n), Some(b)) = (newest, built) {
-        assert!(
-            b >= n,
-            "{} is older than its sources: run `cargo build --example openstack-sim`",
-            bin.display()
-        );
-    }
-    bin
+    super::examples::built("openstack-sim")
 }
 
 impl Sim {
@@ -68,7 +37,6 @@ impl Sim {
         Sim {
             child,
             url,
-            ready,
             http: reqwest::Client::builder()
                 .no_proxy()
                 .build()

@@ -1,21 +1,11 @@
 //! Shared by the spool, lastrun and run-lock integration tests: the Python
 //! oracle (tests/oracle/dirq_oracle.py in the project's .venv) and child
 //! processes made by re-running the test binary itself.
-#![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-/// The project's .venv Python; a missing one fails the test with the fix.
-pub fn python() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/setup-python.sh (Python dirq 1.8 and cASO 5.2.2 are the interop oracles)",
-        p.display()
-    );
-    p
-}
+use super::python::python;
 
 pub fn oracle_cmd(args: &[&str]) -> Command {
     let mut c = Command::new(python());
@@ -39,14 +29,25 @@ pub fn oracle(args: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Re-runs this test binary as a child executing only the test `name`, with
-/// `CHILD_MODE=mode` (the child test does nothing when the variable is unset).
-pub fn child_cmd(name: &str, mode: &str) -> Command {
+/// The name libtest gives the test `name` of the module whose
+/// `module_path!()` is `module`: the path without the crate's name
+/// (`spool::crash::crash_child`), what `--exact` needs.
+pub fn test_name(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// Re-runs this test binary as a child executing only the test `name` of the
+/// module `module` (its `module_path!()`), with `CHILD_MODE=mode` (the child
+/// test does nothing when the variable is unset).
+pub fn child_cmd(module: &str, name: &str, mode: &str) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
     // The child entry points are #[ignore]d, so that a plain `cargo test`
     // does not count them as tests that pass: --ignored runs exactly this one.
     c.args([
-        name,
+        test_name(module, name).as_str(),
         "--exact",
         "--ignored",
         "--nocapture",

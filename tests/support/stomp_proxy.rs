@@ -1,8 +1,5 @@
 //! A TCP relay between our client and the test ActiveMQ that watches the
 //! STOMP traffic and can break the link the way a dying broker does.
-//!
-//! Include with `#[path = "common/stomp_proxy.rs"] mod stomp_proxy;`.
-#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 
