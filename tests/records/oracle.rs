@@ -604,12 +604,11 @@ fn rendering_ignores_the_host_time_zone() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("madrid.json");
     let run = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
+        .args(["--exact", "--ignored", "--nocapture"])
+        .arg(crate::support::test_name(
+            module_path!(),
             "tz_child_renders_corpus",
-            "--ignored",
-            "--nocapture",
-        ])
+        ))
         .env("TZ", "Europe/Madrid")
         .env("RECORDS_TZ_CHILD_OUT", &out)
         .output()

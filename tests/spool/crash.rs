@@ -5,7 +5,7 @@
 //! file always parses and never moves backward.
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use cloud_accounting::lastrun;
 use cloud_accounting::spool::{Layout, Queue};
 use cloud_accounting::time::Timestamp;
 
-use crate::support::spool::{child_cmd, child_mode, random_u32, tagged_lines, wait_output};
+use crate::support::spool::{child_cmd, child_mode, random_u32, tagged_lines};
 
 const KILLS: usize = 300;
 const PROJECT: &str = "crash-project";
@@ -70,6 +70,7 @@ fn run_child(dir: &Path) {
 #[ignore = "a child process entry point: its parent test runs it with --ignored"]
 fn crash_child() {
     if child_mode().as_deref() == Some("crash") {
+        println!("START");
         run_child(Path::new(&std::env::var("CRASH_DIR").unwrap()));
     }
 }
@@ -92,15 +93,26 @@ fn sigkill_at_random_instants_never_leaves_a_partial_element_or_lastrun() {
     let mut mid_run_kills = 0;
     let mut checked = 0;
     while kills < KILLS {
-        let child = child_cmd(module_path!(), "crash_child", "crash")
+        let mut child = child_cmd(module_path!(), "crash_child", "crash")
             .env("CRASH_DIR", d.path())
             .spawn()
             .unwrap();
+        // The clock starts when the child reaches its entry point, not at
+        // spawn: the start-up of the test binary (one for the whole suite,
+        // tens of ms) touches no queue.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while line != "START\n" {
+            line.clear();
+            let n = stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "the child exited without reaching crash_child");
+        }
         // 0-30 ms: some kills land during start-up, most inside the loop.
         std::thread::sleep(Duration::from_micros(u64::from(random_u32() % 30_000)));
-        let mut child = child;
         child.kill().unwrap(); // SIGKILL
-        let out = wait_output(child);
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        child.wait().unwrap();
         kills += 1;
 
         let added = tagged_lines(&out, "ADDED");

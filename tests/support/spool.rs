@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use super::python::python;
+use super::test_name;
 
 pub fn oracle_cmd(args: &[&str]) -> Command {
     let mut c = Command::new(python());
@@ -27,16 +28,6 @@ pub fn oracle(args: &[&str]) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-/// The name libtest gives the test `name` of the module whose
-/// `module_path!()` is `module`: the path without the crate's name
-/// (`spool::crash::crash_child`), what `--exact` needs.
-pub fn test_name(module: &str, name: &str) -> String {
-    match module.split_once("::") {
-        Some((_crate, path)) => format!("{path}::{name}"),
-        None => name.to_string(),
-    }
 }
 
 /// Re-runs this test binary as a child executing only the test `name` of the
