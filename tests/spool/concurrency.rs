@@ -8,7 +8,9 @@ use std::path::Path;
 
 use cloud_accounting::spool::{Layout, Queue};
 
-use crate::support::spool::{child_cmd, child_mode, oracle_cmd, tagged_lines, wait_output};
+use crate::support::spool::{
+    child_cmd, child_mode, oracle_cmd, started, tagged_lines, wait_child, wait_output,
+};
 
 const ELEMENTS: usize = 1000;
 
@@ -19,6 +21,7 @@ fn consume_child() {
     if child_mode().as_deref() != Some("consume") {
         return;
     }
+    started();
     let q = Queue::open(Path::new(&std::env::var("QUEUE").unwrap()), Layout::Dirq).unwrap();
     let mut out = std::io::stdout().lock();
     for id in q.elements().unwrap() {
@@ -92,7 +95,7 @@ fn two_of_our_processes_share_a_queue_without_double_handing() {
     let d = tempfile::tempdir().unwrap();
     let want = fill(d.path());
     let (c1, c2) = (rust_consumer(d.path()), rust_consumer(d.path()));
-    let (o1, o2) = (wait_output(c1), wait_output(c2));
+    let (o1, o2) = (wait_child(c1), wait_child(c2));
     check(&want, &parse_rust(&o1), &parse_rust(&o2));
     assert_eq!(
         Queue::open(d.path(), Layout::Dirq)
@@ -112,7 +115,7 @@ fn ours_and_python_dirq_share_a_queue_without_double_handing() {
         .spawn()
         .unwrap();
     let ours = rust_consumer(d.path());
-    let (o_py, o_ours) = (wait_output(py), wait_output(ours));
+    let (o_py, o_ours) = (wait_output(py), wait_child(ours));
     check(&want, &parse_rust(&o_ours), &parse_python(&o_py));
     assert_eq!(
         Queue::open(d.path(), Layout::Dirq)

@@ -13,7 +13,7 @@ use cloud_accounting::lastrun;
 use cloud_accounting::spool::{Layout, Queue};
 use cloud_accounting::time::Timestamp;
 
-use crate::support::spool::{child_cmd, child_mode, random_u32, tagged_lines};
+use crate::support::spool::{STARTED, child_cmd, child_mode, random_u32, started, tagged_lines};
 
 const KILLS: usize = 300;
 const PROJECT: &str = "crash-project";
@@ -70,7 +70,7 @@ fn run_child(dir: &Path) {
 #[ignore = "a child process entry point: its parent test runs it with --ignored"]
 fn crash_child() {
     if child_mode().as_deref() == Some("crash") {
-        println!("START");
+        started();
         run_child(Path::new(&std::env::var("CRASH_DIR").unwrap()));
     }
 }
@@ -102,7 +102,7 @@ fn sigkill_at_random_instants_never_leaves_a_partial_element_or_lastrun() {
         // tens of ms) touches no queue.
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        while line != "START\n" {
+        while line.trim_end() != STARTED {
             line.clear();
             let n = stdout.read_line(&mut line).unwrap();
             assert!(n > 0, "the child exited without reaching crash_child");

@@ -2,6 +2,7 @@
 //! oracle (tests/oracle/dirq_oracle.py in the project's .venv) and child
 //! processes made by re-running the test binary itself.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -54,6 +55,29 @@ pub fn child_cmd(module: &str, name: &str, mode: &str) -> Command {
 
 pub fn child_mode() -> Option<String> {
     std::env::var("CHILD_MODE").ok()
+}
+
+/// The line a child entry point prints first ([`started`]): its parent
+/// checks for it, since an `--exact` name that matches no test runs nothing
+/// and exits 0.
+pub const STARTED: &str = "CHILD STARTED";
+
+/// Says on stdout that this child entry point runs.
+pub fn started() {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{STARTED}").unwrap();
+    out.flush().unwrap();
+}
+
+/// Waits for a child entry point to exit; its stdout, once checked that it
+/// reached the entry point.
+pub fn wait_child(child: Child) -> String {
+    let out = wait_output(child);
+    assert!(
+        out.lines().any(|l| l == STARTED),
+        "the child never reached its entry point:\n{out}"
+    );
+    out
 }
 
 /// Lines a child printed with `prefix ` before it, prefix removed.
