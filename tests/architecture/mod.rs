@@ -74,7 +74,6 @@ fn no_file_over_600_lines_of_non_test_code() {
 }
 
 #[test]
-#[ignore = "issue 12: enabled when src/lib.rs and README.md's code maps name `secret`"]
 fn code_maps_name_exactly_the_public_modules() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
