@@ -13,10 +13,11 @@ use serde_json::{Value, json};
 
 use super::catalog::{CatalogEntry, join};
 use super::session::{Session, Token, TokenProject};
-use super::transport::{Raw, server_message};
+use super::transport::{EMPTY_BODY, Raw};
 use super::{
     AppCredentialRef, AuthMethod, DomainRef, OpenStackError, Scope, Secret, Service, UserRef,
 };
+use crate::net::server_message;
 use crate::time::Timestamp;
 
 /// A token is renewed when it has less than this left (keystoneauth uses
@@ -212,7 +213,7 @@ impl Session {
                 service: Service::Identity,
                 path: raw.path.clone(),
                 scope: scope.to_string(),
-                message: server_message(&raw.body),
+                message: server_message(&raw.body, EMPTY_BODY),
             });
         }
         let raw = raw.ok()?;

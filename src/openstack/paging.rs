@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::decode::decode;
 use super::transport::{DETAIL_CHARS, Raw};
 use super::{OpenStackError, Scope, Service, Session};
-use crate::reply::{excerpt, excerpt_chars, json_values};
+use crate::net::{excerpt, excerpt_chars, json_values};
 
 type Result<T> = std::result::Result<T, OpenStackError>;
 
