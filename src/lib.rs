@@ -10,11 +10,12 @@
 //! - [`config`]: caso.conf (oslo.config dialect), sender.cfg (configparser),
 //!   voms.json: layers, interpolation, typed settings, `--print-config`.
 //! - [`extract`]: one `caso-extract` run (projects, Nova/Cinder/Neutron to
-//!   records, messengers, the summary); [`openstack`]: the Keystone, Nova,
-//!   Glance, Cinder and Neutron client; [`lastrun`], [`runlock`]: cASO's
-//!   lastrun files and run lock.
-//! - [`send`]: one `ssmsend` run (spool to transport, `--dry-run`);
-//!   [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO Messaging Service
+//!   records, messengers and the [`extract::messenger::MessageSink`] they
+//!   write to, the summary); [`openstack`]: the Keystone, Nova, Glance,
+//!   Cinder and Neutron client; [`lastrun`], [`runlock`]: cASO's lastrun
+//!   files and run lock.
+//! - [`send`]: one `ssmsend` run (spool to transport through the
+//!   [`send::Outbox`], `--dry-run`); [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO Messaging Service
 //!   client; [`smime`]: signing, encryption, the host credentials and the
 //!   TLS client identity both transports present.
 //! - [`net`]: what the OpenStack, AMS and STOMP clients share: retries with
