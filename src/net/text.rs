@@ -115,22 +115,17 @@ mod tests {
 
     #[test]
     fn chain_prints_each_cause_once() {
+        // Says its source, and returns it.
         #[derive(Debug, thiserror::Error)]
-        #[error("cannot read {path}: {source}")]
-        struct Both {
-            path: &'static str,
-            source: std::io::Error,
-        }
+        #[error("reading {0}: {1}")]
+        struct Both(&'static str, #[source] std::io::Error);
         #[derive(Debug, thiserror::Error)]
         #[error("error sending request")]
         struct Hides(#[source] std::io::Error);
         let io = std::io::Error::from_raw_os_error(21);
         let text = io.to_string();
-        let both = Both {
-            path: "/tmp",
-            source: io,
-        };
-        assert_eq!(error_chain(&both), format!("cannot read /tmp: {text}"));
+        let both = Both("/tmp", io);
+        assert_eq!(error_chain(&both), format!("reading /tmp: {text}"));
         let hides = Hides(std::io::Error::other("connection refused"));
         assert_eq!(
             error_chain(&hides),
