@@ -19,6 +19,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use super::codec::{Command, Frame, Inbound, Outbound, StompCodec};
 use super::error::StompError;
 use super::handshake::BoxedTransport;
+use crate::net::excerpt;
 
 /// What the I/O tasks tell the [`Connection`] handle, in the order it happened.
 #[derive(Debug)]
@@ -133,10 +134,10 @@ pub(super) fn io_or_protocol(
 pub(super) fn broker_error(broker: &str, frame: &Frame) -> StompError {
     StompError::Broker {
         broker: broker.to_owned(),
-        message: frame
-            .get("message")
-            .unwrap_or("(no message header)")
-            .to_owned(),
+        message: frame.get("message").map_or_else(
+            || "(no message header)".to_owned(),
+            |m| excerpt(m.as_bytes()),
+        ),
         detail: String::from_utf8_lossy(&frame.body).into_owned(),
         receipt_id: frame.get("receipt-id").map(str::to_owned),
     }
