@@ -41,26 +41,15 @@ pub fn is_reported(e: &anyhow::Error) -> bool {
 }
 
 /// An error and its causes on one line, `context: error: cause`, each text
-/// once. Many error types print their source in their own message and also
-/// return it as `source()`, so `{:#}` would print it twice ("Is a directory
-/// (os error 21): Is a directory (os error 21)"); a cause whose text the
-/// line already ends with is not repeated. Both programs print fatal errors
-/// through this.
+/// once ([`crate::net::error_chain`]): many error types print their source in
+/// their own message and also return it as `source()`, so `{:#}` would print
+/// it twice ("Is a directory (os error 21): Is a directory (os error 21)").
+/// Both programs print fatal errors through this.
 pub struct Chain<'a>(pub &'a anyhow::Error);
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut line = String::new();
-        for cause in self.0.chain() {
-            let text = cause.to_string();
-            if line.is_empty() {
-                line = text;
-            } else if !line.ends_with(&text) {
-                line.push_str(": ");
-                line.push_str(&text);
-            }
-        }
-        f.write_str(&line)
+        f.write_str(&crate::net::error_chain(self.0.as_ref()))
     }
 }
 

@@ -10,18 +10,20 @@
 //! - [`config`]: caso.conf (oslo.config dialect), sender.cfg (configparser),
 //!   voms.json: layers, interpolation, typed settings, `--print-config`.
 //! - [`extract`]: one `caso-extract` run (projects, Nova/Cinder/Neutron to
-//!   records, messengers, the summary); [`openstack`]: the Keystone, Nova,
-//!   Glance, Cinder and Neutron client; [`reply`]: HTTP answers read capped,
-//!   origins, excerpts of server text; [`lastrun`], [`runlock`]: cASO's
-//!   lastrun files and run lock.
-//! - [`send`]: one `ssmsend` run (spool to transport, `--dry-run`);
-//!   [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO Messaging Service
-//!   client; [`smime`]: signing, encryption, the host credentials and the
+//!   records, messengers and the `MessageSink` they write to, the
+//!   summary); [`openstack`]: the Keystone, Nova, Glance, Cinder and Neutron
+//!   client; [`lastrun`], [`runlock`]: cASO's lastrun files and run lock.
+//! - [`send`]: one `ssmsend` run (spool to transport through its `Outbox`,
+//!   `--dry-run`); [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO
+//!   Messaging Service client; [`smime`]: signing, encryption, the host credentials and the
 //!   TLS client identity both transports present.
+//! - [`net`]: what the OpenStack, AMS and STOMP clients share: retries with
+//!   backoff and jitter, HTTP answers read capped, same-origin redirects,
+//!   excerpts of server text, error chains on one line.
 //! - [`record`]: the APEL record formats; [`spool`]: the dirq and directory
 //!   queues (never through a symlink); [`access`]: reading the files an admin
-//!   names (capped, with why a read was refused); [`secret`]: passwords and
-//!   tokens, never printed; [`time`]: timestamps.
+//!   names (capped, with why a read was refused); [`time`]: timestamps;
+//!   [`secret`]: passwords, credential secrets and tokens, never printed.
 //! - [`sys`]: the few system calls std lacks (`*at()`, record locks,
 //!   `geteuid`), the only `unsafe` code, each with its SAFETY note.
 
@@ -37,9 +39,9 @@ pub mod exit;
 pub mod extract;
 pub mod lastrun;
 pub mod logging;
+pub mod net;
 pub mod openstack;
 pub mod record;
-pub mod reply;
 pub mod runlock;
 pub mod secret;
 pub mod send;

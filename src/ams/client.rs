@@ -13,13 +13,16 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::{AmsConfig, AmsError, RetryPolicy, TokenSource};
-use crate::reply::{BodyError, Redirect, excerpt, read_body, scrub};
+use crate::net::{BodyError, Redirect, error_chain, excerpt, read_body, scrub, server_message};
 use crate::secret::Secret;
 use crate::smime::ClientIdentity;
 
 /// Largest reply body read from AMS or the authentication service (1 MiB):
 /// their replies are a token or one message id.
 pub const MAX_REPLY_BYTES: usize = 1 << 20;
+
+/// What an error names when AMS said nothing.
+const EMPTY_REPLY: &str = "(empty reply)";
 
 /// One message to publish: `key` comes back with the outcome (e.g. the spool element name).
 #[derive(Debug, Clone)]
@@ -59,16 +62,6 @@ struct TokenReply {
 struct PublishReply {
     #[serde(rename = "messageIds")]
     message_ids: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorReply {
-    error: ErrorBody,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    message: Option<String>,
 }
 
 /// The outcome of one HTTP attempt, classified.
@@ -111,7 +104,7 @@ impl Client {
             .pool_max_idle_per_host(cfg.concurrency.get())
             .tls_built_in_root_certs(cfg.trust.system_roots)
             .danger_accept_invalid_certs(!cfg.trust.verify)
-            .redirect(crate::reply::same_origin_redirects());
+            .redirect(crate::net::same_origin_redirects());
         for ca in &cfg.trust.extra_roots {
             let der = ca
                 .to_der()
@@ -248,7 +241,7 @@ impl Client {
                     // 404 when no binding maps the certificate's DN to an AMS user.
                     400 | 401 | 403 | 404 => Attempt::Unauthorized {
                         status,
-                        message: error_message(&body),
+                        message: server_message(&body, EMPTY_REPLY),
                     },
                     _ => classify_status(url, status, &body, retry_after),
                 }
@@ -341,12 +334,12 @@ impl Client {
             },
             401 | 403 => Attempt::Unauthorized {
                 status,
-                message: error_message(&reply),
+                message: server_message(&reply, EMPTY_REPLY),
             },
             413 => Attempt::Fail(AmsError::TooLarge {
                 msg_id: msg_id.to_owned(),
                 request_bytes: body.len(),
-                message: error_message(&reply),
+                message: server_message(&reply, EMPTY_REPLY),
             }),
             _ => classify_status(url, status, &reply, retry_after),
         }
@@ -477,18 +470,6 @@ fn publish_transport_error<T>(url: &str, msg_id: &str, e: reqwest::Error) -> Att
     })
 }
 
-/// reqwest's message and its sources: its own ("error sending request") hides the cause.
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// Statuses other than success, 401, 403 and 413.
 fn classify_status<T>(
     url: &str,
@@ -496,7 +477,7 @@ fn classify_status<T>(
     body: &[u8],
     retry_after: Option<Duration>,
 ) -> Attempt<T> {
-    let message = error_message(body);
+    let message = server_message(body, EMPTY_REPLY);
     if status == 408 || status == 429 || (500..600).contains(&status) {
         Attempt::Retry {
             error: format!("HTTP {status}: {message}"),
@@ -508,20 +489,6 @@ fn classify_status<T>(
             status,
             message,
         })
-    }
-}
-
-/// The `error.message` of an AMS error reply, else the start of the body as text.
-fn error_message(body: &[u8]) -> String {
-    if let Ok(ErrorReply {
-        error: ErrorBody { message: Some(m) },
-    }) = serde_json::from_slice(body)
-    {
-        return excerpt(m.as_bytes());
-    }
-    match excerpt(body) {
-        text if text.is_empty() => "(empty reply)".to_owned(),
-        text => text,
     }
 }
 
@@ -551,16 +518,16 @@ mod tests {
     }
 
     #[test]
-    fn error_message_prefers_the_ams_error_field() {
+    fn server_message_prefers_the_ams_error_field() {
         assert_eq!(
-            error_message(br#"{"error":{"code":413,"message":"Message size too large","status":"INVALID_ARGUMENT"}}"#),
+            server_message(br#"{"error":{"code":413,"message":"Message size too large","status":"INVALID_ARGUMENT"}}"#, EMPTY_REPLY),
             "Message size too large"
         );
         assert_eq!(
-            error_message(b"<html>bad gateway</html>"),
+            server_message(b"<html>bad gateway</html>", EMPTY_REPLY),
             "<html>bad gateway</html>"
         );
-        assert_eq!(error_message(b""), "(empty reply)");
+        assert_eq!(server_message(b"", EMPTY_REPLY), "(empty reply)");
     }
 
     #[test]

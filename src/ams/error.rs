@@ -69,7 +69,7 @@ pub enum AmsError {
     #[error("{url}: {redirect}")]
     Redirected {
         url: String,
-        redirect: crate::reply::Redirect,
+        redirect: crate::net::Redirect,
     },
     /// Not sent: an earlier message of the same [`Client::publish_all`] failed for a reason
     /// that would fail this one too (refused access, AMS unreachable after every retry, ...).

@@ -19,17 +19,17 @@
 //!
 //! The parts:
 //! - [`AmsConfig`] (`config.rs`): what the client needs (host, project, topic, token or host
-//!   certificate, trust, timeouts), built by the caller; [`RetryPolicy`] (`retry.rs`): when a
-//!   failed request is tried again;
+//!   certificate, trust, timeouts), built by the caller; [`RetryPolicy`] (from [`crate::net`]):
+//!   when a failed request is tried again;
 //! - [`Client`] (`client.rs`): the token, one-message publishes, [`Client::publish_all`];
 //! - [`AmsError`] (`error.rs`): every way a request fails, and whether the run may go on.
 
 mod client;
 mod config;
 mod error;
-mod retry;
 
+/// The retry rule AMS requests follow (also the OpenStack client's).
+pub use crate::net::RetryPolicy;
 pub use client::{Client, MAX_REPLY_BYTES, Outgoing};
 pub use config::{AmsConfig, DEFAULT_AUTHN_PORT, DEFAULT_CONCURRENCY, DEFAULT_PORT, ServerTrust};
 pub use error::{AmsError, TokenSource};
-pub use retry::RetryPolicy;

@@ -33,7 +33,7 @@ pub(super) struct Delivered {
 
 /// Sends the records of a group of extracted projects (in project order)
 /// and writes the lastrun of each that went well. The spool gets every
-/// message of the group in one [`messenger::Spool::add_all`], so the file system is
+/// message of the group in one [`messenger::MessageSink::add_all`], so the file system is
 /// synced once per group, not once per project: when syncing is slow,
 /// the projects that finished meanwhile share the next sync.
 pub(super) async fn deliver_group(

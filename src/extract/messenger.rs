@@ -3,7 +3,7 @@
 //! the messages instead.
 //!
 //! The spool and the lastrun files are reached through two small traits,
-//! [`Spool`] and [`LastrunStore`], so the orchestration can be tested with
+//! [`MessageSink`] and [`LastrunStore`], so the orchestration can be tested with
 //! failing fakes; production uses [`crate::spool`] and [`crate::lastrun`].
 
 use std::io::Write;
@@ -19,8 +19,9 @@ use crate::time::Timestamp;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A message queue that takes one project's messages at once.
-pub trait Spool: Send + Sync {
+/// Where the `ssm` messenger puts messages: a queue that takes one project's
+/// messages at once (the spool in production, a failing fake in tests).
+pub trait MessageSink: Send + Sync {
     /// Adds every message durably before returning; on error no message of
     /// this call may be left half-written (whole elements only).
     fn add_all(&self, messages: &[Message]) -> Result<(), BoxError>;
@@ -36,7 +37,7 @@ pub trait LastrunStore: Send + Sync {
     fn write(&self, project_id: &str, next_from: Timestamp) -> Result<(), BoxError>;
 }
 
-impl Spool for crate::spool::Queue {
+impl MessageSink for crate::spool::Queue {
     /// One batch: every message is written, the file system synced once,
     /// then all are linked into the queue (see [`crate::spool::Batch`]).
     fn add_all(&self, messages: &[Message]) -> Result<(), BoxError> {
@@ -80,7 +81,7 @@ const LOGSTASH_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub enum Messenger {
     Ssm {
-        spool: Arc<dyn Spool>,
+        spool: Arc<dyn MessageSink>,
         types: Vec<RecordType>,
     },
     Noop {
@@ -127,7 +128,7 @@ impl Messenger {
 
     /// The spool messages of one project's records of the types this
     /// messenger takes, to be added with other projects' in one
-    /// [`Spool::add_all`] (one sync for all); `None` for the messengers
+    /// [`MessageSink::add_all`] (one sync for all); `None` for the messengers
     /// that send at once ([`Messenger::push`]).
     pub fn spool_messages(
         &self,
@@ -149,7 +150,7 @@ impl Messenger {
     }
 
     /// The spool of the `ssm` messenger.
-    pub fn spool(&self) -> Option<&Arc<dyn Spool>> {
+    pub fn spool(&self) -> Option<&Arc<dyn MessageSink>> {
         match self {
             Messenger::Ssm { spool, .. } => Some(spool),
             _ => None,

@@ -46,7 +46,7 @@ use crate::openstack::nova::FlavorCache;
 use crate::time::Timestamp;
 pub use auth::auth_config;
 use auth::{log_in, session};
-use messenger::{LastrunStore, Messenger, Spool};
+use messenger::{LastrunStore, MessageSink, Messenger};
 pub use period::Period;
 
 /// The log target of the run's own events, wherever their stage lives
@@ -120,11 +120,11 @@ impl RunShared {
     }
 }
 
-/// Spool and lastrun store of a run.
+/// Where a run's records go, and its lastrun store.
 #[derive(Clone)]
 pub struct Stores {
     /// Needed only when the ssm messenger is configured.
-    pub spool: Option<Arc<dyn Spool>>,
+    pub spool: Option<Arc<dyn MessageSink>>,
     pub lastrun: Arc<dyn LastrunStore>,
 }
 
@@ -317,7 +317,8 @@ pub fn open_stores(settings: &CasoSettings) -> anyhow::Result<Stores> {
         )
     })?;
     check_writable(&settings.spooldir, "[DEFAULT] spooldir (lastrun files)")?;
-    let spool: Option<Arc<dyn Spool>> = if settings.messengers.contains(&caso::Messenger::Ssm) {
+    let spool: Option<Arc<dyn MessageSink>> = if settings.messengers.contains(&caso::Messenger::Ssm)
+    {
         let q = crate::spool::Queue::create(&settings.ssm.output_path, crate::spool::Layout::Dirq)
             .context("cannot open the [ssm] output_path spool")?;
         check_writable(

@@ -13,10 +13,11 @@ use serde_json::{Value, json};
 
 use super::catalog::{CatalogEntry, join};
 use super::session::{Session, Token, TokenProject};
-use super::transport::{Raw, server_message};
+use super::transport::{EMPTY_BODY, Raw};
 use super::{
     AppCredentialRef, AuthMethod, DomainRef, OpenStackError, Scope, Secret, Service, UserRef,
 };
+use crate::net::server_message;
 use crate::time::Timestamp;
 
 /// A token is renewed when it has less than this left (keystoneauth uses
@@ -173,14 +174,9 @@ impl Session {
                 detail: "contains characters not allowed in an HTTP header".to_string(),
             })?;
         bearer.set_sensitive(true);
-        self.inner.token_requests.fetch_add(1, Ordering::Relaxed);
         let raw = self
-            .send(Service::Identity, Method::POST, &url, || {
-                self.inner
-                    .client
-                    .post(url.clone())
-                    .header(ACCEPT, "application/json")
-                    .header(reqwest::header::AUTHORIZATION, bearer.clone())
+            .post_identity(&url, |post| {
+                post.header(reqwest::header::AUTHORIZATION, bearer.clone())
             })
             .await?;
         self.token_from(raw, &Scope::Unscoped)
@@ -192,18 +188,33 @@ impl Session {
             field: "keystone_auth",
             detail: e.to_string(),
         })?;
-        self.inner.token_requests.fetch_add(1, Ordering::Relaxed);
         let raw = self
-            .send(Service::Identity, Method::POST, &url, || {
-                self.inner
-                    .client
-                    .post(url.clone())
-                    .header(ACCEPT, "application/json")
-                    .header(CONTENT_TYPE, "application/json")
+            .post_identity(&url, |post| {
+                post.header(CONTENT_TYPE, "application/json")
                     .body(body.clone())
             })
             .await?;
         self.token_from(raw, scope)
+    }
+
+    /// A token request: a POST to Keystone asking for JSON, counted in
+    /// [`RequestCounts::tokens`](super::RequestCounts); `finish` adds the
+    /// credentials.
+    async fn post_identity(
+        &self,
+        url: &reqwest::Url,
+        finish: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Raw> {
+        self.inner.token_requests.fetch_add(1, Ordering::Relaxed);
+        self.send(Service::Identity, Method::POST, url, || {
+            finish(
+                self.inner
+                    .client
+                    .post(url.clone())
+                    .header(ACCEPT, "application/json"),
+            )
+        })
+        .await
     }
 
     fn token_from(&self, raw: Raw, scope: &Scope) -> Result<Token> {
@@ -212,7 +223,7 @@ impl Session {
                 service: Service::Identity,
                 path: raw.path.clone(),
                 scope: scope.to_string(),
-                message: server_message(&raw.body),
+                message: server_message(&raw.body, EMPTY_BODY),
             });
         }
         let raw = raw.ok()?;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::session::{Session, Token};
 use super::{Interface, OpenStackError, Scope, Service};
-use crate::reply::excerpt;
+use crate::net::excerpt;
 
 type Result<T> = std::result::Result<T, OpenStackError>;
 

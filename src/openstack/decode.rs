@@ -11,7 +11,7 @@ use std::fmt;
 use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
 use serde_json::Value;
 
-use crate::reply::excerpt_chars;
+use crate::net::excerpt_chars;
 
 /// A decode error with the path of the field it is about (empty: the value
 /// itself).

@@ -361,9 +361,9 @@ pub enum OpenStackError {
         service: Service,
         method: &'static str,
         path: String,
-        redirect: crate::reply::Redirect,
+        redirect: crate::net::Redirect,
     },
-    /// `origin` is `scheme://host:port` ([`crate::reply::origin`]): never
+    /// `origin` is `scheme://host:port` ([`crate::net::origin`]): never
     /// user information or a query, which may hold secrets.
     #[error(
         "{service}: no answer from {origin} ({method} {path}) after {attempts} attempt(s): timed out"

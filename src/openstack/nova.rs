@@ -251,15 +251,32 @@ pub struct ServerUsage {
 struct Compute;
 
 impl PageFetch for Compute {
-    async fn fetch(
-        &self,
-        session: &Session,
-        _service: Service,
-        scope: &Scope,
-        url: &Url,
-    ) -> Result<Raw> {
-        compute_get(session, scope, url).await
+    async fn fetch(&self, session: &Session, list: &Collection<'_>, url: &Url) -> Result<Raw> {
+        compute_get(session, list.scope, url).await
     }
+}
+
+/// Every item of a Compute list in the target's scope (see [`Collection`]
+/// for the arguments), each page read with the negotiated microversion.
+async fn collect_compute<T: serde::de::DeserializeOwned>(
+    session: &Session,
+    target: &Target,
+    url: Url,
+    items: &'static [&'static str],
+    items_optional: bool,
+    next: NextLink,
+    what: &'static str,
+) -> Result<Vec<T>> {
+    let list = Collection {
+        service: Service::Compute,
+        scope: &target.scope,
+        url,
+        items,
+        items_optional,
+        next,
+        what,
+    };
+    collect(session, list, &Compute).await
 }
 
 async fn compute_get(session: &Session, scope: &Scope, url: &Url) -> Result<Raw> {
@@ -330,18 +347,14 @@ pub async fn list_servers(
         q.push(("project_id", &target.project_id));
     }
     let url = with_query(join(&endpoint, &["servers", "detail"])?, &q);
-    collect(
+    collect_compute(
         session,
-        Collection {
-            service: Service::Compute,
-            scope: &target.scope,
-            url,
-            items: &["servers"],
-            items_optional: false,
-            next: NextLink::Links("servers_links"),
-            what: "nova server",
-        },
-        &Compute,
+        target,
+        url,
+        &["servers"],
+        false,
+        NextLink::Links("servers_links"),
+        "nova server",
     )
     .await
 }
@@ -374,18 +387,14 @@ pub async fn simple_tenant_usage(
         join(&endpoint, &["os-simple-tenant-usage", &target.project_id])?,
         &[("start", &s), ("end", &e), ("limit", PAGE_LIMIT)],
     );
-    collect(
+    collect_compute(
         session,
-        Collection {
-            service: Service::Compute,
-            scope: &target.scope,
-            url,
-            items: &["tenant_usage", "server_usages"],
-            items_optional: true,
-            next: NextLink::Links("tenant_usage_links"),
-            what: "nova server usage",
-        },
-        &Compute,
+        target,
+        url,
+        &["tenant_usage", "server_usages"],
+        true,
+        NextLink::Links("tenant_usage_links"),
+        "nova server usage",
     )
     .await
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::decode::decode;
 use super::transport::{DETAIL_CHARS, Raw};
 use super::{OpenStackError, Scope, Service, Session};
-use crate::reply::{excerpt, excerpt_chars, json_values};
+use crate::net::{excerpt, excerpt_chars, json_values};
 
 type Result<T> = std::result::Result<T, OpenStackError>;
 
@@ -60,28 +60,17 @@ pub(crate) struct Collection<'a> {
 }
 
 /// Fetches one page; the Nova client implements it to add its microversion.
+/// `url` is the page of `list` to read.
 pub(crate) trait PageFetch {
-    async fn fetch(
-        &self,
-        session: &Session,
-        service: Service,
-        scope: &Scope,
-        url: &Url,
-    ) -> Result<Raw>;
+    async fn fetch(&self, session: &Session, list: &Collection<'_>, url: &Url) -> Result<Raw>;
 }
 
 /// Plain authenticated GET.
 pub(crate) struct PlainGet;
 
 impl PageFetch for PlainGet {
-    async fn fetch(
-        &self,
-        session: &Session,
-        service: Service,
-        scope: &Scope,
-        url: &Url,
-    ) -> Result<Raw> {
-        session.get(service, scope, url, &[]).await
+    async fn fetch(&self, session: &Session, list: &Collection<'_>, url: &Url) -> Result<Raw> {
+        session.get(list.service, list.scope, url, &[]).await
     }
 }
 
@@ -97,7 +86,7 @@ pub(crate) async fn collect<T: DeserializeOwned>(
     let mut seen: HashSet<u64> = HashSet::new();
     let mut values = 0usize;
     for page_no in 1.. {
-        let raw = fetch.fetch(session, c.service, c.scope, &url).await?.ok()?;
+        let raw = fetch.fetch(session, &c, &url).await?.ok()?;
         values += json_values(&raw.body, MAX_LIST_VALUES);
         if values > MAX_LIST_VALUES {
             return Err(OpenStackError::EndlessList {

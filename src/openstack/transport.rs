@@ -14,9 +14,9 @@ use serde_json::Value;
 use super::decode::decode;
 use super::session::Session;
 use super::{AuthConfig, AuthMethod, OpenStackError, Scope, Service};
-use crate::reply::{
-    BodyError, Redirect, excerpt, excerpt_chars, json_values_exceed, origin, read_body,
-    same_origin_redirects, scrub,
+use crate::net::{
+    BodyError, Redirect, RetryPolicy, error_chain, excerpt_chars, json_values_exceed, origin,
+    read_body, same_origin_redirects, scrub, server_message,
 };
 
 /// Longest wait between two retries, whatever the configured backoff.
@@ -33,8 +33,8 @@ pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// gigabytes. A page of 1000 Nova servers holds about 150,000.
 pub const MAX_JSON_VALUES: usize = 1_000_000;
 
-/// Error bodies longer than this are only excerpted, never decoded.
-const MAX_ERROR_JSON_BYTES: usize = 64 << 10;
+/// What an error names when the server said nothing.
+pub(super) const EMPTY_BODY: &str = "(empty body)";
 
 /// Characters of a decode error kept in a `Malformed` error: serde quotes
 /// the offending value whole.
@@ -59,7 +59,7 @@ impl Raw {
         if self.status.is_success() {
             return Ok(self);
         }
-        let message = server_message(&self.body);
+        let message = server_message(&self.body, EMPTY_BODY);
         Err(match self.status {
             StatusCode::FORBIDDEN => OpenStackError::Forbidden {
                 service: self.service,
@@ -110,47 +110,6 @@ impl Raw {
             Err(_) => fast.to_string(),
         }
     }
-}
-
-/// The server's own words from an error body: OpenStack services wrap them
-/// as `{"<kind>": {"message": ...}}` (Nova, Cinder, Keystone's `error`,
-/// Neutron's `NeutronError`), some as a bare `message`, Glance as text.
-/// Only ever a short printable [`excerpt`] of it.
-pub(super) fn server_message(body: &[u8]) -> String {
-    if body.len() <= MAX_ERROR_JSON_BYTES
-        && let Ok(v) = serde_json::from_slice::<Value>(body)
-    {
-        if let Some(m) = v.get("message").and_then(Value::as_str) {
-            return excerpt(m.as_bytes());
-        }
-        if let Some(obj) = v.as_object() {
-            for inner in obj.values() {
-                if let Some(m) = inner.get("message").and_then(Value::as_str) {
-                    return excerpt(m.as_bytes());
-                }
-            }
-        }
-    }
-    let text = excerpt(body);
-    if text.is_empty() {
-        "(empty body)".to_string()
-    } else {
-        text
-    }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        let msg = inner.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = inner.source();
-    }
-    s
 }
 
 static INSECURE_WARNING: Once = Once::new();
@@ -273,7 +232,7 @@ impl Session {
                     scope: scope.to_string(),
                     message: format!(
                         "a fresh token was refused too: {}",
-                        server_message(&raw.body)
+                        server_message(&raw.body, EMPTY_BODY)
                     ),
                 });
             }
@@ -283,7 +242,7 @@ impl Session {
         }
     }
 
-    /// Sends with bounded retries (exponential backoff) on connection errors,
+    /// Sends with bounded retries (exponential backoff with jitter) on connection errors,
     /// timeouts and 5xx. Every attempt is counted.
     pub(super) async fn send(
         &self,
@@ -298,6 +257,11 @@ impl Session {
             "POST"
         } else {
             "GET"
+        };
+        let retry = RetryPolicy {
+            max_attempts: cfg.retries.saturating_add(1),
+            base_backoff: cfg.backoff,
+            max_backoff: MAX_BACKOFF,
         };
         let mut attempt: u32 = 0;
         loop {
@@ -366,7 +330,11 @@ impl Session {
                                     path,
                                 });
                             }
-                            format!("HTTP {}: {}", status.as_u16(), server_message(&body))
+                            format!(
+                                "HTTP {}: {}",
+                                status.as_u16(),
+                                server_message(&body, EMPTY_BODY)
+                            )
                         }
                         Err(BodyError::Transport(e)) => {
                             self.transport_failure(service, url, method_name, attempt, e)?
@@ -375,10 +343,7 @@ impl Session {
                 }
                 Err(e) => self.transport_failure(service, url, method_name, attempt, e)?,
             };
-            let wait = cfg
-                .backoff
-                .saturating_mul(1u32 << (attempt - 1).min(16))
-                .min(MAX_BACKOFF);
+            let wait = retry.backoff(attempt, None);
             tracing::warn!(%service, origin = %origin(url), method = method_name, %path, attempt, retry_in = %humantime::format_duration(wait), "{failure}");
             tokio::time::sleep(wait).await;
         }

@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 
 use futures_util::StreamExt;
 
-use super::queue::Spool;
+use super::Outbox;
 use crate::ams::{AmsConfig, AmsError, Client, Outgoing, ServerTrust};
 use crate::config::sender::{Ams, Timeouts};
 use crate::daemon::Shutdown;
@@ -48,7 +48,7 @@ pub fn client_config(
 /// one are kept. A stop is no failure: `Ok`.
 pub async fn send_all(
     client: &Client,
-    spool: &Spool,
+    spool: &Outbox,
     ids: Vec<ElementId>,
     stop: &Shutdown,
 ) -> Result<(), AmsError> {

@@ -18,7 +18,7 @@ use std::io::Write;
 
 use anyhow::{Context, anyhow};
 
-use super::queue::{MAX_MESSAGE_BYTES, check};
+use super::outbox::{MAX_MESSAGE_BYTES, check};
 use super::{certificate_settings, cipher, layout};
 use crate::config::sender::SenderSettings;
 use crate::exit;

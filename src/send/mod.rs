@@ -7,7 +7,7 @@
 //!    reported once and moved to the `reject` directory as itself, never
 //!    read. The elements are locked, read, checked and sealed
 //!    (signed, then encrypted if `server_cert` is set) on a few blocking
-//!    threads ahead of the sender ([`queue::Spool`]). A message that is
+//!    threads ahead of the sender ([`Outbox`]). A message that is
 //!    unreadable, empty, not ASCII or over 1 MB goes to the `reject`
 //!    directory beside the queue with a `.reason` file; the others go on.
 //! 3. The transport delivers them ([`stomp`]: SEND and wait for the RECEIPT;
@@ -27,7 +27,7 @@
 pub mod ams;
 pub mod check;
 pub mod dry_run;
-pub mod queue;
+pub mod outbox;
 pub mod stomp;
 
 use std::sync::Arc;
@@ -40,7 +40,8 @@ use crate::daemon::Shutdown;
 use crate::exit;
 use crate::smime::{self, CertificateSettings, Signer};
 use crate::spool::{Layout, Queue, SpoolError};
-use queue::{Spool, Tally};
+pub use outbox::Outbox;
+use outbox::Tally;
 
 /// dirq's `purge()` defaults, which SSM uses: temporary files older than
 /// 300 s are removed, locks older than 600 s released.
@@ -144,7 +145,7 @@ async fn send_queue(
     let q = Arc::clone(&queue);
     let bad = blocking(move || {
         let mut bad = Tally::default();
-        queue::set_aside_all(&q, &scan.bad, &mut bad);
+        outbox::set_aside_all(&q, &scan.bad, &mut bad);
         bad
     })
     .await?;
@@ -152,7 +153,7 @@ async fn send_queue(
     let mut tally = if found == 0 {
         Tally::default()
     } else {
-        let spool = Spool::new(
+        let spool = Outbox::new(
             Arc::clone(&queue),
             Arc::clone(&signer),
             READ_AHEAD,

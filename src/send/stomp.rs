@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use futures_util::StreamExt;
 use tracing::Instrument;
 
-use super::queue::Spool;
+use super::Outbox;
 use crate::config::sender::{Stomp, Timeouts};
 use crate::daemon::Shutdown;
 use crate::smime::{ClientIdentity, Credentials};
@@ -55,7 +55,7 @@ pub fn broker_config(
 pub async fn send_all(
     config: &BrokerConfig,
     destination: &str,
-    spool: &Spool,
+    spool: &Outbox,
     ids: Vec<ElementId>,
     stop: &Shutdown,
 ) -> Result<(), StompError> {
@@ -162,7 +162,7 @@ pub async fn send_all(
     Ok(())
 }
 
-fn settle(spool: &Spool, in_flight: &mut HashMap<String, ElementId>, outcome: Outcome) {
+fn settle(spool: &Outbox, in_flight: &mut HashMap<String, ElementId>, outcome: Outcome) {
     let (key, confirmed) = match outcome {
         Outcome::Confirmed(k) => (k, true),
         Outcome::Failed(k) => (k, false),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::codec::{CodecError, Command};
+use crate::net::excerpt;
 
 /// Why a broker could not be used, or a connection stopped confirming messages.
 ///
@@ -78,9 +79,11 @@ pub enum StompError {
     NoBrokerReachable(Vec<StompError>),
 }
 
+/// The first line of an ERROR body, as a short printable excerpt: a broker's
+/// words reach logs by the same rule as an HTTP server's.
 fn first_line(detail: &str) -> String {
     match detail.lines().map(str::trim).find(|l| !l.is_empty()) {
-        Some(line) => format!(" ({line})"),
+        Some(line) => format!(" ({})", excerpt(line.as_bytes())),
         None => String::new(),
     }
 }

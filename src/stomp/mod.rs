@@ -38,12 +38,15 @@ mod client;
 pub mod codec;
 mod config;
 mod error;
+mod handshake;
+mod io;
 mod probe;
 mod tls;
 
-pub use client::{Connection, Outcome, ProtocolVersion, connect};
+pub use client::{Connection, Outcome, ProtocolVersion};
 pub use config::{
     BrokerAddress, BrokerConfig, DEFAULT_WINDOW, Timeouts, TlsSettings, TrustAnchors,
 };
 pub use error::StompError;
+pub use handshake::connect;
 pub use probe::{check_tls, probe};

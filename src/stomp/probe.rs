@@ -24,7 +24,7 @@ pub fn check_tls(config: &BrokerConfig) -> Result<(), StompError> {
 pub async fn probe(config: &BrokerConfig, broker: &BrokerAddress) -> Result<(), StompError> {
     let connector = config.tls.as_ref().map(tls::connector).transpose()?;
     let attempt = async {
-        super::client::open_transport(config, broker, connector.as_ref())
+        super::handshake::open_transport(config, broker, connector.as_ref())
             .await
             .map(drop)
     };

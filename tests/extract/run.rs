@@ -10,7 +10,7 @@ use clap::Parser;
 use cloud_accounting::cli::extract::CasoCli;
 use cloud_accounting::config::{self, caso::CasoSettings};
 use cloud_accounting::daemon::Shutdown;
-use cloud_accounting::extract::messenger::{BoxError, LastrunFiles, Spool};
+use cloud_accounting::extract::messenger::{BoxError, LastrunFiles, MessageSink};
 use cloud_accounting::extract::{self, Report, Stores};
 use cloud_accounting::lastrun;
 use cloud_accounting::record::Message;
@@ -282,7 +282,7 @@ async fn a_failing_project_keeps_its_lastrun_and_the_run_fails() {
 
 struct BrokenSpool;
 
-impl Spool for BrokenSpool {
+impl MessageSink for BrokenSpool {
     fn add_all(&self, _: &[Message]) -> Result<(), BoxError> {
         Err("No space left on device (os error 28)".into())
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use cloud_accounting::record::{Message, Record, RecordType, render_messages};
-use cloud_accounting::send::queue;
+use cloud_accounting::send::outbox;
 use serde_json::{Value, json};
 
 use crate::support::python::python;
@@ -81,7 +81,7 @@ fn every_message_is_ascii_and_sendable() {
     for m in messages(&records()) {
         assert!(m.as_str().is_ascii(), "{}: {}", m.kind(), m.as_str());
         // The very check ssmsend applies before sending a spooled message.
-        queue::check(m.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", m.kind()));
+        outbox::check(m.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", m.kind()));
         let controls =
             |b: &u8| b.is_ascii_control() && !(m.kind() == RecordType::Cloud && *b == b'\n');
         assert!(

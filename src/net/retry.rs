@@ -1,4 +1,6 @@
-//! When and how often a failed AMS request is tried again: exponential backoff with jitter.
+//! When and how often a failed request is tried again: exponential backoff with jitter, the
+//! one rule of the OpenStack and AMS clients. The caller sleeps the pause with
+//! `tokio::time::sleep`, so a run that is stopped (SIGTERM drops its future) stops waiting too.
 
 use std::time::Duration;
 

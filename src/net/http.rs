@@ -9,17 +9,16 @@
 //!   certificate of a request belongs to the origin the catalog or
 //!   `sender.cfg` names, nowhere else;
 //! - what a server says in an error body reaches errors and logs only as a
-//!   short printable [`excerpt`].
+//!   short printable [`excerpt`](super::excerpt).
 
 use bytes::{Bytes, BytesMut};
 use reqwest::Url;
 
+use super::excerpt;
+
 /// Same-origin redirects followed in a row before the 3xx itself is the
 /// answer (and an error for the caller).
 pub const MAX_REDIRECTS: usize = 5;
-
-/// Characters of a server's text kept in an error or a log line.
-pub const EXCERPT_CHARS: usize = 200;
 
 /// `scheme://host:port` of a URL (the port spelt out even when it is the
 /// default one): never a path, a query or user information.
@@ -203,36 +202,9 @@ pub fn scrub(body: Bytes, secrets: &[&str]) -> Bytes {
     out.map_or(body, Bytes::from)
 }
 
-/// A short printable excerpt of a server's text: at most [`EXCERPT_CHARS`]
-/// characters, control characters escaped (`\n`, `\u{1b}`), invalid UTF-8
-/// replaced, and the full length said when cut.
-pub fn excerpt(text: &[u8]) -> String {
-    excerpt_chars(text, EXCERPT_CHARS)
-}
-
-/// [`excerpt`] with another length.
-pub fn excerpt_chars(text: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(text);
-    let text = text.trim();
-    let mut out = String::new();
-    for (n, c) in text.chars().enumerate() {
-        if n >= max {
-            out.push_str(&format!("... ({} bytes in all)", text.len()));
-            return out;
-        }
-        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{202e}') {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     #[test]
     fn origins_spell_out_the_port_and_nothing_else() {
@@ -248,16 +220,6 @@ mod tests {
             &u,
             &Url::parse("http://nova.example:443/").unwrap()
         ));
-    }
-
-    #[test]
-    fn excerpts_are_short_and_printable() {
-        assert_eq!(excerpt(b"  plain words \n"), "plain words");
-        assert_eq!(excerpt(b"a\x1b[31mb\nc"), "a\\u{1b}[31mb\\nc");
-        let long = excerpt(&[b'x'; 10_000]);
-        assert!(long.starts_with(&"x".repeat(EXCERPT_CHARS)));
-        assert!(long.ends_with("(10000 bytes in all)"), "{long}");
-        assert_eq!(excerpt(b"\xff\xfe"), "\u{fffd}\u{fffd}");
     }
 
     #[test]
@@ -283,15 +245,5 @@ mod tests {
         assert_eq!(&b[..], b"pw=*** and ***, tok ***");
         let same = Bytes::from_static(b"nothing here");
         assert_eq!(scrub(same.clone(), &["x1"]), same);
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(10_000))]
-        #[test]
-        fn excerpt_is_bounded_and_has_no_control_character(body in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let e = excerpt(&body);
-            prop_assert!(e.chars().count() <= EXCERPT_CHARS * 10 + 40);
-            prop_assert!(!e.chars().any(char::is_control));
-        }
     }
 }

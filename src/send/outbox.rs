@@ -1,5 +1,6 @@
-//! The part of a sending run both transports share: take each element of the
-//! spool (lock, read, check, seal) ahead of the sender on a few blocking
+//! The sender's view of the queue, its [`Outbox`]: the part of a sending run
+//! both transports share. Take each element of the spool (lock, read, check,
+//! seal) ahead of the sender on a few blocking
 //! threads, and settle each one afterwards (remove, unlock or reject) on one
 //! blocking thread, counting what happened.
 //!
@@ -143,9 +144,9 @@ enum Settle {
     Skipped,
 }
 
-/// The spool side of a run: the queue, the signer, and the thread that
-/// settles elements.
-pub struct Spool {
+/// The sender's outbox: the queue, the signer, and the thread that settles
+/// elements.
+pub struct Outbox {
     queue: Arc<Queue>,
     signer: Arc<Signer>,
     settle: mpsc::Sender<Settle>,
@@ -159,21 +160,21 @@ pub struct Spool {
     sealing: Arc<Semaphore>,
 }
 
-impl Spool {
-    /// A spool that keeps up to `read_ahead` messages sealed ahead of the
+impl Outbox {
+    /// An outbox that keeps up to `read_ahead` messages sealed ahead of the
     /// sender, sealing at most `sealers` at a time.
     pub fn new(
         queue: Arc<Queue>,
         signer: Arc<Signer>,
         read_ahead: usize,
         sealers: usize,
-    ) -> std::io::Result<Spool> {
+    ) -> std::io::Result<Outbox> {
         let (settle, rx) = mpsc::channel();
         let q = Arc::clone(&queue);
         let settler = std::thread::Builder::new()
             .name("ssmsend-settle".into())
             .spawn(move || settle_all(&q, rx))?;
-        Ok(Spool {
+        Ok(Outbox {
             queue,
             signer,
             settle,
@@ -185,7 +186,7 @@ impl Spool {
     }
 
     /// Stops taking new elements (those already taken still come out of
-    /// [`Spool::sealed`] and must be settled).
+    /// [`Outbox::sealed`] and must be settled).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
     }
@@ -199,7 +200,7 @@ impl Spool {
     /// of the consumer of the stream, at most `sealers` being sealed at a time
     /// on blocking threads), so signing goes on while the transport waits for
     /// the broker, and sending while a message is signed. Elements locked
-    /// elsewhere, and those rejected, never come out; once [`Spool::stop`]
+    /// elsewhere, and those rejected, never come out; once [`Outbox::stop`]
     /// was called, nothing more does (what was sealed ahead is unlocked).
     /// The stream must be read to its end: every element it took is settled
     /// only then.
@@ -277,9 +278,9 @@ impl Spool {
     }
 
     /// Waits for every element to be settled; `found` of them were listed.
-    /// Every stream from [`Spool::sealed`] must have been dropped (blocking).
+    /// Every stream from [`Outbox::sealed`] must have been dropped (blocking).
     pub fn finish(self, found: usize) -> Tally {
-        let Spool {
+        let Outbox {
             settle, settler, ..
         } = self;
         drop(settle);
