@@ -10,7 +10,6 @@ use super::{
     Choice, ConfigError, Effective, FlagValue, Kind, OptSpec, Origin, Owner, Rename, Schema,
     Secret, Sources, conf_files_in, ini::Dialect, opt, ours,
 };
-use crate::cli::extract::CasoCli;
 pub use crate::openstack::Interface;
 pub use crate::record::RecordType;
 use crate::time::Timestamp;
@@ -725,16 +724,30 @@ fn default_locations(home: Option<&Path>, suffix: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// What `caso-extract` was told to read: config's own view of its command
+/// line, which `cli` builds (config never sees the flags themselves).
+#[derive(Clone, Debug, Default)]
+pub struct CasoSources {
+    /// `--config-file`, in order; empty: the oslo default locations.
+    pub files: Vec<PathBuf>,
+    /// `--config-dir`, read after the files; empty: the oslo default locations.
+    pub dirs: Vec<PathBuf>,
+    /// The flags that set caso.conf options (the highest layer).
+    pub flags: Vec<FlagValue>,
+    /// `--strict-config`: unknown options are errors.
+    pub strict: bool,
+}
+
 /// Loads caso.conf as `caso-extract` does: files from `--config-file` (or the
 /// oslo default locations), then `--config-dir` `*.conf` files, environment,
 /// flags.
-pub fn load_caso(cli: &CasoCli) -> Result<Effective, ConfigError> {
-    load_caso_with_env(cli, std::env::vars().collect())
+pub fn load_caso(sources: &CasoSources) -> Result<Effective, ConfigError> {
+    load_caso_with_env(sources, std::env::vars().collect())
 }
 
 /// [`load_caso`] with an explicit environment (tests).
 pub(crate) fn load_caso_with_env(
-    cli: &CasoCli,
+    sources: &CasoSources,
     env: Vec<(String, String)>,
 ) -> Result<Effective, ConfigError> {
     let home = env
@@ -742,23 +755,23 @@ pub(crate) fn load_caso_with_env(
         .find(|(k, _)| k == "HOME")
         .map(|(_, v)| PathBuf::from(v));
     let mut notes = Vec::new();
-    let mut files = if cli.config_file.is_empty() {
+    let mut files = if sources.files.is_empty() {
         default_locations(home.as_deref(), ".conf")
     } else {
-        cli.config_file.clone()
+        sources.files.clone()
     };
-    let dirs = if cli.config_dir.is_empty() {
+    let dirs = if sources.dirs.is_empty() {
         default_locations(home.as_deref(), ".conf.d")
     } else {
-        cli.config_dir.clone()
+        sources.dirs.clone()
     };
     for d in &dirs {
         files.extend(conf_files_in(d)?);
     }
     // Only when nothing at all was read: a --config-dir file is a file.
     if files.is_empty() {
-        let dirs: Vec<String> = cli
-            .config_dir
+        let dirs: Vec<String> = sources
+            .dirs
             .iter()
             .map(|d| format!("{}/*.conf", d.display()))
             .collect();
@@ -788,8 +801,8 @@ pub(crate) fn load_caso_with_env(
             files,
             env,
             dynamic_defaults,
-            flags: cli.flag_values(),
-            strict: cli.strict_config,
+            flags: sources.flags.clone(),
+            strict: sources.strict,
             notes,
         },
     )
@@ -813,7 +826,6 @@ pub(crate) fn flag(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
     use std::io::Write;
 
     #[test]
@@ -832,10 +844,28 @@ mod tests {
         assert_eq!(without::<Interface>(INTERFACES), Vec::<&str>::new());
     }
 
-    fn cli(args: &[&str]) -> CasoCli {
-        let mut v = vec!["caso-extract"];
-        v.extend_from_slice(args);
-        CasoCli::try_parse_from(v).unwrap()
+    /// `--config-file` / `--config-dir` as the command line gives them, and
+    /// the two option flags these tests use (cli's own tests cover the rest).
+    fn cli(args: &[&str]) -> CasoSources {
+        let mut sources = CasoSources::default();
+        let mut args = args.iter();
+        while let Some(a) = args.next() {
+            match *a {
+                "--config-file" => sources.files.push(args.next().unwrap().into()),
+                "--config-dir" => sources.dirs.push(args.next().unwrap().into()),
+                "--projects" => sources.flags.push(flag(
+                    D,
+                    "projects",
+                    "--projects",
+                    args.next().unwrap().to_string(),
+                )),
+                "--nodebug" => sources
+                    .flags
+                    .push(flag(D, "debug", "--nodebug", "false".into())),
+                other => panic!("not a flag these tests know: {other}"),
+            }
+        }
+        sources
     }
 
     fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {

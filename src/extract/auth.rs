@@ -226,7 +226,7 @@ mod tests {
         let cli =
             CasoCli::try_parse_from(["caso-extract", "--config-file", path.to_str().unwrap()])
                 .unwrap();
-        let eff = crate::config::caso::load_caso_with_env(&cli, vec![]).unwrap();
+        let eff = crate::config::caso::load_caso_with_env(&cli.sources(), vec![]).unwrap();
         CasoSettings::from_effective(&eff).unwrap()
     }
 
