@@ -815,6 +815,26 @@ mod tests {
         }
     }
 
+    /// An empty value means the table's default, as before the getters
+    /// fell back to it (the defaults are written once, in options.rs).
+    #[test]
+    fn empty_values_take_the_table_default() {
+        let d = tempfile::tempdir().unwrap();
+        let a = file(
+            &d,
+            "a.conf",
+            "[DEFAULT]\nspooldir =\nlock_path =\nconcurrency =\nlock_timeout =\n[ssm]\nmax_size =\n[keystone_auth]\ninterface =\nretry_backoff =\n",
+        );
+        let s = CasoSettings::from_effective(&load(&["--config-file", &a], &[])).unwrap();
+        assert_eq!(s.spooldir, PathBuf::from("/var/spool/caso"));
+        assert_eq!(s.lock_path, PathBuf::from("/var/spool/caso"));
+        assert_eq!(s.concurrency, 8);
+        assert_eq!(s.lock_timeout, Duration::from_secs(1800));
+        assert_eq!(s.ssm.max_size, 100);
+        assert_eq!(s.keystone_auth.interface, Interface::Public);
+        assert_eq!(s.keystone_auth.retry_backoff, Duration::from_secs(1));
+    }
+
     #[test]
     fn booleans_in_any_case() {
         let d = tempfile::tempdir().unwrap();

@@ -497,6 +497,20 @@ mod tests {
         assert!(st.use_ssl);
     }
 
+    /// The table's names as the real types: `[messaging] path_type` and
+    /// `encryption` become the spool's layout and the S/MIME cipher.
+    #[test]
+    fn path_type_and_encryption_are_the_real_types() {
+        let (_d, p) = cfg(&format!("{BASE}path_type: directory\nencryption: aes256\n"));
+        let env = vec![("SSM_SENDER__CONNECT_TIMEOUT".into(), "5s".into())];
+        let s =
+            SenderSettings::from_effective(&load_sender_with_env(&p, false, env).unwrap()).unwrap();
+        assert_eq!(s.messaging.path_type, Layout::Directory);
+        assert_eq!(s.messaging.encryption, Cipher::Aes256);
+        assert_eq!(s.timeouts.connect, Duration::from_secs(5));
+        assert_eq!(s.timeouts.idle, Duration::from_secs(120));
+    }
+
     #[test]
     fn protocol_defaults_to_stomp_with_warning() {
         let (_d, p) = cfg(&BASE.replace("protocol: STOMP\n", ""));

@@ -59,3 +59,24 @@ pub(crate) static SCHEMA: Schema = Schema {
     ignored_sections: &[],
     interpolate: false,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::sender::{Cipher, LogLevel};
+
+    /// Every name of the tables has its typed value (the settings would
+    /// otherwise fail with an internal error; PATH_TYPES: see the sender tests).
+    #[test]
+    fn every_choice_has_a_value() {
+        fn without<T: std::str::FromStr>(table: &[Choice]) -> Vec<&'static str> {
+            table
+                .iter()
+                .filter(|c| c.name.parse::<T>().is_err())
+                .map(|c| c.name)
+                .collect()
+        }
+        assert_eq!(without::<Cipher>(CIPHERS), Vec::<&str>::new());
+        assert_eq!(without::<LogLevel>(LEVELS), Vec::<&str>::new());
+    }
+}
