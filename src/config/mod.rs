@@ -13,7 +13,7 @@
 //!
 //! # Layout
 //! One job per file:
-//! - `schema.rs`: what an option is ([`OptSpec`], its kind and its one default).
+//! - `schema.rs`: what an option is (`OptSpec`: its kind and its one default).
 //! - `layers.rs`: reading files, directories, environment and flags into
 //!   layers and merging them ([`FlagValue`], the generic loader).
 //! - `interpolate.rs`: oslo `$name` interpolation.
