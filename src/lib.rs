@@ -8,7 +8,10 @@
 //!   SIGTERM; [`logging`]: log set-up and the operators' text format;
 //!   [`check`]: the `--check` report.
 //! - [`config`]: caso.conf (oslo.config dialect), sender.cfg (configparser),
-//!   voms.json: layers, interpolation, typed settings, `--print-config`.
+//!   voms.json: layers, interpolation, typed settings, `--print-config`; all
+//!   checking (`[keystone_auth]` into the client's `AuthConfig` included), so a
+//!   bad value is a `ConfigError`, exit 2. It uses no program module: `cli`
+//!   hands it a `CasoSources`.
 //! - [`extract`]: one `caso-extract` run (projects, Nova/Cinder/Neutron to
 //!   records, messengers and the `MessageSink` they write to, the
 //!   summary); [`openstack`]: the Keystone, Nova, Glance, Cinder and Neutron

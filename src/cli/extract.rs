@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 
-use crate::config::caso::{CasoLogging, CasoSettings, flag};
+use crate::config::caso::{CasoLogging, CasoSettings, CasoSources, flag};
 use crate::config::{self, FlagValue};
 use crate::daemon::{self, Shutdown};
 use crate::exit;
@@ -113,8 +113,19 @@ pub enum CasoCommand {
 }
 
 impl CasoCli {
+    /// What to read: the files, directories and option flags of this command
+    /// line, as config's own [`CasoSources`].
+    pub fn sources(&self) -> CasoSources {
+        CasoSources {
+            files: self.config_file.clone(),
+            dirs: self.config_dir.clone(),
+            flags: self.flag_values(),
+            strict: self.strict_config,
+        }
+    }
+
     /// The flags that set caso.conf options (the highest layer).
-    pub fn flag_values(&self) -> Vec<FlagValue> {
+    fn flag_values(&self) -> Vec<FlagValue> {
         const D: &str = "DEFAULT";
         let mut v = Vec::new();
         if self.dry_run {
@@ -190,7 +201,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
-    let eff = config::load_caso(cli)?;
+    let eff = config::load_caso(&cli.sources())?;
     let mut log_settings =
         LogSettings::from_caso(&CasoLogging::from_effective(&eff)?, cli.log_format);
     let check = cli.check || cli.check_network;

@@ -3,10 +3,33 @@
 //! its value came from, and never quote a value that holds a secret.
 //! `--print-config` ([`Effective::render`]) shows the same values.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Choice, ConfigError, Effective, Kind, OptSpec, Origin, Owner, Secret, Setting};
+use super::{Choice, ConfigError, Kind, OptSpec, Origin, Owner, Schema};
+use crate::secret::Secret;
+
+/// One final value.
+#[derive(Clone, Debug)]
+pub struct Setting {
+    /// After interpolation.
+    pub value: String,
+    /// As written, before interpolation.
+    pub raw: String,
+    pub origin: Origin,
+    /// A secret option, or a value interpolated from one: never shown.
+    pub secret: bool,
+}
+
+/// The merged, interpolated and kind-checked configuration of one program.
+#[derive(Debug)]
+pub struct Effective {
+    pub(super) schema: &'static Schema,
+    pub(super) values: BTreeMap<(String, String), Setting>,
+    pub(super) files: Vec<PathBuf>,
+    pub(super) warnings: Vec<String>,
+}
 
 /// Typed parsing of one value; the error text is completed with the option and
 /// its origin by the caller.
@@ -205,13 +228,18 @@ impl Effective {
     }
 
     pub(crate) fn int(&self, section: &str, key: &str) -> Result<Option<i64>, ConfigError> {
+        self.text(section, key)
+            .map(|v| self.int_of(section, key, v))
+            .transpose()
+    }
+
+    /// `v` as the integer option's value, within the option's range.
+    fn int_of(&self, section: &str, key: &str, v: &str) -> Result<i64, ConfigError> {
         let (min, max) = match self.schema.spec(section, key).map(|s| &s.kind) {
             Some(Kind::Int { min, max }) => (*min, *max),
             _ => (i64::MIN, i64::MAX),
         };
-        self.text(section, key)
-            .map(|v| parse_int(v, min, max).map_err(|m| self.invalid(section, key, m)))
-            .transpose()
+        parse_int(v, min, max).map_err(|m| self.invalid(section, key, m))
     }
 
     pub(crate) fn duration(
@@ -230,14 +258,79 @@ impl Effective {
         section: &str,
         key: &str,
     ) -> Result<Option<Duration>, ConfigError> {
-        match self.duration(section, key)? {
-            Some(d) if d.is_zero() => Err(self.invalid(
+        self.duration(section, key)?
+            .map(|d| self.nonzero(section, key, d))
+            .transpose()
+    }
+
+    /// A timeout of zero would fail every wait.
+    fn nonzero(&self, section: &str, key: &str, d: Duration) -> Result<Duration, ConfigError> {
+        if d.is_zero() {
+            return Err(self.invalid(
                 section,
                 key,
                 "must be more than 0 (unset it for the default)".into(),
-            )),
-            d => Ok(d),
+            ));
         }
+        Ok(d)
+    }
+
+    /// The text of an option the table gives a default, else that default:
+    /// an empty value means the default, as if unset. A default with a `$`
+    /// placeholder is interpolated when loading, so it is not one to fall
+    /// back to here (such options, like `lock_path`, say what unset means).
+    fn text_or_default(&self, section: &str, key: &str) -> Result<&str, ConfigError> {
+        self.text(section, key)
+            .or_else(|| {
+                self.schema
+                    .spec(section, key)
+                    .and_then(|s| s.default)
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty() && !d.contains('$'))
+            })
+            .ok_or_else(|| ConfigError::Missing {
+                section: section.into(),
+                key: key.into(),
+                purpose: "(no default)".into(),
+            })
+    }
+
+    /// [`Self::path`], else the table's default.
+    pub(crate) fn path_or_default(&self, section: &str, key: &str) -> Result<PathBuf, ConfigError> {
+        self.text_or_default(section, key).map(PathBuf::from)
+    }
+
+    /// [`Self::int`], else the table's default.
+    pub(crate) fn int_or_default(&self, section: &str, key: &str) -> Result<i64, ConfigError> {
+        self.int_of(section, key, self.text_or_default(section, key)?)
+    }
+
+    /// [`Self::duration`], else the table's default.
+    pub(crate) fn duration_or_default(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
+        parse_duration(self.text_or_default(section, key)?)
+            .map_err(|m| self.invalid(section, key, m))
+    }
+
+    /// [`Self::timeout`], else the table's default.
+    pub(crate) fn timeout_or_default(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
+        self.nonzero(section, key, self.duration_or_default(section, key)?)
+    }
+
+    /// [`Self::choice`], else the table's default.
+    pub(crate) fn choice_or_default(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<&'static str, ConfigError> {
+        self.canonical(section, key, self.text_or_default(section, key)?)
     }
 
     pub(crate) fn time(
@@ -265,20 +358,41 @@ impl Effective {
         section: &str,
         key: &str,
     ) -> Result<Option<&'static str>, ConfigError> {
+        self.text(section, key)
+            .map(|v| self.canonical(section, key, v))
+            .transpose()
+    }
+
+    /// The canonical name of `v`, a value of the [`Kind::Choice`] option.
+    fn canonical(&self, section: &str, key: &str, v: &str) -> Result<&'static str, ConfigError> {
         let Some(Kind::Choice(choices)) = self.schema.spec(section, key).map(|s| &s.kind) else {
             return Err(self.invalid(section, key, "internal: not a choice option".into()));
         };
-        self.text(section, key)
-            .map(|v| {
-                find_choice(choices, v).map(|(c, _)| c.name).ok_or_else(|| {
-                    self.invalid(
-                        section,
-                        key,
-                        format!("{v:?} is not one of {}", choice_names(choices)),
-                    )
-                })
-            })
-            .transpose()
+        find_choice(choices, v).map(|(c, _)| c.name).ok_or_else(|| {
+            self.invalid(
+                section,
+                key,
+                format!("{v:?} is not one of {}", choice_names(choices)),
+            )
+        })
+    }
+
+    /// A canonical choice name of the option as its type, through the type's
+    /// `FromStr` over the table's names: aliases are already resolved, and a
+    /// name without a meaning is a bug in the table.
+    pub(crate) fn typed<T: std::str::FromStr>(
+        &self,
+        section: &str,
+        key: &str,
+        name: &str,
+    ) -> Result<T, ConfigError> {
+        name.parse().map_err(|_| {
+            self.invalid(
+                section,
+                key,
+                format!("internal: {name:?} has no meaning here"),
+            )
+        })
     }
 
     /// The canonical names of a [`Kind::Choices`] list, unsupported ones dropped.

@@ -1,4 +1,6 @@
-//! Configuration of both programs: the files sites already have, read unchanged.
+//! Configuration of both programs: the files sites already have, read unchanged,
+//! and checked here, so that what leaves this module can run: a missing or
+//! contradictory value is a [`ConfigError`] (exit 2), wherever it is found.
 //!
 //! Layers, lowest first, merged with figment: built-in defaults (cASO 5.2.2 /
 //! SSM 4.0.0 plus our own options), files (later wins), environment
@@ -8,25 +10,48 @@
 //! against its kind, and [`caso::CasoSettings`] / [`sender::SenderSettings`]
 //! are built from the result. `--print-config` renders the same [`Effective`]
 //! view, so what is printed is what the program uses.
+//!
+//! # Layout
+//! One job per file:
+//! - `schema.rs`: what an option is (`OptSpec`: its kind and its one default).
+//! - `layers.rs`: reading files, directories, environment and flags into
+//!   layers and merging them ([`FlagValue`], the generic loader).
+//! - `interpolate.rs`: oslo `$name` interpolation.
+//! - `effective.rs`: [`Effective`], typed getters that fall back to the
+//!   table's default, and the `--print-config` rendering.
+//! - `ini.rs`: the two file dialects (oslo.config, configparser).
+//! - `voms.rs`: the deprecated voms.json VO mapping.
+//! - `caso/`: caso.conf for `caso-extract`: `options.rs` (its table),
+//!   `auth.rs` (`[keystone_auth]` checked into the client's
+//!   [`crate::openstack::AuthConfig`]), `mod.rs` ([`caso::CasoSettings`],
+//!   [`caso::CasoSources`], [`load_caso`]).
+//! - `sender/`: sender.cfg for `ssmsend`: `options.rs` (its table), `mod.rs`
+//!   ([`sender::SenderSettings`] in the types of `smime`, `spool` and
+//!   `stomp`, [`load_sender`]).
+//!
+//! `config` depends on no program module (`cli`, `extract`, `send`,
+//! `daemon`): the command line reaches it as [`caso::CasoSources`].
 
 pub mod caso;
 mod effective;
 pub mod ini;
 pub mod interpolate;
+mod layers;
 #[cfg(test)]
 mod props;
+mod schema;
 pub mod sender;
 pub mod voms;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use figment::value::{Dict, Map, Value};
-use figment::{Figment, Metadata, Profile, Provider};
-
 pub use caso::load_caso;
+pub use effective::{Effective, Setting};
 pub use ini::{Dialect, IniDocument, IniProvider};
+pub use layers::FlagValue;
+pub(crate) use layers::{Sources, conf_files_in, load};
+pub(crate) use schema::{Choice, Kind, OptSpec, Owner, Schema};
 pub use sender::load_sender;
 
 /// Everything that can be wrong with configuration. All of these end the
@@ -67,6 +92,10 @@ pub enum ConfigError {
         key: String,
         purpose: String,
     },
+    /// `[keystone_auth]` that cannot log in: a credential missing, or two
+    /// settings that contradict each other.
+    #[error("[keystone_auth] {0}")]
+    KeystoneAuth(String),
     /// An unknown option or section under `--strict-config`.
     #[error("{origin}: {what} (an error because of --strict-config)")]
     Unknown { origin: Origin, what: String },
@@ -124,494 +153,6 @@ impl fmt::Display for Origin {
     }
 }
 
-use crate::secret::Secret;
-
-/// Whose option this is (shown by `--print-config` and in the README).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Owner {
-    /// Same name, meaning and default as cASO 5.2.2 / SSM 4.0.0.
-    Upstream,
-    /// Ours: not in cASO / SSM.
-    Ours,
-    /// Upstream option whose upstream has no default; the default is ours.
-    OurDefault,
-    /// Accepted so existing files load, but has no effect here.
-    Ignored,
-}
-
-/// One accepted value of an enumerated option.
-#[derive(Debug)]
-pub(crate) struct Choice {
-    pub name: &'static str,
-    /// Old spellings: accepted with a deprecation warning.
-    pub aliases: &'static [&'static str],
-    /// false: a cASO value we do not implement (warned about and dropped).
-    pub supported: bool,
-}
-
-/// How an option's text is typed.
-#[derive(Debug)]
-pub(crate) enum Kind {
-    Str,
-    Secret,
-    Path,
-    Bool,
-    Int {
-        min: i64,
-        max: i64,
-    },
-    /// Whole seconds or a humantime span (`30s`, `5m`).
-    Duration,
-    /// A date/time [`crate::time::Timestamp`] parses.
-    Time,
-    /// Comma-separated list of strings.
-    List,
-    Choice(&'static [Choice]),
-    Choices(&'static [Choice]),
-}
-
-/// One option: where it lives, its kind and default.
-#[derive(Debug)]
-pub(crate) struct OptSpec {
-    pub section: &'static str,
-    pub key: &'static str,
-    pub kind: Kind,
-    pub default: Option<&'static str>,
-    pub owner: Owner,
-    pub help: &'static str,
-}
-
-/// An option of cASO's or SSM's own.
-pub(crate) const fn opt(
-    section: &'static str,
-    key: &'static str,
-    kind: Kind,
-    default: Option<&'static str>,
-    help: &'static str,
-) -> OptSpec {
-    OptSpec {
-        section,
-        key,
-        kind,
-        default,
-        owner: Owner::Upstream,
-        help,
-    }
-}
-
-/// An option of ours, not in cASO 5.2.2 / SSM 4.0.0.
-pub(crate) const fn ours(
-    section: &'static str,
-    key: &'static str,
-    kind: Kind,
-    default: Option<&'static str>,
-    help: &'static str,
-) -> OptSpec {
-    OptSpec {
-        section,
-        key,
-        kind,
-        default,
-        owner: Owner::Ours,
-        help,
-    }
-}
-
-/// An old option name that still works, with one warning.
-#[derive(Debug)]
-pub(crate) struct Rename {
-    pub from: (&'static str, &'static str),
-    pub to: (&'static str, &'static str),
-}
-
-/// Everything the generic loader needs to know about one program.
-#[derive(Debug)]
-pub(crate) struct Schema {
-    pub program: &'static str,
-    pub dialect: Dialect,
-    pub env_prefix: &'static str,
-    pub options: &'static [OptSpec],
-    pub renames: &'static [Rename],
-    /// Whole sections that are accepted and ignored (e.g. cASO's prometheus).
-    pub ignored_sections: &'static [&'static str],
-    /// oslo `$name` interpolation (caso.conf only).
-    pub interpolate: bool,
-}
-
-impl Schema {
-    pub(crate) fn spec(&self, section: &str, key: &str) -> Option<&'static OptSpec> {
-        self.options
-            .iter()
-            .find(|o| o.section == section && o.key == key)
-    }
-
-    fn has_section(&self, section: &str) -> bool {
-        self.options.iter().any(|o| o.section == section)
-            || self.ignored_sections.contains(&section)
-            || self.renames.iter().any(|r| r.from.0 == section)
-    }
-
-    fn rename(&self, section: &str, key: &str) -> Option<&'static Rename> {
-        self.renames
-            .iter()
-            .find(|r| r.from.0 == section && (r.from.1 == key || r.from.1 == "*"))
-    }
-}
-
-/// A value set on the command line (one layer above the environment).
-#[derive(Clone, Debug)]
-pub struct FlagValue {
-    pub section: &'static str,
-    pub key: &'static str,
-    pub value: String,
-    pub flag: &'static str,
-}
-
-/// What to read, in order.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Sources {
-    pub files: Vec<PathBuf>,
-    /// A snapshot of the environment (injected so tests need not mutate theirs).
-    pub env: Vec<(String, String)>,
-    /// Built-in defaults computed at run time, e.g. cASO's `CASO_LOCK_PATH`.
-    pub dynamic_defaults: Vec<(&'static str, &'static str, String, Origin)>,
-    pub flags: Vec<FlagValue>,
-    pub strict: bool,
-    /// Warnings found before loading (e.g. no default file found).
-    pub notes: Vec<String>,
-}
-
-/// One final value.
-#[derive(Clone, Debug)]
-pub struct Setting {
-    /// After interpolation.
-    pub value: String,
-    /// As written, before interpolation.
-    pub raw: String,
-    pub origin: Origin,
-    /// A secret option, or a value interpolated from one: never shown.
-    pub secret: bool,
-}
-
-/// The merged, interpolated and kind-checked configuration of one program.
-#[derive(Debug)]
-pub struct Effective {
-    schema: &'static Schema,
-    values: BTreeMap<(String, String), Setting>,
-    files: Vec<PathBuf>,
-    warnings: Vec<String>,
-}
-
-/// A figment layer holding text values with their origins.
-struct Layer {
-    name: String,
-    values: BTreeMap<(String, String), (String, Origin)>,
-    sections: BTreeSet<String>,
-}
-
-impl Provider for Layer {
-    fn metadata(&self) -> Metadata {
-        Metadata::named(self.name.clone())
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let mut root = Dict::new();
-        for s in &self.sections {
-            root.insert(s.clone(), Value::from(Dict::new()));
-        }
-        for ((s, k), (v, _)) in &self.values {
-            if let Value::Dict(_, d) = root
-                .entry(s.clone())
-                .or_insert_with(|| Value::from(Dict::new()))
-            {
-                d.insert(k.clone(), Value::from(v.clone()));
-            }
-        }
-        Ok(Profile::Default.collect(root))
-    }
-}
-
-/// Collects warnings, or turns unknown options into errors under `--strict-config`.
-struct Checker<'a> {
-    schema: &'a Schema,
-    strict: bool,
-    warnings: Vec<String>,
-}
-
-impl Checker<'_> {
-    fn unknown(&mut self, origin: Origin, what: String) -> Result<(), ConfigError> {
-        if self.strict {
-            return Err(ConfigError::Unknown { origin, what });
-        }
-        self.warnings.push(format!(
-            "{origin}: {what} (ignored; --strict-config makes this an error)"
-        ));
-        Ok(())
-    }
-
-    /// Applies renames and reports unknown or ignored options; returns the
-    /// (section, key) to store the value under, or None to drop it.
-    fn admit(
-        &mut self,
-        section: &str,
-        key: &str,
-        origin: &Origin,
-        value: &str,
-    ) -> Result<Option<(String, String)>, ConfigError> {
-        let (section, key) = match self.schema.rename(section, key) {
-            Some(r) => {
-                let to_key = if r.to.1 == "*" { key } else { r.to.1 };
-                self.warnings.push(format!(
-                    "{origin}: [{section}] {key} is deprecated, use [{}] {to_key}",
-                    r.to.0
-                ));
-                (r.to.0, to_key)
-            }
-            None => (section, key),
-        };
-        if self.schema.ignored_sections.contains(&section) {
-            return Ok(None);
-        }
-        match self.schema.spec(section, key) {
-            Some(spec) if spec.owner == Owner::Ignored => {
-                if spec.default != Some(value) {
-                    self.warnings.push(format!(
-                        "{origin}: [{section}] {key} has no effect in this implementation (ignored)"
-                    ));
-                }
-                Ok(None)
-            }
-            Some(_) => Ok(Some((section.to_string(), key.to_string()))),
-            None => {
-                let what = if self.schema.has_section(section) {
-                    format!("unknown option [{section}] {key}")
-                } else {
-                    format!("unknown option {key} in unknown section [{section}]")
-                };
-                self.unknown(origin.clone(), what)?;
-                Ok(None)
-            }
-        }
-    }
-}
-
-/// An unknown section is reported once, at its header; its options are then
-/// skipped silently.
-fn check_section(
-    check: &mut Checker<'_>,
-    path: &Path,
-    h: &ini::IniSection,
-) -> Result<(), ConfigError> {
-    if check.schema.has_section(&h.name) {
-        return Ok(());
-    }
-    check.unknown(
-        Origin::File {
-            path: path.to_path_buf(),
-            line: h.line,
-        },
-        format!("unknown section [{}]", h.name),
-    )
-}
-
-/// Loads one program's configuration from `sources`.
-pub(crate) fn load(schema: &'static Schema, sources: Sources) -> Result<Effective, ConfigError> {
-    let mut check = Checker {
-        schema,
-        strict: sources.strict,
-        warnings: sources.notes,
-    };
-    let mut layers = Vec::new();
-
-    let mut defaults = Layer {
-        name: "built-in defaults".into(),
-        values: BTreeMap::new(),
-        sections: BTreeSet::new(),
-    };
-    for o in schema.options {
-        if let Some(d) = o.default.filter(|_| o.owner != Owner::Ignored) {
-            defaults.values.insert(
-                (o.section.into(), o.key.into()),
-                (d.into(), Origin::Default),
-            );
-        }
-    }
-    for (s, k, v, origin) in sources.dynamic_defaults {
-        defaults.values.insert((s.into(), k.into()), (v, origin));
-    }
-    layers.push(defaults);
-
-    // Each file becomes an IniProvider over its admitted options (renamed,
-    // unknown and ignored ones dropped); the lines give origins after the merge.
-    let mut file_docs = Vec::new();
-    for path in &sources.files {
-        let known = |s: &str, k: &str| schema.spec(s, k).is_some() || schema.rename(s, k).is_some();
-        let doc = IniDocument::read_known(path, schema.dialect, &known)?;
-        let mut admitted = IniDocument {
-            path: path.clone(),
-            sections: Vec::new(),
-            entries: Vec::new(),
-        };
-        // Checked in line order, so --strict-config stops at the first problem.
-        let mut headers = doc.sections.iter().peekable();
-        for e in &doc.entries {
-            while let Some(h) = headers.next_if(|h| h.line < e.line) {
-                check_section(&mut check, path, h)?;
-            }
-            if !schema.has_section(&e.section) {
-                continue;
-            }
-            let origin = Origin::File {
-                path: path.clone(),
-                line: e.line,
-            };
-            if let Some((section, key)) = check.admit(&e.section, &e.key, &origin, &e.value)? {
-                admitted.entries.push(ini::IniEntry {
-                    section,
-                    key,
-                    value: e.value.clone(),
-                    line: e.line,
-                });
-            }
-        }
-        for h in headers {
-            check_section(&mut check, path, h)?;
-        }
-        if schema.dialect == Dialect::ConfigParser {
-            // configparser: a section may exist without options ([broker] alone).
-            admitted.sections = doc
-                .sections
-                .iter()
-                .filter(|h| schema.has_section(&h.name))
-                .cloned()
-                .collect();
-        }
-        file_docs.push(admitted);
-    }
-
-    let mut env = Layer {
-        name: "environment".into(),
-        values: BTreeMap::new(),
-        sections: BTreeSet::new(),
-    };
-    let mut env_vars = sources.env;
-    env_vars.sort();
-    for (var, value) in env_vars {
-        let Some(rest) = var.strip_prefix(schema.env_prefix) else {
-            continue;
-        };
-        let Some((section, key)) = rest.split_once("__") else {
-            continue;
-        };
-        let section = if section.eq_ignore_ascii_case("DEFAULT") && schema.dialect == Dialect::Oslo
-        {
-            "DEFAULT".to_string()
-        } else {
-            section.to_lowercase()
-        };
-        let key = key.to_lowercase();
-        let origin = Origin::Env { var: var.clone() };
-        if let Some((s, k)) = check.admit(&section, &key, &origin, &value)? {
-            env.values.insert((s, k), (value, origin));
-        }
-    }
-    layers.push(env);
-
-    let mut flags = Layer {
-        name: "command line".into(),
-        values: BTreeMap::new(),
-        sections: BTreeSet::new(),
-    };
-    for f in sources.flags {
-        flags.values.insert(
-            (f.section.into(), f.key.into()),
-            (
-                f.value,
-                Origin::Flag {
-                    flag: f.flag.into(),
-                },
-            ),
-        );
-    }
-    layers.push(flags);
-
-    // Merge with figment, lowest layer first; the tag of each winning value
-    // names the provider it came from.
-    let mut figment = Figment::from(&layers[0]);
-    let mut file_lines: HashMap<PathBuf, BTreeMap<(String, String), usize>> = HashMap::new();
-    for doc in file_docs {
-        let lines = doc
-            .last_values()
-            .into_iter()
-            .map(|(k, (_, line))| (k, line))
-            .collect();
-        file_lines.insert(doc.path.clone(), lines);
-        figment = figment.merge(IniProvider::document(doc));
-    }
-    for layer in &layers[1..] {
-        figment = figment.merge(layer);
-    }
-    let data = figment
-        .data()
-        .map_err(|e| ConfigError::Figment(e.to_string()))?;
-    let mut values = BTreeMap::new();
-    if let Some(root) = data.get(&Profile::Default) {
-        for (section, v) in root {
-            let Value::Dict(_, dict) = v else { continue };
-            for (key, value) in dict {
-                let Some(text) = value.as_str() else { continue };
-                let at = (section.clone(), key.clone());
-                let meta = figment.get_metadata(value.tag());
-                let file = meta
-                    .and_then(|m| m.source.as_ref())
-                    .and_then(|s| s.file_path());
-                let origin = match file {
-                    Some(path) => Origin::File {
-                        path: path.to_path_buf(),
-                        line: file_lines
-                            .get(path)
-                            .and_then(|l| l.get(&at))
-                            .copied()
-                            .unwrap_or(0),
-                    },
-                    None => meta
-                        .and_then(|m| layers.iter().find(|l| l.name == m.name))
-                        .and_then(|l| l.values.get(&at))
-                        .map(|(_, o)| o.clone())
-                        .unwrap_or(Origin::Default),
-                };
-                let secret = schema
-                    .spec(&at.0, &at.1)
-                    .is_some_and(|o| matches!(o.kind, Kind::Secret));
-                values.insert(
-                    at,
-                    Setting {
-                        value: text.to_string(),
-                        raw: text.to_string(),
-                        origin,
-                        secret,
-                    },
-                );
-            }
-        }
-    }
-
-    if schema.interpolate {
-        interpolate::interpolate_all(schema, &mut values)?;
-    }
-
-    let mut eff = Effective {
-        schema,
-        values,
-        files: sources.files,
-        warnings: check.warnings,
-    };
-    eff.check_kinds()?;
-    let mut seen = BTreeSet::new();
-    eff.warnings.retain(|w| seen.insert(w.clone()));
-    Ok(eff)
-}
-
 /// The README table of options that are ours or have our default (a test
 /// keeps README.md in sync with it).
 pub fn our_options_markdown() -> String {
@@ -634,27 +175,6 @@ pub fn our_options_markdown() -> String {
         }
     }
     out
-}
-
-/// Sorted `*.conf` files of a `--config-dir`, as oslo.config reads them.
-pub(crate) fn conf_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let read = std::fs::read_dir(dir).map_err(|error| ConfigError::Read {
-        path: dir.to_path_buf(),
-        error,
-    })?;
-    let mut files = Vec::new();
-    for entry in read {
-        let entry = entry.map_err(|error| ConfigError::Read {
-            path: dir.to_path_buf(),
-            error,
-        })?;
-        let p = entry.path();
-        if p.extension().is_some_and(|e| e == "conf") && p.is_file() {
-            files.push(p);
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 #[cfg(test)]

@@ -511,9 +511,9 @@ mod tests {
     #[test]
     fn concurrency_flag_sets_the_option() {
         let cli = CasoCli::try_parse_from(["caso-extract", "--concurrency", "3"]).unwrap();
-        let eff = crate::config::caso::load_caso_with_env(&cli, vec![]).unwrap();
+        let eff = crate::config::caso::load_caso_with_env(&cli.sources(), vec![]).unwrap();
         assert_eq!(CasoSettings::from_effective(&eff).unwrap().concurrency, 3);
         let cli = CasoCli::try_parse_from(["caso-extract", "--concurrency", "0"]).unwrap();
-        assert!(crate::config::caso::load_caso_with_env(&cli, vec![]).is_err());
+        assert!(crate::config::caso::load_caso_with_env(&cli.sources(), vec![]).is_err());
     }
 }

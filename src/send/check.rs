@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{ams, cipher, layout, stomp};
+use super::{ams, stomp};
 use crate::check::{NETWORK_TIMEOUT, Report, writable_dir};
 use crate::config::Effective;
 use crate::config::sender::{SenderSettings, Transport};
@@ -267,7 +267,7 @@ fn credentials(settings: &SenderSettings, report: &mut Report) -> Option<Signer>
         }
     };
     let signer = match Signer::new(host?, recipient, Default::default()) {
-        Ok(s) => s.with_cipher(cipher(settings.messaging.encryption)),
+        Ok(s) => s.with_cipher(settings.messaging.encryption),
         Err(e) => {
             report.error(format_args!("[certificates] {e}"));
             return None;
@@ -295,7 +295,7 @@ fn credentials(settings: &SenderSettings, report: &mut Report) -> Option<Signer>
 fn spool(settings: &SenderSettings, report: &mut Report) {
     let path = &settings.messaging.path;
     const WHAT: &str = "[messaging] path";
-    let queue = match Queue::open(path, layout(settings)) {
+    let queue = match Queue::open(path, settings.messaging.path_type) {
         Ok(q) => q,
         Err(SpoolError::MissingRoot(_)) => {
             report.warning(format_args!(

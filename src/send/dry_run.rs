@@ -19,7 +19,6 @@ use std::io::Write;
 use anyhow::{Context, anyhow};
 
 use super::outbox::{MAX_MESSAGE_BYTES, check};
-use super::{certificate_settings, cipher, layout};
 use crate::config::sender::SenderSettings;
 use crate::exit;
 use crate::smime::Signer;
@@ -41,13 +40,13 @@ struct Counts {
 
 /// `ssmsend --dry-run` for checked `settings`.
 pub fn dry_run(settings: &SenderSettings) -> anyhow::Result<()> {
-    let signer = Signer::from_settings(&certificate_settings(settings))
+    let signer = Signer::from_settings(&settings.certificates)
         .map_err(exit::usage)?
-        .with_cipher(cipher(settings.messaging.encryption));
+        .with_cipher(settings.messaging.encryption);
     let endpoints = super::check::endpoints(settings, signer.credentials(), None)?;
     let path = &settings.messaging.path;
     let mut out = std::io::stdout().lock();
-    let queue = match Queue::open(path, layout(settings)) {
+    let queue = match Queue::open(path, settings.messaging.path_type) {
         Ok(q) => q,
         Err(SpoolError::MissingRoot(_)) => {
             writeln!(

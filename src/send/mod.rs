@@ -35,11 +35,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 
-use crate::config::sender::{Cipher, PathType, SenderSettings, Transport};
+use crate::config::sender::{SenderSettings, Transport};
 use crate::daemon::Shutdown;
 use crate::exit;
-use crate::smime::{self, CertificateSettings, Signer};
-use crate::spool::{Layout, Queue, SpoolError};
+use crate::smime::Signer;
+use crate::spool::{Queue, SpoolError};
 pub use outbox::Outbox;
 use outbox::Tally;
 
@@ -59,11 +59,11 @@ pub fn run(settings: &SenderSettings) -> anyhow::Result<()> {
 /// ([`crate::daemon::STOP_GRACE`]) and are removed, or kept when none came;
 /// the others stay queued for the next run, which is then no failure.
 pub fn run_until(settings: &SenderSettings, stop: &Shutdown) -> anyhow::Result<()> {
-    let signer = Signer::from_settings(&certificate_settings(settings))
+    let signer = Signer::from_settings(&settings.certificates)
         .map_err(exit::usage)?
-        .with_cipher(cipher(settings.messaging.encryption));
+        .with_cipher(settings.messaging.encryption);
     let path = &settings.messaging.path;
-    let queue = match Queue::open(path, layout(settings)) {
+    let queue = match Queue::open(path, settings.messaging.path_type) {
         Ok(q) => q,
         Err(SpoolError::MissingRoot(_)) => {
             tracing::warn!(
@@ -89,33 +89,6 @@ pub fn run_until(settings: &SenderSettings, stop: &Shutdown) -> anyhow::Result<(
         Arc::new(signer),
         stop,
     ))
-}
-
-/// `[messaging] path_type`.
-pub(crate) fn layout(settings: &SenderSettings) -> Layout {
-    match settings.messaging.path_type {
-        PathType::Dirq => Layout::Dirq,
-        PathType::Directory => Layout::Directory,
-    }
-}
-
-pub(crate) fn certificate_settings(settings: &SenderSettings) -> CertificateSettings {
-    let c = &settings.certificates;
-    CertificateSettings {
-        certificate: c.certificate.clone(),
-        key: c.key.clone(),
-        capath: c.capath.clone(),
-        server_cert: c.server_cert.clone(),
-        verify_server_cert: c.verify_server_cert,
-    }
-}
-
-pub(crate) fn cipher(c: Cipher) -> smime::Cipher {
-    match c {
-        Cipher::Aes128 => smime::Cipher::Aes128,
-        Cipher::Aes192 => smime::Cipher::Aes192,
-        Cipher::Aes256 => smime::Cipher::Aes256,
-    }
 }
 
 /// How many messages are locked and sealed ahead of the transport at most

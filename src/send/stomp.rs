@@ -31,11 +31,7 @@ pub fn broker_config(
         .collect();
     let mut config = BrokerConfig::new(brokers);
     config.window = NonZeroUsize::new(settings.window).unwrap_or(stomp::DEFAULT_WINDOW);
-    config.timeouts = stomp::Timeouts {
-        connect: timeouts.connect,
-        receipt: timeouts.receipt,
-        idle: timeouts.idle,
-    };
+    config.timeouts = *timeouts;
     if settings.use_ssl {
         config.tls = Some(TlsSettings {
             identity: Some(ClientIdentity::from_credentials(credentials)),

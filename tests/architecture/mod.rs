@@ -13,7 +13,6 @@ use source::{SourceFile, cycles, files, import_graph};
 const MAX_LINES: usize = 600;
 
 #[test]
-#[ignore = "issue 12: enabled when config and stomp land"]
 fn no_import_cycle_among_top_level_modules() {
     let g = import_graph(&files());
     let cycles = cycles(&g);
@@ -36,7 +35,6 @@ fn no_import_cycle_among_top_level_modules() {
 }
 
 #[test]
-#[ignore = "issue 12: enabled when config and stomp land"]
 fn config_imports_nothing_from_the_programs() {
     let forbidden = ["cli", "extract", "send", "daemon"];
     let bad: Vec<String> = files()
@@ -58,7 +56,6 @@ fn config_imports_nothing_from_the_programs() {
 }
 
 #[test]
-#[ignore = "issue 12: enabled when config and stomp land"]
 fn no_file_over_600_lines_of_non_test_code() {
     let long: Vec<String> = files()
         .iter()

@@ -106,7 +106,7 @@ impl Env {
         let cli =
             CasoCli::try_parse_from(["caso-extract", "--config-file", path.to_str().unwrap()])
                 .unwrap();
-        CasoSettings::from_effective(&config::load_caso(&cli).unwrap()).unwrap()
+        CasoSettings::from_effective(&config::load_caso(&cli.sources()).unwrap()).unwrap()
     }
 
     async fn run(&self, settings: &CasoSettings) -> (anyhow::Result<Report>, String) {

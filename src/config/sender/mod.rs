@@ -1,100 +1,25 @@
-//! `sender.cfg`: every option SSM 4.0.0's `ssmsend` reads, plus ours, and the
-//! typed [`SenderSettings`] sending runs with.
+//! sender.cfg for `ssmsend`: the typed [`SenderSettings`] sending runs with,
+//! in the types of the modules that use them ([`Cipher`], [`Layout`],
+//! [`Timeouts`], [`CertificateSettings`]), built from the [`Effective`]
+//! configuration [`load_sender`] reads. The option table is `options.rs`.
+
+mod options;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::str::FromStr;
 
-use super::{
-    Choice, ConfigError, Effective, Kind, OptSpec, Owner, Schema, Secret, Sources, ini::Dialect,
-    opt, ours,
-};
-
-const fn choice(name: &'static str) -> Choice {
-    Choice {
-        name,
-        aliases: &[],
-        supported: true,
-    }
-}
-
-static PROTOCOLS: &[Choice] = &[choice("STOMP"), choice("AMS")];
-static PATH_TYPES: &[Choice] = &[choice("dirq"), choice("directory")];
-static CIPHERS: &[Choice] = &[choice("aes128"), choice("aes192"), choice("aes256")];
-static LEVELS: &[Choice] = &[
-    choice("DEBUG"),
-    choice("INFO"),
-    Choice {
-        name: "WARN",
-        aliases: &["WARNING"],
-        supported: true,
-    },
-    choice("ERROR"),
-    choice("CRITICAL"),
-];
-
-#[rustfmt::skip]
-static OPTIONS: &[OptSpec] = &[
-    opt("sender", "protocol", Kind::Choice(PROTOCOLS), None, "STOMP or AMS; unset means STOMP, with a warning."),
-    ours("sender", "window", Kind::Int { min: 1, max: 10_000 }, Some("32"), "STOMP messages in flight awaiting a receipt."),
-    ours("sender", "ams_concurrency", Kind::Int { min: 1, max: 64 }, Some("8"), "AMS publish requests in flight."),
-    ours("sender", "ams_port", Kind::Int { min: 1, max: 65535 }, Some("443"), "AMS API port (SSM always uses 443)."),
-    ours("sender", "ams_authn_port", Kind::Int { min: 1, max: 65535 }, Some("8443"), "ARGO authentication service port, for authx509 tokens."),
-    ours("sender", "connect_timeout", Kind::Duration, Some("30s"), "TCP/TLS connect timeout."),
-    ours("sender", "receipt_timeout", Kind::Duration, Some("60s"), "Wait for a STOMP RECEIPT or AMS reply."),
-    ours("sender", "idle_timeout", Kind::Duration, Some("120s"), "Give up on a connection silent this long."),
-    opt("broker", "host", Kind::List, None, "Broker or AMS host; ours: several `host[:port]`, comma-separated, for STOMP failover."),
-    opt("broker", "port", Kind::Int { min: 1, max: 65535 }, None, "Broker port (STOMP; AMS uses HTTPS 443)."),
-    opt("broker", "use_ssl", Kind::Bool, Some("true"), "STOMP over TLS with the host certificate (AMS is always HTTPS)."),
-    opt("broker", "bdii", Kind::Str, None, "SSM 2/3 BDII discovery: no longer supported."),
-    opt("broker", "network", Kind::Str, None, "SSM 2/3 broker network: no longer supported."),
-    opt("certificates", "certificate", Kind::Path, None, "Host certificate (signs messages)."),
-    opt("certificates", "key", Kind::Path, None, "Host key."),
-    OptSpec { section: "certificates", key: "capath", kind: Kind::Path, default: Some("/etc/grid-security/certificates"), owner: Owner::OurDefault, help: "CA certificates directory." },
-    opt("certificates", "server_cert", Kind::Path, None, "Encrypt messages for this certificate."),
-    opt("certificates", "verify_server_cert", Kind::Bool, Some("true"), "Verify server_cert against capath."),
-    opt("messaging", "destination", Kind::Str, None, "STOMP queue or AMS topic."),
-    opt("messaging", "path", Kind::Path, None, "Outgoing message queue."),
-    opt("messaging", "path_type", Kind::Choice(PATH_TYPES), Some("dirq"), "dirq or directory."),
-    opt("messaging", "ams_project", Kind::Str, None, "AMS project (AMS only)."),
-    opt("messaging", "token", Kind::Secret, None, "AMS token; unset: fetched with the host certificate."),
-    ours("messaging", "encryption", Kind::Choice(CIPHERS), Some("aes128"), "Cipher for server_cert encryption."),
-    opt("logging", "logfile", Kind::Path, None, "Log file; unopenable: a warning, then console."),
-    opt("logging", "level", Kind::Choice(LEVELS), Some("INFO"), "DEBUG, INFO, WARN, ERROR, CRITICAL."),
-    opt("logging", "console", Kind::Bool, Some("true"), "Also log to stderr."),
-];
-
-pub(crate) static SCHEMA: Schema = Schema {
-    program: "ssmsend",
-    dialect: Dialect::ConfigParser,
-    env_prefix: "SSM_",
-    options: OPTIONS,
-    renames: &[],
-    ignored_sections: &[],
-    interpolate: false,
-};
+use super::{ConfigError, Effective, Sources};
+use crate::secret::Secret;
+pub use crate::smime::{CertificateSettings, Cipher};
+pub use crate::spool::Layout;
+pub use crate::stomp::Timeouts;
+pub(crate) use options::SCHEMA;
 
 /// `[sender] protocol`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     Stomp,
     Ams,
-}
-
-/// `[messaging] path_type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathType {
-    /// Python-dirq QueueSimple (default).
-    Dirq,
-    /// A flat directory of files.
-    Directory,
-}
-
-/// `[messaging] encryption` (ours): cipher of the S/MIME envelope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cipher {
-    Aes128,
-    Aes192,
-    Aes256,
 }
 
 /// One STOMP broker.
@@ -149,21 +74,6 @@ impl Transport {
     }
 }
 
-/// `[certificates]`.
-#[derive(Clone, Debug)]
-pub struct Certificates {
-    /// Required.
-    pub certificate: PathBuf,
-    /// Required.
-    pub key: PathBuf,
-    /// Ours default `/etc/grid-security/certificates`.
-    pub capath: PathBuf,
-    /// Default unset: messages are signed, not encrypted.
-    pub server_cert: Option<PathBuf>,
-    /// Default true.
-    pub verify_server_cert: bool,
-}
-
 /// `[messaging]`.
 #[derive(Clone, Debug)]
 pub struct Messaging {
@@ -172,20 +82,9 @@ pub struct Messaging {
     /// Required.
     pub path: PathBuf,
     /// Default dirq.
-    pub path_type: PathType,
+    pub path_type: Layout,
     /// Ours. Default aes128.
     pub encryption: Cipher,
-}
-
-/// Ours, `[sender] *_timeout`.
-#[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
-    /// Default 30 s.
-    pub connect: Duration,
-    /// Default 60 s.
-    pub receipt: Duration,
-    /// Default 120 s.
-    pub idle: Duration,
 }
 
 /// Log level of `[logging] level`.
@@ -196,6 +95,35 @@ pub enum LogLevel {
     Warn,
     Error,
     Critical,
+}
+
+impl FromStr for LogLevel {
+    type Err = ();
+    /// The canonical names of the table's LEVELS (aliases already resolved).
+    fn from_str(name: &str) -> Result<Self, ()> {
+        match name {
+            "DEBUG" => Ok(LogLevel::Debug),
+            "INFO" => Ok(LogLevel::Info),
+            "WARN" => Ok(LogLevel::Warn),
+            "ERROR" => Ok(LogLevel::Error),
+            "CRITICAL" => Ok(LogLevel::Critical),
+            _ => Err(()),
+        }
+    }
+}
+
+/// `[messaging] path_type` (the table's PATH_TYPES) as the spool's layout:
+/// config's own mapping, as the names are sender.cfg's.
+fn layout(e: &Effective, name: &str) -> Result<Layout, ConfigError> {
+    match name {
+        "dirq" => Ok(Layout::Dirq),
+        "directory" => Ok(Layout::Directory),
+        _ => Err(e.invalid(
+            "messaging",
+            "path_type",
+            format!("internal: {name:?} has no meaning here"),
+        )),
+    }
 }
 
 /// `[logging]`.
@@ -213,8 +141,10 @@ pub struct SenderLogging {
 #[derive(Clone, Debug)]
 pub struct SenderSettings {
     pub transport: Transport,
-    pub certificates: Certificates,
+    /// `[certificates]`.
+    pub certificates: CertificateSettings,
     pub messaging: Messaging,
+    /// Ours, `[sender] *_timeout`. Default 30 s connect, 60 s receipt, 120 s idle.
     pub timeouts: Timeouts,
     pub logging: SenderLogging,
 }
@@ -270,16 +200,9 @@ fn parse_broker(
 impl SenderLogging {
     /// Only `[logging]`, so logging can start before the rest is checked.
     pub fn from_effective(e: &Effective) -> Result<Self, ConfigError> {
-        let level = match e.choice("logging", "level")? {
-            Some("DEBUG") => LogLevel::Debug,
-            Some("WARN") => LogLevel::Warn,
-            Some("ERROR") => LogLevel::Error,
-            Some("CRITICAL") => LogLevel::Critical,
-            _ => LogLevel::Info,
-        };
         Ok(SenderLogging {
             logfile: e.path("logging", "logfile"),
-            level,
+            level: e.typed("logging", "level", e.choice_or_default("logging", "level")?)?,
             console: e.boolean("logging", "console")?,
         })
     }
@@ -311,7 +234,7 @@ impl SenderSettings {
                 Transport::Stomp(Stomp {
                     brokers,
                     use_ssl: e.boolean("broker", "use_ssl")?,
-                    window: e.int("sender", "window")?.unwrap_or(32) as usize,
+                    window: e.int_or_default("sender", "window")? as usize,
                 })
             }
             Protocol::Ams => {
@@ -342,27 +265,21 @@ impl SenderSettings {
                         "to send with AMS",
                     )?,
                     token: e.secret("messaging", "token"),
-                    concurrency: e.int("sender", "ams_concurrency")?.unwrap_or(8) as usize,
-                    port: e.int("sender", "ams_port")?.unwrap_or(443) as u16,
-                    authn_port: e.int("sender", "ams_authn_port")?.unwrap_or(8443) as u16,
+                    concurrency: e.int_or_default("sender", "ams_concurrency")? as usize,
+                    port: e.int_or_default("sender", "ams_port")? as u16,
+                    authn_port: e.int_or_default("sender", "ams_authn_port")? as u16,
                 })
             }
         };
-        let path_type = match e.choice("messaging", "path_type")? {
-            Some("directory") => PathType::Directory,
-            _ => PathType::Dirq,
-        };
-        let encryption = match e.choice("messaging", "encryption")? {
-            Some("aes192") => Cipher::Aes192,
-            Some("aes256") => Cipher::Aes256,
-            _ => Cipher::Aes128,
-        };
-        let dur = |k: &str, d: u64| -> Result<Duration, ConfigError> {
-            Ok(e.timeout("sender", k)?.unwrap_or(Duration::from_secs(d)))
-        };
+        let path_type = layout(e, e.choice_or_default("messaging", "path_type")?)?;
+        let encryption = e.typed(
+            "messaging",
+            "encryption",
+            e.choice_or_default("messaging", "encryption")?,
+        )?;
         let settings = SenderSettings {
             transport,
-            certificates: Certificates {
+            certificates: CertificateSettings {
                 certificate: required(
                     e.path("certificates", "certificate"),
                     "certificates",
@@ -375,9 +292,7 @@ impl SenderSettings {
                     "key",
                     "to sign messages",
                 )?,
-                capath: e
-                    .path("certificates", "capath")
-                    .unwrap_or_else(|| "/etc/grid-security/certificates".into()),
+                capath: e.path_or_default("certificates", "capath")?,
                 server_cert: e.path("certificates", "server_cert"),
                 verify_server_cert: e.boolean("certificates", "verify_server_cert")?,
             },
@@ -398,9 +313,9 @@ impl SenderSettings {
                 encryption,
             },
             timeouts: Timeouts {
-                connect: dur("connect_timeout", 30)?,
-                receipt: dur("receipt_timeout", 60)?,
-                idle: dur("idle_timeout", 120)?,
+                connect: e.timeout_or_default("sender", "connect_timeout")?,
+                receipt: e.timeout_or_default("sender", "receipt_timeout")?,
+                idle: e.timeout_or_default("sender", "idle_timeout")?,
             },
             logging: SenderLogging::from_effective(e)?,
         };
@@ -459,6 +374,7 @@ mod tests {
     use super::*;
     use crate::config::Origin;
     use std::io::Write;
+    use std::time::Duration;
 
     fn cfg(text: &str) -> (tempfile::TempDir, PathBuf) {
         let d = tempfile::tempdir().unwrap();
@@ -496,7 +412,7 @@ mod tests {
         );
         assert!(st.use_ssl);
         assert_eq!(st.window, 32);
-        assert_eq!(s.messaging.path_type, PathType::Dirq);
+        assert_eq!(s.messaging.path_type, Layout::Dirq);
         assert_eq!(s.messaging.encryption, Cipher::Aes128);
         assert_eq!(s.timeouts.receipt, Duration::from_secs(60));
         assert!(s.certificates.verify_server_cert);
@@ -579,6 +495,20 @@ mod tests {
             panic!()
         };
         assert!(st.use_ssl);
+    }
+
+    /// The table's names as the real types: `[messaging] path_type` and
+    /// `encryption` become the spool's layout and the S/MIME cipher.
+    #[test]
+    fn path_type_and_encryption_are_the_real_types() {
+        let (_d, p) = cfg(&format!("{BASE}path_type: directory\nencryption: aes256\n"));
+        let env = vec![("SSM_SENDER__CONNECT_TIMEOUT".into(), "5s".into())];
+        let s =
+            SenderSettings::from_effective(&load_sender_with_env(&p, false, env).unwrap()).unwrap();
+        assert_eq!(s.messaging.path_type, Layout::Directory);
+        assert_eq!(s.messaging.encryption, Cipher::Aes256);
+        assert_eq!(s.timeouts.connect, Duration::from_secs(5));
+        assert_eq!(s.timeouts.idle, Duration::from_secs(120));
     }
 
     #[test]

@@ -1,244 +1,22 @@
-//! `caso.conf`: every option cASO 5.2.2 reads (names, defaults and old spellings
-//! from its oslo.config registrations), plus the few of ours, and the typed
-//! [`CasoSettings`] extraction runs with.
+//! caso.conf for `caso-extract`: the typed [`CasoSettings`] extraction runs
+//! with, built from the [`Effective`] configuration that [`load_caso`] reads
+//! from a [`CasoSources`]. The option table is `options.rs`;
+//! `[keystone_auth]` and its check are `auth.rs`.
+
+mod auth;
+mod options;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::voms::VoMap;
-use super::{
-    Choice, ConfigError, Effective, FlagValue, Kind, OptSpec, Origin, Owner, Rename, Schema,
-    Secret, Sources, conf_files_in, ini::Dialect, opt, ours,
-};
-use crate::cli::extract::CasoCli;
+use super::{ConfigError, Effective, FlagValue, Origin, Sources, conf_files_in};
 pub use crate::openstack::Interface;
 pub use crate::record::RecordType;
 use crate::time::Timestamp;
-
-/// Accepted so that files written for cASO load, but without effect here.
-const fn ignored(
-    section: &'static str,
-    key: &'static str,
-    default: Option<&'static str>,
-) -> OptSpec {
-    OptSpec {
-        section,
-        key,
-        kind: Kind::Str,
-        default,
-        owner: Owner::Ignored,
-        help: "accepted for compatibility; no effect",
-    }
-}
-
-const fn choice(name: &'static str) -> Choice {
-    Choice {
-        name,
-        aliases: &[],
-        supported: true,
-    }
-}
-
-const fn unsupported(name: &'static str) -> Choice {
-    Choice {
-        name,
-        aliases: &[],
-        supported: false,
-    }
-}
-
-static MESSENGERS: &[Choice] = &[
-    Choice {
-        name: "ssm",
-        aliases: &["ssmv4"],
-        supported: true,
-    },
-    choice("noop"),
-    choice("logstash"),
-    unsupported("greendigit_cim"),
-];
-
-static EXTRACTORS: &[Choice] = &[
-    choice("nova"),
-    choice("cinder"),
-    choice("neutron"),
-    unsupported("prometheus"),
-];
-
-static RECORD_TYPES: &[Choice] = &[
-    choice("cloud"),
-    choice("ip"),
-    choice("accelerator"),
-    choice("storage"),
-    unsupported("energy"),
-];
-
-static AUTH_TYPES: &[Choice] = &[
-    Choice {
-        name: "password",
-        aliases: &["v3password"],
-        supported: true,
-    },
-    Choice {
-        name: "applicationcredential",
-        aliases: &["v3applicationcredential"],
-        supported: true,
-    },
-    Choice {
-        name: "oidcaccesstoken",
-        aliases: &["v3oidcaccesstoken"],
-        supported: true,
-    },
-];
-
-static INTERFACES: &[Choice] = &[
-    Choice {
-        name: "public",
-        aliases: &["publicURL"],
-        supported: true,
-    },
-    Choice {
-        name: "internal",
-        aliases: &["internalURL"],
-        supported: true,
-    },
-    Choice {
-        name: "admin",
-        aliases: &["adminURL"],
-        supported: true,
-    },
-];
-
-const D: &str = "DEFAULT";
-const KA: &str = "keystone_auth";
-
-#[rustfmt::skip]
-static OPTIONS: &[OptSpec] = &[
-    opt(D, "messengers", Kind::Choices(MESSENGERS), Some("noop"), "Messengers that dispatch records: ssm, noop, logstash."),
-    opt(D, "spooldir", Kind::Path, Some("/var/spool/caso"), "Spool directory (lastrun files)."),
-    opt(D, "lock_path", Kind::Path, Some("$spooldir"), "Directory of the run lock; default $CASO_LOCK_PATH or $spooldir."),
-    opt(D, "dry_run", Kind::Bool, Some("false"), "Extract and print, push nothing, do not update lastrun."),
-    opt(D, "site_name", Kind::Str, None, "Site name as in GOCDB (required to extract)."),
-    opt(D, "service_name", Kind::Str, Some("$site_name"), "Service name within the site."),
-    opt(D, "projects", Kind::List, Some(""), "Projects (ids or names) to extract, besides those tagged caso_tag."),
-    opt(D, "caso_tag", Kind::Str, Some("caso"), "Keystone tag marking projects to extract."),
-    opt(D, "vo_property", Kind::Str, Some("VO"), "Project property holding its VO."),
-    opt(D, "mapping_file", Kind::Path, Some("/etc/caso/voms.json"), "Deprecated VO <-> project JSON mapping."),
-    opt(D, "extract_to", Kind::Time, None, "Extract until this date (default now; UTC if no zone)."),
-    opt(D, "extract_from", Kind::Time, None, "Extract from this date (default: the project's lastrun)."),
-    opt(D, "extractor", Kind::Choices(EXTRACTORS), Some("nova,cinder,neutron"), "Extractors: nova, cinder, neutron."),
-    opt(D, "region_name", Kind::Str, None, "OpenStack region to use."),
-    opt(D, "debug", Kind::Bool, Some("false"), "Log at DEBUG instead of INFO."),
-    opt(D, "log_file", Kind::Path, None, "Log to this file instead of stderr."),
-    opt(D, "log_dir", Kind::Path, None, "Base directory of a relative log_file."),
-    opt(D, "use_json", Kind::Bool, Some("false"), "Log JSON lines."),
-    ours(D, "concurrency", Kind::Int { min: 1, max: 256 }, Some("8"), "Projects extracted at once (--concurrency)."),
-    ours(D, "lock_timeout", Kind::Duration, Some("30m"), "How long to wait for another run's lock."),
-    ours(D, "default_vo", Kind::Str, None, "VO for projects with no VO mapping (else such a project is an error)."),
-    ignored(D, "config_source", None),
-    ignored(D, "log_config_append", None),
-    ignored(D, "log_date_format", Some("%Y-%m-%d %H:%M:%S")),
-    ignored(D, "watch_log_file", Some("false")),
-    ignored(D, "use_syslog", Some("false")),
-    ignored(D, "use_journal", Some("false")),
-    ignored(D, "syslog_log_facility", Some("LOG_USER")),
-    ignored(D, "use_stderr", Some("false")),
-    ignored(D, "use_eventlog", Some("false")),
-    ignored(D, "log_color", Some("false")),
-    ignored(D, "log_rotate_interval", Some("1")),
-    ignored(D, "log_rotate_interval_type", Some("days")),
-    ignored(D, "max_logfile_count", Some("30")),
-    ignored(D, "max_logfile_size_mb", Some("200")),
-    ignored(D, "log_rotation_type", Some("none")),
-    ignored(D, "logging_context_format_string", None),
-    ignored(D, "logging_default_format_string", None),
-    ignored(D, "logging_debug_format_suffix", None),
-    ignored(D, "logging_exception_prefix", None),
-    ignored(D, "logging_user_identity_format", None),
-    ignored(D, "default_log_levels", None),
-    ignored(D, "publish_errors", Some("false")),
-    ignored(D, "instance_format", None),
-    ignored(D, "instance_uuid_format", None),
-    ignored(D, "rate_limit_interval", Some("0")),
-    ignored(D, "rate_limit_burst", Some("0")),
-    ignored(D, "rate_limit_except_level", Some("CRITICAL")),
-    ignored(D, "fatal_deprecations", Some("false")),
-    opt(KA, "auth_type", Kind::Choice(AUTH_TYPES), None, "password, applicationcredential or oidcaccesstoken."),
-    opt(KA, "auth_url", Kind::Str, None, "Keystone URL, e.g. https://keystone:5000/v3."),
-    opt(KA, "system_scope", Kind::Str, None, "System scope (not used with application credentials)."),
-    opt(KA, "domain_id", Kind::Str, None, "Domain ID to scope to."),
-    opt(KA, "domain_name", Kind::Str, None, "Domain name to scope to."),
-    opt(KA, "project_id", Kind::Str, None, "Project ID to scope to."),
-    opt(KA, "project_name", Kind::Str, None, "Project name to scope to."),
-    opt(KA, "project_domain_id", Kind::Str, None, "Domain ID containing the project."),
-    opt(KA, "project_domain_name", Kind::Str, None, "Domain name containing the project."),
-    opt(KA, "default_domain_id", Kind::Str, None, "Domain ID for both user and project."),
-    opt(KA, "default_domain_name", Kind::Str, None, "Domain name for both user and project."),
-    opt(KA, "user_id", Kind::Str, None, "User ID."),
-    opt(KA, "username", Kind::Str, None, "User name."),
-    opt(KA, "user_domain_id", Kind::Str, None, "User's domain ID."),
-    opt(KA, "user_domain_name", Kind::Str, None, "User's domain name."),
-    opt(KA, "password", Kind::Secret, None, "User's password."),
-    opt(KA, "application_credential_id", Kind::Str, None, "Application credential ID."),
-    opt(KA, "application_credential_name", Kind::Str, None, "Application credential name."),
-    opt(KA, "application_credential_secret", Kind::Secret, None, "Application credential secret."),
-    opt(KA, "identity_provider", Kind::Str, None, "OIDC identity provider (oidcaccesstoken)."),
-    opt(KA, "protocol", Kind::Str, None, "OIDC federation protocol (oidcaccesstoken)."),
-    opt(KA, "access_token", Kind::Secret, None, "OIDC access token (oidcaccesstoken)."),
-    opt(KA, "cafile", Kind::Path, None, "PEM CA bundle for HTTPS verification."),
-    opt(KA, "certfile", Kind::Path, None, "PEM client certificate."),
-    opt(KA, "keyfile", Kind::Path, None, "PEM client key."),
-    opt(KA, "insecure", Kind::Bool, Some("false"), "Skip HTTPS verification (never in production)."),
-    opt(KA, "timeout", Kind::Duration, None, "HTTP request timeout (seconds)."),
-    ours(KA, "interface", Kind::Choice(INTERFACES), Some("public"), "Catalog interface: public, internal, admin."),
-    ours(KA, "connect_retries", Kind::Int { min: 0, max: 100 }, Some("3"), "Retries of a failed connection or 5xx."),
-    ours(KA, "retry_backoff", Kind::Duration, Some("1s"), "First retry delay, doubled each retry."),
-    ignored(KA, "auth_section", None),
-    ignored(KA, "trust_id", None),
-    ignored(KA, "collect_timing", Some("false")),
-    ignored(KA, "split_loggers", Some("false")),
-    ignored(KA, "tls_ciphers", None),
-    ignored(KA, "tls_min_version", None),
-    opt("ssm", "output_path", Kind::Path, Some("/var/spool/apel/outgoing/openstack"), "dirq spool the records go to."),
-    opt("ssm", "max_size", Kind::Int { min: 1, max: 100_000 }, Some("100"), "Records per message."),
-    opt("benchmark", "name_key", Kind::Str, Some("accounting:benchmark_type"), "Flavor extra spec with the benchmark type."),
-    opt("benchmark", "value_key", Kind::Str, Some("accounting:benchmark_value"), "Flavor extra spec with the benchmark value."),
-    opt("accelerator", "type_key", Kind::Str, Some("Accelerator:Type"), "Flavor extra spec with the accelerator type."),
-    opt("accelerator", "vendor_key", Kind::Str, Some("Accelerator:Vendor"), "Flavor extra spec with the vendor."),
-    opt("accelerator", "model_key", Kind::Str, Some("Accelerator:Model"), "Flavor extra spec with the model."),
-    opt("accelerator", "number_key", Kind::Str, Some("Accelerator:Number"), "Flavor extra spec with the count."),
-    opt("logstash", "host", Kind::Str, Some("localhost"), "Logstash host."),
-    opt("logstash", "port", Kind::Int { min: 1, max: 65535 }, Some("5000"), "Logstash port."),
-    opt("messenger_ssm", "record_types", Kind::Choices(RECORD_TYPES), Some("cloud,ip,accelerator,storage"), "Record types the ssm messenger publishes."),
-    opt("messenger_noop", "record_types", Kind::Choices(RECORD_TYPES), Some(""), "Record types for noop (empty: all)."),
-    opt("messenger_logstash", "record_types", Kind::Choices(RECORD_TYPES), Some(""), "Record types for logstash (empty: all)."),
-];
-
-#[rustfmt::skip]
-static RENAMES: &[Rename] = &[
-    Rename { from: (D, "tenants"), to: (D, "projects") },
-    Rename { from: ("extractor", "mapping_file"), to: (D, "mapping_file") },
-    Rename { from: (KA, "auth_plugin"), to: (KA, "auth_type") },
-    Rename { from: (KA, "tenant_id"), to: (KA, "project_id") },
-    Rename { from: (KA, "tenant_name"), to: (KA, "project_name") },
-    Rename { from: (KA, "user_name"), to: (KA, "username") },
-    Rename { from: ("messenger_ssmv4", "*"), to: ("messenger_ssm", "*") },
-];
-
-pub(crate) static SCHEMA: Schema = Schema {
-    program: "caso-extract",
-    dialect: Dialect::Oslo,
-    env_prefix: "CASO_",
-    options: OPTIONS,
-    renames: RENAMES,
-    ignored_sections: &[
-        "prometheus",
-        "greendigit_cim",
-        "messenger_greendigit_cim",
-        "sample_remote_file_source",
-    ],
-    interpolate: true,
-};
+pub use auth::KeystoneAuth;
+use options::D;
+pub(crate) use options::SCHEMA;
 
 /// Where records go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,22 +85,6 @@ impl std::str::FromStr for AuthType {
     }
 }
 
-/// A canonical choice name as its enum (see above).
-fn typed<T: std::str::FromStr>(
-    e: &Effective,
-    section: &str,
-    key: &str,
-    name: &str,
-) -> Result<T, ConfigError> {
-    name.parse().map_err(|_| {
-        e.invalid(
-            section,
-            key,
-            format!("internal: {name:?} has no meaning here"),
-        )
-    })
-}
-
 /// A list option's canonical choice names as their enums.
 fn typed_list<T: std::str::FromStr>(
     e: &Effective,
@@ -331,50 +93,8 @@ fn typed_list<T: std::str::FromStr>(
 ) -> Result<Vec<T>, ConfigError> {
     e.choices(section, key)?
         .into_iter()
-        .map(|name| typed(e, section, key, name))
+        .map(|name| e.typed(section, key, name))
         .collect()
-}
-
-/// `[keystone_auth]`: how to authenticate to Keystone. All optional fields
-/// default to unset; which ones are needed depends on `auth_type`.
-#[derive(Clone, Debug)]
-pub struct KeystoneAuth {
-    /// Default unset (cASO fails then too).
-    pub auth_type: Option<AuthType>,
-    pub auth_url: Option<String>,
-    pub system_scope: Option<String>,
-    pub domain_id: Option<String>,
-    pub domain_name: Option<String>,
-    pub project_id: Option<String>,
-    pub project_name: Option<String>,
-    pub project_domain_id: Option<String>,
-    pub project_domain_name: Option<String>,
-    pub default_domain_id: Option<String>,
-    pub default_domain_name: Option<String>,
-    pub user_id: Option<String>,
-    pub username: Option<String>,
-    pub user_domain_id: Option<String>,
-    pub user_domain_name: Option<String>,
-    pub password: Option<Secret>,
-    pub application_credential_id: Option<String>,
-    pub application_credential_name: Option<String>,
-    pub application_credential_secret: Option<Secret>,
-    pub identity_provider: Option<String>,
-    pub protocol: Option<String>,
-    pub access_token: Option<Secret>,
-    pub cafile: Option<PathBuf>,
-    pub certfile: Option<PathBuf>,
-    pub keyfile: Option<PathBuf>,
-    /// Default false.
-    pub insecure: bool,
-    /// Default unset (no timeout beyond the OS's).
-    pub timeout: Option<Duration>,
-    /// Ours. Default public.
-    pub interface: Interface,
-    /// Ours. Default 3.
-    pub connect_retries: u32,
-    /// Ours. Default 1 s, doubled each retry.
-    pub retry_backoff: Duration,
 }
 
 /// `[ssm]`: the spool the ssm messenger writes.
@@ -580,30 +300,14 @@ impl CasoSettings {
                 purpose: "(at least one of nova, cinder, neutron)".into(),
             });
         }
-        let auth_type = e
-            .choice(KA, "auth_type")?
-            .map(|n| typed(e, KA, "auth_type", n))
-            .transpose()?;
-        let interface = match e.choice(KA, "interface")? {
-            Some(n) => typed(e, KA, "interface", n)?,
-            None => Interface::Public,
-        };
-        let int = |s: &str, k: &str, default: i64| -> Result<i64, ConfigError> {
-            Ok(e.int(s, k)?.unwrap_or(default))
-        };
         let (extract_from, extract_to) = period(e, Timestamp::now())?;
-        let mapping_file = e
-            .path(D, "mapping_file")
-            .unwrap_or_else(|| "/etc/caso/voms.json".into());
+        let mapping_file = e.path_or_default(D, "mapping_file")?;
+        let spooldir = e.path_or_default(D, "spooldir")?;
         Ok(CasoSettings {
             messengers,
-            spooldir: e
-                .path(D, "spooldir")
-                .unwrap_or_else(|| "/var/spool/caso".into()),
-            lock_path: e
-                .path(D, "lock_path")
-                .or_else(|| e.path(D, "spooldir"))
-                .unwrap_or_else(|| "/var/spool/caso".into()),
+            // Default `$spooldir`, or `$CASO_LOCK_PATH`; empty: the spool.
+            lock_path: e.path(D, "lock_path").unwrap_or_else(|| spooldir.clone()),
+            spooldir,
             dry_run: e.boolean(D, "dry_run")?,
             site_name: e.string(D, "site_name"),
             service_name: e.string(D, "service_name"),
@@ -616,51 +320,14 @@ impl CasoSettings {
             extract_to,
             extractors,
             region_name: e.string(D, "region_name"),
-            concurrency: int(D, "concurrency", 8)? as usize,
-            lock_timeout: e
-                .duration(D, "lock_timeout")?
-                .unwrap_or(Duration::from_secs(1800)),
+            concurrency: e.int_or_default(D, "concurrency")? as usize,
+            lock_timeout: e.duration_or_default(D, "lock_timeout")?,
             default_vo: e.string(D, "default_vo"),
             logging: CasoLogging::from_effective(e)?,
-            keystone_auth: KeystoneAuth {
-                auth_type,
-                auth_url: e.string(KA, "auth_url"),
-                system_scope: e.string(KA, "system_scope"),
-                domain_id: e.string(KA, "domain_id"),
-                domain_name: e.string(KA, "domain_name"),
-                project_id: e.string(KA, "project_id"),
-                project_name: e.string(KA, "project_name"),
-                project_domain_id: e.string(KA, "project_domain_id"),
-                project_domain_name: e.string(KA, "project_domain_name"),
-                default_domain_id: e.string(KA, "default_domain_id"),
-                default_domain_name: e.string(KA, "default_domain_name"),
-                user_id: e.string(KA, "user_id"),
-                username: e.string(KA, "username"),
-                user_domain_id: e.string(KA, "user_domain_id"),
-                user_domain_name: e.string(KA, "user_domain_name"),
-                password: e.secret(KA, "password"),
-                application_credential_id: e.string(KA, "application_credential_id"),
-                application_credential_name: e.string(KA, "application_credential_name"),
-                application_credential_secret: e.secret(KA, "application_credential_secret"),
-                identity_provider: e.string(KA, "identity_provider"),
-                protocol: e.string(KA, "protocol"),
-                access_token: e.secret(KA, "access_token"),
-                cafile: e.path(KA, "cafile"),
-                certfile: e.path(KA, "certfile"),
-                keyfile: e.path(KA, "keyfile"),
-                insecure: e.boolean(KA, "insecure")?,
-                timeout: e.timeout(KA, "timeout")?,
-                interface,
-                connect_retries: int(KA, "connect_retries", 3)? as u32,
-                retry_backoff: e
-                    .duration(KA, "retry_backoff")?
-                    .unwrap_or(Duration::from_secs(1)),
-            },
+            keystone_auth: KeystoneAuth::from_effective(e)?,
             ssm: Ssm {
-                output_path: e
-                    .path("ssm", "output_path")
-                    .unwrap_or_else(|| "/var/spool/apel/outgoing/openstack".into()),
-                max_size: int("ssm", "max_size", 100)? as usize,
+                output_path: e.path_or_default("ssm", "output_path")?,
+                max_size: e.int_or_default("ssm", "max_size")? as usize,
             },
             benchmark: Benchmark {
                 name_key: required(e, "benchmark", "name_key")?,
@@ -674,7 +341,7 @@ impl CasoSettings {
             },
             logstash: Logstash {
                 host: required(e, "logstash", "host")?,
-                port: int("logstash", "port", 5000)? as u16,
+                port: e.int_or_default("logstash", "port")? as u16,
             },
             record_types: MessengerRecordTypes {
                 ssm: record_types(e, "messenger_ssm")?,
@@ -725,16 +392,30 @@ fn default_locations(home: Option<&Path>, suffix: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// What `caso-extract` was told to read: config's own view of its command
+/// line, which `cli` builds (config never sees the flags themselves).
+#[derive(Clone, Debug, Default)]
+pub struct CasoSources {
+    /// `--config-file`, in order; empty: the oslo default locations.
+    pub files: Vec<PathBuf>,
+    /// `--config-dir`, read after the files; empty: the oslo default locations.
+    pub dirs: Vec<PathBuf>,
+    /// The flags that set caso.conf options (the highest layer).
+    pub flags: Vec<FlagValue>,
+    /// `--strict-config`: unknown options are errors.
+    pub strict: bool,
+}
+
 /// Loads caso.conf as `caso-extract` does: files from `--config-file` (or the
 /// oslo default locations), then `--config-dir` `*.conf` files, environment,
 /// flags.
-pub fn load_caso(cli: &CasoCli) -> Result<Effective, ConfigError> {
-    load_caso_with_env(cli, std::env::vars().collect())
+pub fn load_caso(sources: &CasoSources) -> Result<Effective, ConfigError> {
+    load_caso_with_env(sources, std::env::vars().collect())
 }
 
 /// [`load_caso`] with an explicit environment (tests).
 pub(crate) fn load_caso_with_env(
-    cli: &CasoCli,
+    sources: &CasoSources,
     env: Vec<(String, String)>,
 ) -> Result<Effective, ConfigError> {
     let home = env
@@ -742,23 +423,23 @@ pub(crate) fn load_caso_with_env(
         .find(|(k, _)| k == "HOME")
         .map(|(_, v)| PathBuf::from(v));
     let mut notes = Vec::new();
-    let mut files = if cli.config_file.is_empty() {
+    let mut files = if sources.files.is_empty() {
         default_locations(home.as_deref(), ".conf")
     } else {
-        cli.config_file.clone()
+        sources.files.clone()
     };
-    let dirs = if cli.config_dir.is_empty() {
+    let dirs = if sources.dirs.is_empty() {
         default_locations(home.as_deref(), ".conf.d")
     } else {
-        cli.config_dir.clone()
+        sources.dirs.clone()
     };
     for d in &dirs {
         files.extend(conf_files_in(d)?);
     }
     // Only when nothing at all was read: a --config-dir file is a file.
     if files.is_empty() {
-        let dirs: Vec<String> = cli
-            .config_dir
+        let dirs: Vec<String> = sources
+            .dirs
             .iter()
             .map(|d| format!("{}/*.conf", d.display()))
             .collect();
@@ -788,8 +469,8 @@ pub(crate) fn load_caso_with_env(
             files,
             env,
             dynamic_defaults,
-            flags: cli.flag_values(),
-            strict: cli.strict_config,
+            flags: sources.flags.clone(),
+            strict: sources.strict,
             notes,
         },
     )
@@ -813,29 +494,30 @@ pub(crate) fn flag(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
     use std::io::Write;
 
-    #[test]
-    fn every_supported_choice_has_a_variant() {
-        fn without<T: std::str::FromStr>(table: &[Choice]) -> Vec<&'static str> {
-            table
-                .iter()
-                .filter(|c| c.supported && c.name.parse::<T>().is_err())
-                .map(|c| c.name)
-                .collect()
+    /// `--config-file` / `--config-dir` as the command line gives them, and
+    /// the two option flags these tests use (cli's own tests cover the rest).
+    fn cli(args: &[&str]) -> CasoSources {
+        let mut sources = CasoSources::default();
+        let mut args = args.iter();
+        while let Some(a) = args.next() {
+            match *a {
+                "--config-file" => sources.files.push(args.next().unwrap().into()),
+                "--config-dir" => sources.dirs.push(args.next().unwrap().into()),
+                "--projects" => sources.flags.push(flag(
+                    D,
+                    "projects",
+                    "--projects",
+                    args.next().unwrap().to_string(),
+                )),
+                "--nodebug" => sources
+                    .flags
+                    .push(flag(D, "debug", "--nodebug", "false".into())),
+                other => panic!("not a flag these tests know: {other}"),
+            }
         }
-        assert_eq!(without::<Messenger>(MESSENGERS), Vec::<&str>::new());
-        assert_eq!(without::<Extractor>(EXTRACTORS), Vec::<&str>::new());
-        assert_eq!(without::<RecordType>(RECORD_TYPES), Vec::<&str>::new());
-        assert_eq!(without::<AuthType>(AUTH_TYPES), Vec::<&str>::new());
-        assert_eq!(without::<Interface>(INTERFACES), Vec::<&str>::new());
-    }
-
-    fn cli(args: &[&str]) -> CasoCli {
-        let mut v = vec!["caso-extract"];
-        v.extend_from_slice(args);
-        CasoCli::try_parse_from(v).unwrap()
+        sources
     }
 
     fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
@@ -1131,6 +813,26 @@ mod tests {
                 .to_string();
             assert!(err.contains(want), "{text:?}: {err}");
         }
+    }
+
+    /// An empty value means the table's default, as before the getters
+    /// fell back to it (the defaults are written once, in options.rs).
+    #[test]
+    fn empty_values_take_the_table_default() {
+        let d = tempfile::tempdir().unwrap();
+        let a = file(
+            &d,
+            "a.conf",
+            "[DEFAULT]\nspooldir =\nlock_path =\nconcurrency =\nlock_timeout =\n[ssm]\nmax_size =\n[keystone_auth]\ninterface =\nretry_backoff =\n",
+        );
+        let s = CasoSettings::from_effective(&load(&["--config-file", &a], &[])).unwrap();
+        assert_eq!(s.spooldir, PathBuf::from("/var/spool/caso"));
+        assert_eq!(s.lock_path, PathBuf::from("/var/spool/caso"));
+        assert_eq!(s.concurrency, 8);
+        assert_eq!(s.lock_timeout, Duration::from_secs(1800));
+        assert_eq!(s.ssm.max_size, 100);
+        assert_eq!(s.keystone_auth.interface, Interface::Public);
+        assert_eq!(s.keystone_auth.retry_backoff, Duration::from_secs(1));
     }
 
     #[test]
