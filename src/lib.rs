@@ -2,6 +2,26 @@
 //!
 //! One module per concern; the two binaries under `src/bin` only call [`cli`].
 //!
+//! # Layout
+//!
+//! ```text
+//!  caso-extract                                  ssmsend
+//!   cli ─> config (caso.conf, voms.json)          cli ─> config (sender.cfg)
+//!    └─> extract: period ─> window ─> deliver      └─> send: outbox ─> smime ─> stomp | ams
+//!          │  openstack (Keystone, Nova, ...)              ^                      │
+//!          │  record (APEL text and JSON)                  │                      v
+//!          └─> spool ─> /var/spool/apel/outgoing ──────────┘           broker | ARGO AMS
+//!              lastrun.<project>, runlock
+//! ```
+//!
+//! Both programs use `cli`, `config`, `exit`, `daemon`, `logging`, `check`,
+//! `access`, `secret`, `time`, `sys` and `spool`; only `caso-extract` uses
+//! `extract`, `openstack`, `record`, `lastrun` and `runlock`; only `ssmsend`
+//! uses `send`, `stomp`, `ams` and `smime`; `net` serves the clients of
+//! both. Dependencies point from the programs down to the formats and never
+//! back: `config` knows no program module and no transport knows `config`
+//! (`tests/architecture` checks the first and that no import cycle exists).
+//!
 //! Code map, from the edge inwards:
 //! - [`cli`]: the two programs' command lines; [`exit`]: exit codes (0, 1, 2)
 //!   and how an error chain is printed; [`daemon`]: cron and daemon mode,

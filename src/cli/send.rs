@@ -118,12 +118,12 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     send(SenderSettings::from_effective(&eff)?, schedule)
 }
 
-/// Sending with checked settings: one run ([`crate::send::run_until`]) or,
+/// Sending with checked settings: one run ([`crate::send::run`]) or,
 /// with a `schedule`, daemon mode ([`daemon::run`]). SIGTERM/SIGINT stop
 /// gracefully in both modes.
 pub fn send(settings: SenderSettings, schedule: Option<daemon::Schedule>) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals()?;
     daemon::run(schedule, &shutdown, |stop| {
-        crate::send::run_until(&settings, stop)
+        crate::send::run(&settings, stop)
     })
 }

@@ -48,17 +48,13 @@ use outbox::Tally;
 pub const PURGE_MAX_TEMP: Duration = Duration::from_secs(300);
 pub const PURGE_MAX_LOCK: Duration = Duration::from_secs(600);
 
-/// Sends the queue of `settings`. `Err` when anything stayed unsent or was
-/// rejected (exit 1), or for unusable credentials (exit 2).
-pub fn run(settings: &SenderSettings) -> anyhow::Result<()> {
-    run_until(settings, &Shutdown::new())
-}
-
-/// [`run`] that takes no further message once `stop` is requested (SIGTERM):
-/// the messages already sent get their broker's answer within the grace
-/// ([`crate::daemon::STOP_GRACE`]) and are removed, or kept when none came;
-/// the others stay queued for the next run, which is then no failure.
-pub fn run_until(settings: &SenderSettings, stop: &Shutdown) -> anyhow::Result<()> {
+/// Sends the queue of `settings`, the program's entry point. `Err` when
+/// anything stayed unsent or was rejected (exit 1), or for unusable
+/// credentials (exit 2). Takes no further message once `stop` is requested
+/// (SIGTERM): the messages already sent get their broker's answer within the
+/// grace ([`crate::daemon::STOP_GRACE`]) and are removed, or kept when none
+/// came; the others stay queued for the next run, which is then no failure.
+pub fn run(settings: &SenderSettings, stop: &Shutdown) -> anyhow::Result<()> {
     let signer = Signer::from_settings(&settings.certificates)
         .map_err(exit::usage)?
         .with_cipher(settings.messaging.encryption);
