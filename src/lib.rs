@@ -37,6 +37,7 @@ pub mod extract;
 pub mod lastrun;
 pub mod logging;
 pub mod openstack;
+pub mod prometheus;
 pub mod record;
 pub mod reply;
 pub mod runlock;
