@@ -14,6 +14,10 @@
 //!   Glance, Cinder and Neutron client; [`reply`]: HTTP answers read capped,
 //!   origins, excerpts of server text; [`lastrun`], [`runlock`]: cASO's
 //!   lastrun files and run lock.
+//! - Energy (cASO's `prometheus` extractor and `greendigit_cim` messenger):
+//!   [`prometheus`]: `query_range` and the energy of many VMs per request,
+//!   summed in cASO's order; [`cim`]: the GreenDIGIT CIM client (token,
+//!   submit); the records are [`record::EnergyRecord`].
 //! - [`send`]: one `ssmsend` run (spool to transport, `--dry-run`);
 //!   [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO Messaging Service
 //!   client; [`smime`]: signing, encryption, the host credentials and the
@@ -29,6 +33,7 @@
 pub mod access;
 pub mod ams;
 pub mod check;
+pub mod cim;
 pub mod cli;
 pub mod config;
 pub mod daemon;
