@@ -348,8 +348,9 @@ impl Prometheus {
             attempt += 1;
             // Waiting for a permit starts nothing: a stop ends it at once.
             let permit = tokio::select! {
-                p = self.permits.acquire() => p.map_err(|_| PrometheusError::Stopped)?,
+                biased;
                 _ = stop.requested() => return Err(PrometheusError::Stopped),
+                p = self.permits.acquire() => p.map_err(|_| PrometheusError::Stopped)?,
             };
             self.requests.fetch_add(1, Ordering::Relaxed);
             // A request in flight gets the grace (daemon::STOP_GRACE).
@@ -371,8 +372,9 @@ impl Prometheus {
                 .min(MAX_BACKOFF);
             tracing::warn!(attempt, retry_in = %humantime::format_duration(wait), "{failure}");
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                biased;
                 _ = stop.requested() => return Err(PrometheusError::Stopped),
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
