@@ -778,3 +778,91 @@ impl std::io::Write for LogWriter {
         Ok(())
     }
 }
+
+/// Scale run (ignored; `ENERGY_SCALE_DIR=<dir with vms.json and tsdb>
+/// ENERGY_SCALE_FROM=.. ENERGY_SCALE_TO=.. cargo test --release --test energy
+/// -- --ignored --nocapture`): ours for every project beside cASO's code,
+/// wall time, requests, our peak RSS (of this test process), same sums.
+#[test]
+#[ignore]
+fn energy_at_scale_beside_caso() {
+    let dir =
+        std::path::PathBuf::from(std::env::var("ENERGY_SCALE_DIR").expect("ENERGY_SCALE_DIR"));
+    let env_i64 = |k: &str| std::env::var(k).unwrap().parse::<i64>().unwrap();
+    let (from, to) = (env_i64("ENERGY_SCALE_FROM"), env_i64("ENERGY_SCALE_TO"));
+    let prom = PrometheusServer::start(&dir.join("tsdb"), &dir.join("prom"));
+    let vms: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("vms.json")).unwrap()).unwrap();
+    let mut by_project: Vec<(String, Vec<Uuid>)> = Vec::new();
+    for v in &vms {
+        let p = v["project"].as_str().unwrap();
+        let id: Uuid = v["uuid"].as_str().unwrap().parse().unwrap();
+        match by_project.last_mut() {
+            Some((q, ids)) if q == p => ids.push(id),
+            _ => by_project.push((p.to_string(), vec![id])),
+        }
+    }
+    let client = Prometheus::new(PrometheusConfig {
+        endpoint: Url::parse(&prom.endpoint()).unwrap(),
+        ..PrometheusConfig::default()
+    })
+    .unwrap();
+    let stop = Shutdown::new();
+    let t0 = Instant::now();
+    let ours: HashMap<Uuid, f64> = rt().block_on(async {
+        let all = futures_util::future::join_all(by_project.iter().map(|(_, ids)| {
+            client.energy(
+                ids,
+                Timestamp::from_unix(from),
+                Timestamp::from_unix(to),
+                &stop,
+            )
+        }))
+        .await;
+        all.into_iter()
+            .flat_map(|r| r.unwrap())
+            .map(|(k, v)| (k, v.wh))
+            .collect()
+    });
+    let wall = t0.elapsed();
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("")
+        .to_string();
+    eprintln!(
+        "ours: {} projects, {} VMs, {} requests, {wall:?}, {hwm}",
+        by_project.len(),
+        ours.len(),
+        client.requests()
+    );
+    let input = json!({
+        "mode": "extract", "endpoint": prom.endpoint(), "metric": "prometheus_value", "uuid_label": "uuid",
+        "labels": ["type_instance:scaph_process_power_microwatts"], "step": 30, "factor": 1.0,
+        "site_name": "S", "service_name": "S",
+        "projects": by_project.iter().map(|(p, ids)| json!({
+            "id": p, "vo": "vo", "from": from * 1_000_000, "to": to * 1_000_000, "flavors": {},
+            "servers": ids.iter().map(|id| json!({"id": id.to_string(), "name": "x", "status": "ACTIVE",
+                "created": "2000-01-01T00:00:00Z", "flavor_id": "x"})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let theirs = caso(&input, tmp.path());
+    eprintln!(
+        "cASO: {} requests, {:?} (Python start included)",
+        theirs["requests"],
+        t0.elapsed()
+    );
+    for p in theirs["projects"].as_array().unwrap() {
+        for (id, repr) in p["energy"].as_object().unwrap() {
+            let t: f64 = repr.as_str().unwrap().parse().unwrap();
+            assert_eq!(
+                ours[&id.parse::<Uuid>().unwrap()].to_bits(),
+                t.to_bits(),
+                "{id}"
+            );
+        }
+    }
+}

@@ -62,10 +62,7 @@ impl PrometheusServer {
     /// Installs the package if needed; `None` (the caller skips, saying
     /// why) only when it cannot be installed.
     pub fn install() -> Option<String> {
-        match setup_prometheus(&[Path::new("install")]) {
-            Ok(_) => None,
-            Err(e) => Some(e),
-        }
+        setup_prometheus(&[Path::new("install")]).err()
     }
 
     pub fn start(tsdb: &Path, state: &Path) -> PrometheusServer {
