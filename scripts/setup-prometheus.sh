@@ -38,12 +38,12 @@ install_prometheus() {
   if [ -n "$saved" ]; then mv "$saved" "$policy"; else rm -f "$policy"; fi
   $ok || { log "cannot install prometheus"; return 1; }
   # Whatever the package's scripts did: no system instance on :9090.
-  pkill_system_instance
+  stop_system_instance
 }
 
 # The system instance, if a post-install script started one anyway (matched by
 # its pid file, never by name).
-pkill_system_instance() {
+stop_system_instance() {
   local f=/run/prometheus/prometheus.pid
   if [ -s "$f" ]; then
     kill "$(cat "$f")" 2>/dev/null || true
