@@ -103,6 +103,7 @@ fn rendering_is_casos_pydantic_json() {
     ];
     let mut ours = Vec::new();
     let mut inputs = Vec::new();
+    let mut last = None;
     for (i, x) in floats.iter().enumerate() {
         let r = EnergyRecord {
             exec_unit_id: Uuid::from_u128(i as u128 * 0x1234_5678_9abc),
@@ -132,8 +133,26 @@ fn rendering_is_casos_pydantic_json() {
             "site_name": r.site_name, "compute_service": r.compute_service, "cloud_type": CLOUD_TYPE,
         }));
         ours.push(r.render());
+        last = Some(r);
     }
+    // "no-controls": control characters in a text field, which cASO writes
+    // escaped and we drop.
+    let mut controlled = last.unwrap();
+    controlled.owner = "vo\u{1}.ex\nample".into();
+    let mut input = inputs.last().unwrap().clone();
+    input["owner"] = json!(controlled.owner);
+    inputs.push(input);
     let py = caso(&json!({"mode": "render", "records": inputs}), dir.path());
+    let theirs = py["rendered"][floats.len()].as_str().unwrap();
+    assert!(
+        theirs.contains("\"Owner\":\"vo\\u0001.ex\\nample\""),
+        "{theirs}"
+    );
+    assert_eq!(
+        controlled.render(),
+        theirs.replace("\\u0001", "").replace("\\n", "")
+    );
+    assert!(ENERGY_DIFFERENCES.iter().any(|(n, _)| *n == "no-controls"));
     for (i, mine) in ours.iter().enumerate() {
         assert_eq!(
             mine,
@@ -517,6 +536,28 @@ fn energy_against_real_prometheus_equals_casos() {
         &stopped,
     ));
     assert!(matches!(r, Err(PrometheusError::Stopped)), "{r:?}");
+    // Defect 3: a query that fails is an error for the caller (cASO logs it
+    // and sums what it got), here with Prometheus gone.
+    let endpoint = prom.endpoint();
+    drop(prom);
+    let gone = Prometheus::new(PrometheusConfig {
+        endpoint: Url::parse(&endpoint).unwrap(),
+        retries: 1,
+        backoff: Duration::from_millis(10),
+        ..PrometheusConfig::default()
+    })
+    .unwrap();
+    let r = rt.block_on(gone.energy(
+        &[extra],
+        Timestamp::from_unix(from),
+        Timestamp::from_unix(to),
+        &stop,
+    ));
+    match r {
+        Err(PrometheusError::Transport { attempts: 2, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(gone.requests(), 2);
     let stderr = cim.stop();
     assert!(
         !stderr.contains(password) && !stderr.contains(token),
