@@ -388,6 +388,27 @@ fn energy_against_real_prometheus_equals_casos() {
         all[&extra].wh,
         energies[&extra]
     );
+    // Two series per VM (no filter): still cASO's float, its order over
+    // series and chunks kept.
+    let mut two_series = caso_input(false, None);
+    two_series["labels"] = json!([]);
+    let p0 = vms.iter().find(|v| v.id == extra).unwrap().project.clone();
+    two_series["projects"] = json!([{
+        "id": p0, "vo": "vo", "from": from * 1_000_000, "to": to * 1_000_000, "flavors": {},
+        "servers": [{"id": extra.to_string(), "name": "x", "status": "ACTIVE", "created": iso(from - 86_400), "flavor_id": "x"}],
+    }]);
+    let theirs = caso(&two_series, dir.path());
+    let theirs: f64 = theirs["projects"][0]["energy"][extra.to_string()]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        all[&extra].wh.to_bits(),
+        theirs.to_bits(),
+        "{} vs {theirs}",
+        all[&extra].wh
+    );
 
     // Record by record.
     let mut fixes_seen: HashMap<&str, usize> = HashMap::new();
