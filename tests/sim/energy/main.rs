@@ -17,6 +17,10 @@
 //! exclude (same uuid, `type_instance="scaph_host_power_microwatts"`).
 //! `--plain` turns the roles off (every VM a full series, for benchmarks).
 //!
+//! `--slice-seconds S --out DIR` writes one file per S seconds instead (the
+//! same samples), for backfills of a week: promtool holds a block of samples
+//! in memory and reads its input once per block.
+//!
 //! `--vms-json FILE` writes the VMs, `[{"uuid", "project", "created",
 //! "deleted", "vcpus", "role"}]` (times in Unix seconds), for the OpenStack
 //! simulator and the tests.
@@ -64,6 +68,10 @@ struct Args {
     /// No special cases: every VM a full series, no extra label sets.
     #[arg(long)]
     plain: bool,
+    /// Write one file per slice of this many seconds into the directory
+    /// `--out` (`slice-00000.om`, ...), each a complete OpenMetrics text.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    slice_seconds: Option<i64>,
 }
 
 /// splitmix64: small, seeded, the same on every platform.
@@ -186,27 +194,49 @@ fn run(a: Args) -> Result<(), String> {
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let out: Box<dyn Write> = match &a.out {
-        Some(p) => Box::new(File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
-        None => Box::new(std::io::stdout().lock()),
+    let (lo, hi) = (a.from - 600, a.to + a.step + 1);
+    let Some(slice) = a.slice_seconds else {
+        let out: Box<dyn Write> = match &a.out {
+            Some(p) => Box::new(File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        let mut w = BufWriter::with_capacity(1 << 20, out);
+        write_series(&mut w, &a, &vms, lo, hi).map_err(|e| e.to_string())?;
+        return w.flush().map_err(|e| e.to_string());
     };
-    let mut w = BufWriter::with_capacity(1 << 20, out);
-    write_series(&mut w, &a, &vms, &mut rng).map_err(|e| e.to_string())?;
-    w.flush().map_err(|e| e.to_string())
+    // One file per slice of time, so promtool backfills a slice at a time
+    // (its memory is about one block of samples; it reads its input once
+    // per block).
+    let dir = a.out.clone().ok_or("--slice-seconds needs --out DIR")?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut start = lo;
+    let mut n = 0;
+    while start < hi {
+        let path = dir.join(format!("slice-{n:05}.om"));
+        let f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        let end = start.saturating_add(slice).min(hi);
+        write_series(&mut w, &a, &vms, start, end).map_err(|e| e.to_string())?;
+        w.flush().map_err(|e| e.to_string())?;
+        start = end;
+        n += 1;
+    }
+    Ok(())
 }
 
-fn write_series(w: &mut impl Write, a: &Args, vms: &[Vm], rng: &mut Rng) -> std::io::Result<()> {
+/// Samples of every VM with `lo <= t < hi`, as one OpenMetrics text.
+fn write_series(w: &mut impl Write, a: &Args, vms: &[Vm], lo: i64, hi: i64) -> std::io::Result<()> {
     writeln!(w, "# TYPE {} gauge", a.metric)?;
     // Samples from 10 minutes before the period (the lookback at its start)
     // to a step after it.
     let (first, last) = (a.from - 600, a.to + a.step);
     let extra_type = "scaph_host_power_microwatts";
-    for vm in vms {
+    for (n, vm) in vms.iter().enumerate() {
         if vm.role == Role::Silent {
             continue;
         }
-        let start = first.max(vm.created);
-        let end = vm.deleted.map_or(last, |d| d.min(last));
+        let start = first.max(vm.created).max(lo);
+        let end = vm.deleted.map_or(last, |d| d.min(last)).min(hi - 1);
         for (type_instance, scale) in [(a.type_instance.as_str(), 1u64), (extra_type, 3)] {
             if scale != 1 && !vm.extra {
                 continue;
@@ -218,22 +248,24 @@ fn write_series(w: &mut impl Write, a: &Args, vms: &[Vm], rng: &mut Rng) -> std:
                 a.uuid_label,
                 vm.uuid.hyphenated()
             );
-            let mut i = 0i64;
             let mut t = start - start.rem_euclid(a.step) + vm.offset;
             while t <= end {
                 if t >= start && !in_gap(vm.role, t, a) {
-                    // Up to 1 W of noise, in mW: three decimals of µW.
-                    let noise = rng.next() % 1_000_000_000;
+                    // Up to 1 W of noise, in mW: three decimals of µW; a
+                    // function of (seed, VM, series, time) only, so slices
+                    // hold the same values as one file.
+                    let key = a.seed ^ ((n as u64) << 40) ^ (scale << 36) ^ (t as u64);
+                    let noise = Rng(key).next() % 1_000_000_000;
                     let mut value =
                         format!("{}.{:03}", vm.base * scale + noise / 1000, noise % 1000);
-                    if vm.role == Role::Nan && i == 100 {
+                    let k = (t - a.from).div_euclid(a.step);
+                    if vm.role == Role::Nan && k == 100 {
                         value = "NaN".into();
                     }
-                    if vm.role == Role::Negative && i % 50 == 7 {
+                    if vm.role == Role::Negative && k.rem_euclid(50) == 7 {
                         value = format!("-{value}");
                     }
                     writeln!(w, "{labels} {value} {t}")?;
-                    i += 1;
                 }
                 t += a.step;
             }
