@@ -4,7 +4,7 @@
 # interoperability oracles; kubernetes-validate (with its bundled Kubernetes
 # schemas, so it works offline) checks deploy/kubernetes and check-jsonschema
 # (its bundled GitHub workflow schema) .github/workflows in
-# tests/deploy_manifests.rs. Idempotent: a stamp records what was installed.
+# tests/ops/deploy_manifests.rs. Idempotent: a stamp records what was installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want="caso==5.2.2 dirq==1.8 kubernetes-validate==1.37.0 check-jsonschema==0.39.0"

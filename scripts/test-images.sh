@@ -174,7 +174,7 @@ elif command -v docker-compose >/dev/null 2>&1; then
   compose=(docker-compose)
 fi
 if [ ${#compose[@]} = 0 ]; then
-  echo "test-images: no docker compose here: docker-compose.yml is checked only statically (tests/deploy_manifests.rs)" >&2
+  echo "test-images: no docker compose here: docker-compose.yml is checked only statically (tests/ops/deploy_manifests.rs)" >&2
 else
   project=cloud-accounting-test-$$
   rc=0

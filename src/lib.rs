@@ -24,7 +24,8 @@
 //!   TLS client identity both transports present.
 //! - [`record`]: the APEL record formats; [`spool`]: the dirq and directory
 //!   queues (never through a symlink); [`access`]: reading the files an admin
-//!   names (capped, with why a read was refused); [`time`]: timestamps.
+//!   names (capped, with why a read was refused); [`secret`]: passwords and
+//!   tokens, never printed; [`time`]: timestamps.
 //! - [`sys`]: the few system calls std lacks (`*at()`, record locks,
 //!   `geteuid`), the only `unsafe` code, each with its SAFETY note.
 

@@ -1,4 +1,4 @@
-"""Checks the deployment files (run by tests/deploy_manifests.rs from .venv).
+"""Checks the deployment files (run by tests/ops/deploy_manifests.rs from .venv).
 
     deploy_check.py ROOT validate     schema + policy checks; prints "ok: ..." lines
     deploy_check.py ROOT configmap    prints the ConfigMap's data as JSON

@@ -10,7 +10,7 @@
 //! at most `max_records` records and [`MAX_MESSAGE_BYTES`] bytes each.
 //!
 //! Output is byte-for-byte what cASO writes, except for the documented fixes
-//! (see `tests/records_oracle.rs`): our own [`CLOUD_TYPE`], only printable
+//! (see `tests/records/oracle.rs`): our own [`CLOUD_TYPE`], only printable
 //! ASCII in every cloud field ([`ascii_text`]) and no control characters in
 //! any field ([`json_text`], [`xml_text`]), no `%%` inside cloud values, times in
 //! UTC whatever the host zone, `Benchmark` (not `benchmark_value`) in

@@ -5,7 +5,9 @@
 //!
 //!     cargo run --release --example send-bench-consumer -- DESTINATION COUNT
 
-#[path = "../common/activemq.rs"]
+// Part of the integration tests' helpers: what this benchmark does not use is dead here.
+#[allow(dead_code)]
+#[path = "../support/activemq.rs"]
 mod activemq;
 
 use std::collections::HashSet;

@@ -1,0 +1,3 @@
+//! The configuration files sites have, read by the real binaries.
+
+mod reference_files;

@@ -1,0 +1,6 @@
+//! The STOMP client against the real ActiveMQ, scripted brokers and a
+//! scripted TLS broker.
+
+mod activemq;
+mod fake_broker;
+mod tls;
