@@ -108,6 +108,9 @@ start_server() {
 
 stop_server() {
   local state=$1 pid
+  # The pid file names the config by absolute path.
+  [ -d "$state" ] || return 0
+  state=$(cd "$state" && pwd)
   if pid=$(running_pid "$state"); then
     kill "$pid"
     for _ in $(seq 1 100); do

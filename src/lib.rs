@@ -17,7 +17,7 @@
 //! - Energy (cASO's `prometheus` extractor and `greendigit_cim` messenger):
 //!   [`prometheus`]: `query_range` and the energy of many VMs per request,
 //!   summed in cASO's order; [`cim`]: the GreenDIGIT CIM client (token,
-//!   submit); the records are [`record::EnergyRecord`].
+//!   submit); the records are `record::EnergyRecord`.
 //! - [`send`]: one `ssmsend` run (spool to transport, `--dry-run`);
 //!   [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO Messaging Service
 //!   client; [`smime`]: signing, encryption, the host credentials and the
