@@ -21,8 +21,8 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
 
+use crate::net::{BodyError, Redirect, excerpt, read_body, same_origin_redirects, scrub};
 use crate::record::{EnergyRecord, render_energy_array};
-use crate::reply::{BodyError, Redirect, excerpt, read_body, same_origin_redirects, scrub};
 use crate::secret::Secret;
 
 /// Largest token answer read.
@@ -105,7 +105,7 @@ impl Cim {
                 field: "base_url",
                 detail: format!(
                     "{} is not an http(s) URL",
-                    crate::reply::origin(&cfg.base_url)
+                    crate::net::origin(&cfg.base_url)
                 ),
             });
         }

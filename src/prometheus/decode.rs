@@ -60,7 +60,7 @@ pub fn parse_value(s: &str) -> Result<f64, String> {
     s.parse::<f64>().map_err(|_| {
         format!(
             "sample value {:?} is not a number",
-            crate::reply::excerpt(s.as_bytes())
+            crate::net::excerpt(s.as_bytes())
         )
     })
 }

@@ -8,7 +8,7 @@
 //! cASO's order ([`query`]), so the sums are the same floats. Requests run
 //! at most [`PrometheusConfig::concurrency`] at a time (a semaphore shared
 //! by every clone of the client); bodies are read capped
-//! ([`crate::reply::read_body`]); a Prometheus error body is a typed
+//! ([`crate::net::read_body`]); a Prometheus error body is a typed
 //! [`PrometheusError::Query`]; every wait ends on a stop request.
 //!
 //! Unlike cASO, a failed query is an error for the caller (cASO logs it and
@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::daemon::Shutdown;
-use crate::reply::{BodyError, Redirect, excerpt, origin, read_body, same_origin_redirects};
+use crate::net::{BodyError, Redirect, excerpt, origin, read_body, same_origin_redirects};
 use crate::time::Timestamp;
 use decode::{ApiError, EnergySink, Matrix};
 use query::{Chunk, MAX_POINTS, chunks, energy_factor, groups, selector};

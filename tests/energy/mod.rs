@@ -11,12 +11,10 @@
 //! (samples summed in cASO's order), NaN and negative samples, gaps and
 //! excluded label sets included.
 
-#[path = "energy_support/mod.rs"]
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::support::energy::*;
 use cloud_accounting::cim::{Cim, CimConfig, CimError};
 use cloud_accounting::daemon::Shutdown;
 use cloud_accounting::prometheus::query::{Chunk, chunks};
@@ -28,7 +26,6 @@ use cloud_accounting::secret::Secret;
 use cloud_accounting::time::Timestamp;
 use reqwest::Url;
 use serde_json::{Value, json};
-use support::*;
 use uuid::Uuid;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -201,7 +198,7 @@ fn energy_against_real_prometheus_equals_casos() {
         dir.path().join("tsdb"),
     );
     let gen_start = Instant::now();
-    let status = std::process::Command::new(example("energy-series"))
+    let status = std::process::Command::new(crate::support::examples::built("energy-series"))
         .args([
             "--projects",
             "3",
@@ -842,8 +839,8 @@ impl std::io::Write for LogWriter {
 }
 
 /// Scale run (ignored; `ENERGY_SCALE_DIR=<dir with vms.json and tsdb>
-/// ENERGY_SCALE_FROM=.. ENERGY_SCALE_TO=.. cargo test --release --test energy
-/// -- --ignored --nocapture`): ours for every project beside cASO's code,
+/// ENERGY_SCALE_FROM=.. ENERGY_SCALE_TO=.. cargo test --release --test main
+/// -- --ignored --nocapture energy::energy_at_scale`): ours for every project beside cASO's code,
 /// wall time, requests, our peak RSS (of this test process), same sums.
 #[test]
 #[ignore]

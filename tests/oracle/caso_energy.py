@@ -1,4 +1,4 @@
-"""cASO 5.2.2's own energy code, for tests/energy.rs.
+"""cASO 5.2.2's own energy code, for tests/energy.
 
 Usage: caso_energy.py IN.json OUT.json (run with TZ=UTC, like cASO's
 deployments that agree with us; see prometheus::query::chunks).

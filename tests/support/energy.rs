@@ -1,41 +1,17 @@
-//! Support of tests/energy.rs: the examples it runs (`energy-series`,
-//! `cim-double`), a real Prometheus (scripts/setup-prometheus.sh) and
-//! cASO's own energy code (caso_energy.py, in the .venv).
+//! Support of the energy tests (tests/energy): the doubles they run
+//! (`energy-series`, `cim-double`), a real Prometheus
+//! (scripts/setup-prometheus.sh) and cASO's own energy code
+//! (tests/oracle/caso_energy.py, in the .venv).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+
+use super::examples::built;
+use super::python::python;
+use super::root;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
-
-pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Builds an example once per test process and returns its path.
-pub fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let built = BUILT.get_or_init(Mutex::default);
-    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--example", name, "--manifest-path"])
-            .arg(root().join("Cargo.toml"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("run cargo").success(),
-            "cargo build --example {name} failed"
-        );
-        built.push(name.to_string());
-    }
-    profile_dir.join("examples").join(name)
-}
 
 /// `scripts/setup-prometheus.sh` with `args`; `Err` with its stderr.
 pub fn setup_prometheus(args: &[&Path]) -> Result<String, String> {
@@ -93,16 +69,11 @@ impl Drop for PrometheusServer {
 
 /// The .venv's Python, running caso_energy.py on `input`.
 pub fn caso(input: &Value, dir: &Path) -> Value {
-    let py = root().join(".venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup-python.sh",
-        py.display()
-    );
+    let py = python();
     let (inp, out) = (dir.join("caso-in.json"), dir.join("caso-out.json"));
     std::fs::write(&inp, serde_json::to_vec(input).unwrap()).unwrap();
     let run = Command::new(py)
-        .arg(root().join("tests/energy_support/caso_energy.py"))
+        .arg(root().join("tests/oracle/caso_energy.py"))
         .arg(&inp)
         .arg(&out)
         .env("TZ", "UTC")
@@ -125,7 +96,7 @@ pub struct CimDouble {
 
 impl CimDouble {
     pub fn start(args: &[&str]) -> CimDouble {
-        let mut child = Command::new(example("cim-double"))
+        let mut child = Command::new(built("cim-double"))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
