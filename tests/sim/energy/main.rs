@@ -21,6 +21,14 @@
 //! same samples), for backfills of a week: promtool holds a block of samples
 //! in memory and reads its input once per block.
 //!
+//! `--manifest FILE` takes the VMs from the OpenStack simulator's manifest
+//! (`/_sim/manifest`, or its `--write-manifest` file) instead of generating
+//! them: each accounted project's servers, with their ids, vCPUs, start and
+//! end (`expected.start`, `expected.end`; samples only while the server
+//! exists; with `--plain` every VM a full series over the period, as the
+//! benchmark's 40M samples); `--projects` and `--vms` are then ignored, the
+//! roles still apply by index in each project unless `--plain`.
+//!
 //! `--vms-json FILE` writes the VMs, `[{"uuid", "project", "created",
 //! "deleted", "vcpus", "role"}]` (times in Unix seconds), for the OpenStack
 //! simulator and the tests.
@@ -65,6 +73,9 @@ struct Args {
     out: Option<PathBuf>,
     #[arg(long)]
     vms_json: Option<PathBuf>,
+    /// The simulator's manifest JSON: its accounted servers are the VMs.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
     /// No special cases: every VM a full series, no extra label sets.
     #[arg(long)]
     plain: bool,
@@ -156,6 +167,60 @@ fn run(a: Args) -> Result<(), String> {
         return Err("need --step > 0 and --to > --from".into());
     }
     let mut rng = Rng(a.seed);
+    let vms = match &a.manifest {
+        Some(path) => manifest_vms(path, &a, &mut rng)?,
+        None => generated_vms(&a, &mut rng),
+    };
+    if let Some(path) = &a.vms_json {
+        let list: Vec<_> = vms
+            .iter()
+            .map(|v| {
+                json!({"uuid": v.uuid.hyphenated().to_string(), "project": v.project, "created": v.created,
+                       "deleted": v.deleted, "vcpus": v.vcpus, "role": v.role.name()})
+            })
+            .collect();
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&list).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let (lo, hi) = (a.from - 600, a.to + a.step + 1);
+    let Some(slice) = a.slice_seconds else {
+        let out: Box<dyn Write> = match &a.out {
+            Some(p) => Box::new(File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        let mut w = BufWriter::with_capacity(1 << 20, out);
+        let samples = write_series(&mut w, &a, &vms, lo, hi).map_err(|e| e.to_string())?;
+        eprintln!("energy-series: {samples} samples of {} VMs", vms.len());
+        return w.flush().map_err(|e| e.to_string());
+    };
+    // One file per slice of time, so promtool backfills a slice at a time
+    // (its memory is about one block of samples; it reads its input once
+    // per block).
+    let dir = a.out.clone().ok_or("--slice-seconds needs --out DIR")?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut start = lo;
+    let (mut n, mut samples) = (0, 0);
+    while start < hi {
+        let path = dir.join(format!("slice-{n:05}.om"));
+        let f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        let end = start.saturating_add(slice).min(hi);
+        samples += write_series(&mut w, &a, &vms, start, end).map_err(|e| e.to_string())?;
+        w.flush().map_err(|e| e.to_string())?;
+        start = end;
+        n += 1;
+    }
+    eprintln!(
+        "energy-series: {samples} samples of {} VMs in {n} files",
+        vms.len()
+    );
+    Ok(())
+}
+
+fn generated_vms(a: &Args, rng: &mut Rng) -> Vec<Vm> {
     let span = a.to - a.from;
     let mut vms = Vec::with_capacity(a.projects * a.vms);
     for p in 0..a.projects {
@@ -180,52 +245,71 @@ fn run(a: Args) -> Result<(), String> {
             });
         }
     }
-    if let Some(path) = &a.vms_json {
-        let list: Vec<_> = vms
-            .iter()
-            .map(|v| {
-                json!({"uuid": v.uuid.hyphenated().to_string(), "project": v.project, "created": v.created,
-                       "deleted": v.deleted, "vcpus": v.vcpus, "role": v.role.name()})
-            })
-            .collect();
-        std::fs::write(
-            path,
-            serde_json::to_vec_pretty(&list).map_err(|e| e.to_string())?,
-        )
+    vms
+}
+
+/// The accounted servers of the simulator's manifest, as VMs (their power
+/// and sample offsets from the seed).
+fn manifest_vms(path: &std::path::Path, a: &Args, rng: &mut Rng) -> Result<Vec<Vm>, String> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(256 << 20).read_to_end(&mut text))
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    let m: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bad = |what: &str| format!("{}: not a simulator manifest ({what})", path.display());
+    let mut vms = Vec::new();
+    let projects = m["projects"].as_array().ok_or_else(|| bad("no projects"))?;
+    for (p, project) in projects.iter().enumerate() {
+        if project["accounted"] != serde_json::Value::Bool(true) {
+            continue;
+        }
+        let id = project["id"].as_str().ok_or_else(|| bad("project id"))?;
+        let servers = project["servers"]
+            .as_array()
+            .ok_or_else(|| bad("servers"))?;
+        for (v, s) in servers.iter().enumerate() {
+            let uuid = s["id"]
+                .as_str()
+                .and_then(|u| uuid::Uuid::parse_str(u).ok())
+                .ok_or_else(|| bad("server id"))?;
+            let mut created = s["expected"]["start"]
+                .as_i64()
+                .ok_or_else(|| bad("start"))?;
+            let mut end = s["expected"]["end"].as_i64().unwrap_or(0);
+            if a.plain {
+                (created, end) = (a.from - 86_400, 0);
+            }
+            vms.push(Vm {
+                uuid,
+                project: id.to_string(),
+                created,
+                deleted: (end > 0).then_some(end),
+                vcpus: s["vcpus"]
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(1),
+                role: Role::of(a.plain, p, v),
+                base: 2_000_000 + rng.next() % 40_000_000,
+                offset: (rng.next() % a.step as u64) as i64,
+                extra: !a.plain && v % 3 == 0,
+            });
+        }
     }
-    let (lo, hi) = (a.from - 600, a.to + a.step + 1);
-    let Some(slice) = a.slice_seconds else {
-        let out: Box<dyn Write> = match &a.out {
-            Some(p) => Box::new(File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
-            None => Box::new(std::io::stdout().lock()),
-        };
-        let mut w = BufWriter::with_capacity(1 << 20, out);
-        write_series(&mut w, &a, &vms, lo, hi).map_err(|e| e.to_string())?;
-        return w.flush().map_err(|e| e.to_string());
-    };
-    // One file per slice of time, so promtool backfills a slice at a time
-    // (its memory is about one block of samples; it reads its input once
-    // per block).
-    let dir = a.out.clone().ok_or("--slice-seconds needs --out DIR")?;
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut start = lo;
-    let mut n = 0;
-    while start < hi {
-        let path = dir.join(format!("slice-{n:05}.om"));
-        let f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        let end = start.saturating_add(slice).min(hi);
-        write_series(&mut w, &a, &vms, start, end).map_err(|e| e.to_string())?;
-        w.flush().map_err(|e| e.to_string())?;
-        start = end;
-        n += 1;
-    }
-    Ok(())
+    Ok(vms)
 }
 
 /// Samples of every VM with `lo <= t < hi`, as one OpenMetrics text.
-fn write_series(w: &mut impl Write, a: &Args, vms: &[Vm], lo: i64, hi: i64) -> std::io::Result<()> {
+/// Returns how many samples it wrote.
+fn write_series(
+    w: &mut impl Write,
+    a: &Args,
+    vms: &[Vm],
+    lo: i64,
+    hi: i64,
+) -> std::io::Result<u64> {
+    let mut samples = 0;
     writeln!(w, "# TYPE {} gauge", a.metric)?;
     // Samples from 10 minutes before the period (the lookback at its start)
     // to a step after it.
@@ -266,12 +350,14 @@ fn write_series(w: &mut impl Write, a: &Args, vms: &[Vm], lo: i64, hi: i64) -> s
                         value = format!("-{value}");
                     }
                     writeln!(w, "{labels} {value} {t}")?;
+                    samples += 1;
                 }
                 t += a.step;
             }
         }
     }
-    writeln!(w, "# EOF")
+    writeln!(w, "# EOF")?;
+    Ok(samples)
 }
 
 /// A 20-minute hole every 6 hours (longer than the 5-minute lookback).
