@@ -2,7 +2,11 @@
 # The whole chain on this machine, against the test doubles, on loopback only:
 #   OpenStack simulator -> caso-extract -> APEL spool (dirq) -> ssmsend
 #   -> ARGO Messaging Service double, which checks every S/MIME signature the
-#      way the APEL receiver does.
+#      way the APEL receiver does;
+# then energy records: a real Prometheus (Debian's prometheus package, when it
+# is installed or installable) backfilled with power series of the simulated
+# VMs -> caso-extract (extractor = prometheus) -> GreenDIGIT CIM double. With
+# no package, or a caso-extract without [prometheus] yet, it says so and skips.
 # It builds the programs and the two doubles, makes a throw-away grid PKI with
 # the openssl CLI, writes a caso.conf and a sender.cfg of the kind sites have,
 # runs both programs once and says what happened. Everything lives in one
@@ -50,6 +54,7 @@ cleanup() {
     kill "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
+  if [ -n "${prom_state:-}" ]; then scripts/setup-prometheus.sh stop "$prom_state" || true; fi
   if [ -n "${KEEP:-}" ]; then
     echo "demo: kept $work" >&2
   else
@@ -222,6 +227,78 @@ if [ "$all" != true ] || [ "$got" != "$messages" ] || [ "$verified" != "$got" ] 
   die "expected $messages messages, all verified, none duplicated, none left; the double says: $stats"
 fi
 printf '\n\033[1;32m    AMS double verified %s/%s signatures\033[0m\n' "$verified" "$got"
+
+# Energy records, when this caso-extract reads [prometheus] and Prometheus can
+# be had; the APEL chain above does not depend on it.
+energy_demo() {
+  bold "Energy records: power series in a real Prometheus -> caso-extract -> GreenDIGIT CIM double"
+  cat >"$work/etc/caso-energy.conf" <<EOF
+[DEFAULT]
+site_name = DEMO-SITE
+service_name = DEMO-SITE
+extractor = prometheus
+messengers = greendigit_cim
+spooldir = $work/caso-energy
+lock_path = $work/caso-energy
+mapping_file = $work/voms.json
+
+[keystone_auth]
+auth_type = password
+auth_url = $auth_url
+username = admin
+password = secret
+user_domain_name = Default
+project_domain_name = Default
+EOF
+  if ! "$bin/caso-extract" --config-file "$work/etc/caso-energy.conf" --print-config 2>/dev/null | grep -q '^\[prometheus\]'; then
+    say "energy records skipped: this caso-extract has no [prometheus] options yet (caso-extract --print-config)"
+    return 0
+  fi
+  if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    if [ "$(id -u)" != 0 ] || ! scripts/setup-prometheus.sh install >"$work/prometheus-install.log" 2>&1; then
+      say "energy records skipped: Debian's prometheus package is not installed"
+      return 0
+    fi
+  fi
+  cargo build --locked --quiet "${build_flags[@]}" --example energy-series --example cim-double
+  # One day of the simulator's period, a sample every 30 s per VM (its
+  # server ids, starts and ends from the manifest; in each project one VM
+  # with gaps, one with a NaN sample, one with negative ones, as the tests).
+  local from=2026-09-14T00:00:00Z to=2026-09-15T00:00:00Z cim pass n
+  printf '%s\n' "$manifest" >"$work/manifest.json"
+  "$bin/examples/energy-series" --manifest "$work/manifest.json" \
+    --from "$(date -u -d "$from" +%s)" --to "$(date -u -d "$to" +%s)" \
+    --out "$work/energy.om" 2>"$work/energy-series.log" || die "energy-series: $(cat "$work/energy-series.log")"
+  scripts/setup-prometheus.sh backfill "$work/energy.om" "$work/tsdb" 2>"$work/prometheus.log" ||
+    die "backfill: $(cat "$work/prometheus.log")"
+  prom_state=$work/prometheus
+  scripts/setup-prometheus.sh start "$work/tsdb" "$prom_state" 2>>"$work/prometheus.log" ||
+    die "prometheus: $(cat "$work/prometheus.log")"
+  say "Prometheus on 127.0.0.1:$(cat "$prom_state/port"): $(sed 's/^energy-series: //' "$work/energy-series.log")"
+  pass="demo-$RANDOM$RANDOM"
+  "$bin/examples/cim-double" --email demo@example.org --password "$pass" --token "demo-$RANDOM$RANDOM" \
+    --record "$work/cim.jsonl" >"$work/cim.ready" 2>"$work/cim.log" &
+  pids+=($!)
+  cim=$(ready_line "$work/cim.ready" cim-double "$!")
+  cat >>"$work/etc/caso-energy.conf" <<EOF
+
+[prometheus]
+prometheus_endpoint = http://127.0.0.1:$(cat "$prom_state/port")
+
+[greendigit_cim]
+base_url = http://127.0.0.1:$(json_num port <<<"$cim")
+email = demo@example.org
+password = $pass
+EOF
+  "$bin/caso-extract" --config-file "$work/etc/caso-energy.conf" --extract-from "$from" --extract-to "$to" \
+    2>"$work/energy-extract.log" || die "caso-extract (energy) failed: $(cat "$work/energy-extract.log")"
+  [ -s "$work/cim.jsonl" ] || die "the CIM double received no energy records: $(cat "$work/energy-extract.log")"
+  n=$(grep -o '"ExecUnitID"' "$work/cim.jsonl" | wc -l)
+  say "the CIM double received $n energy records for $from .. $to; the first:"
+  head -n1 "$work/cim.jsonl" | sed 's/},{.*/}/; s/^\[//; s/,"/,\n      "/g' | sed 's/^/      /'
+}
+prom_state=
+energy_demo
 
 done_ms=$((($(date +%s%N) - started) / 1000000))
 bold "Done in $((done_ms / 1000)).$(printf '%03d' $((done_ms % 1000))) s after the build. Run scripts/test.sh for every check."

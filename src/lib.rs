@@ -39,6 +39,10 @@
 //! - [`send`]: one `ssmsend` run (spool to transport through its `Outbox`,
 //!   `--dry-run`); [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO
 //!   Messaging Service client; [`smime`]: signing, encryption, the host credentials and the
+//! - Energy (cASO's `prometheus` extractor and `greendigit_cim` messenger):
+//!   [`prometheus`]: `query_range` and the energy of many VMs per request,
+//!   summed in cASO's order; [`cim`]: the GreenDIGIT CIM client (token,
+//!   submit); the records are `record::EnergyRecord`.
 //!   TLS client identity both transports present.
 //! - [`net`]: what the OpenStack, AMS and STOMP clients share: retries with
 //!   backoff and jitter, HTTP answers read capped, same-origin redirects,
@@ -55,6 +59,7 @@
 pub mod access;
 pub mod ams;
 pub mod check;
+pub mod cim;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -64,6 +69,7 @@ pub mod lastrun;
 pub mod logging;
 pub mod net;
 pub mod openstack;
+pub mod prometheus;
 pub mod record;
 pub mod runlock;
 pub mod secret;

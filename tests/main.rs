@@ -15,6 +15,7 @@ mod support;
 mod ams;
 mod architecture;
 mod config;
+mod energy;
 mod extract;
 mod hostile;
 mod openstack;

@@ -1,5 +1,5 @@
 //! What the network clients ([`crate::openstack`], [`crate::ams`],
-//! [`crate::stomp`]) share, so that they fail, wait and report alike:
+//! [`crate::stomp`], [`crate::prometheus`], [`crate::cim`]) share, so that they fail, wait and report alike:
 //!
 //! - [`RetryPolicy`] (`retry.rs`): how often a failed request is tried
 //!   again and how long to wait in between (exponential, capped, jittered);

@@ -4,7 +4,9 @@
 //! Four record types, one per message format: [`CloudRecord`] (APEL cloud
 //! v0.4 key/value text), [`IpRecord`] (public IP v0.2 JSON),
 //! [`AcceleratorRecord`] (accelerator v0.1 JSON) and [`StorageRecord`] (EMI
-//! StAR XML). [`render_messages`] turns records into [`Message`]s: pure ASCII,
+//! StAR XML). Energy records ([`EnergyRecord`], cASO's JSON for the
+//! GreenDIGIT CIM service) are not APEL messages and have no [`Record`]
+//! variant yet. [`render_messages`] turns records into [`Message`]s: pure ASCII,
 //! at most `max_records` records and [`MAX_MESSAGE_BYTES`] bytes each.
 //!
 //! Output is byte-for-byte what cASO writes, except for the documented fixes
@@ -18,6 +20,7 @@
 mod accelerator;
 mod ascii;
 mod cloud;
+mod energy;
 #[cfg(test)]
 mod escape_props;
 mod ip;
@@ -31,6 +34,10 @@ use std::str::FromStr;
 pub use accelerator::{AcceleratorRecord, YearMonth};
 pub use ascii::{ascii_text, json_text, xml_text};
 pub use cloud::{CloudRecord, Status};
+pub use energy::{
+    DIFFERENCES as ENERGY_DIFFERENCES, EnergyContext, EnergyRecord, EnergyVm, pydantic_float,
+    render_array as render_energy_array,
+};
 pub use ip::{IpRecord, IpVersion};
 pub use message::{MAX_MESSAGE_BYTES, Message, render_messages};
 pub use storage::StorageRecord;

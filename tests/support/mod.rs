@@ -3,6 +3,7 @@
 
 pub mod activemq;
 pub mod ams;
+pub mod energy;
 pub mod examples;
 pub mod extract;
 pub mod openstack_mock;

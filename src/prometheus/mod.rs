@@ -1,0 +1,562 @@
+//! Prometheus client for the energy records: `query_range` over HTTP and
+//! the energy of many VMs at once.
+//!
+//! cASO 5.2.2 sends one `query_range` per VM and chunk
+//! (`metric{labels,uuid="<vm>"}`, GET). We send one per group of VMs and
+//! chunk (`uuid=~"id1|id2|..."`, a POST form so a long selector meets no
+//! URL limit), split the answer by the uuid label and add the samples in
+//! cASO's order ([`query`]), so the sums are the same floats. Requests run
+//! at most [`PrometheusConfig::concurrency`] at a time (a semaphore shared
+//! by every clone of the client); bodies are read capped
+//! ([`crate::net::read_body`]); a Prometheus error body is a typed
+//! [`PrometheusError::Query`]; every wait ends on a stop request.
+//!
+//! Unlike cASO, a failed query is an error for the caller (cASO logs it and
+//! sums what it got, so the record silently undercounts: defect 3).
+
+pub mod decode;
+#[cfg(test)]
+mod proptests;
+pub mod query;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use reqwest::{StatusCode, Url};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::daemon::Shutdown;
+use crate::net::{BodyError, Redirect, excerpt, origin, read_body, same_origin_redirects};
+use crate::time::Timestamp;
+use decode::{ApiError, EnergySink, Matrix};
+use query::{Chunk, MAX_POINTS, chunks, energy_factor, groups, selector};
+
+/// Largest answer read (64 MiB); a longer one fails the request.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// What a sample costs in an answer, at most (`[1700000000,"123456.789"],`
+/// is 26 bytes): how groups are sized to stay well under the body limit.
+const BYTES_PER_POINT: usize = 40;
+
+/// The answer a group of VMs may be expected to take (a quarter of the
+/// limit, for series beyond one per VM).
+const GROUP_BODY_BUDGET: usize = MAX_BODY_BYTES / 4;
+
+/// Error bodies longer than this are only excerpted, never decoded.
+const MAX_ERROR_JSON_BYTES: usize = 64 << 10;
+
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// `[prometheus]` of caso.conf, and our own limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrometheusConfig {
+    /// `prometheus_endpoint` (http://localhost:9090).
+    pub endpoint: Url,
+    /// `prometheus_metric_name` (prometheus_value).
+    pub metric_name: String,
+    /// `vm_uuid_label_name` (uuid).
+    pub uuid_label: String,
+    /// `labels`, parsed `key:value` pairs in order.
+    pub labels: Vec<(String, String)>,
+    /// `prometheus_step_seconds` (30), at least 1.
+    pub step_seconds: u32,
+    /// `prometheus_verify_ssl` (true).
+    pub verify_tls: bool,
+    /// Per request, connecting included.
+    pub timeout: Duration,
+    /// Requests in flight at most (4).
+    pub concurrency: usize,
+    /// Attempts after the first on connection errors, timeouts, 429 and 5xx.
+    pub retries: u32,
+    pub backoff: Duration,
+    /// VMs per request at most; `None`: as many as fit the body budget.
+    pub vms_per_request: Option<usize>,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            endpoint: Url::parse("http://localhost:9090").unwrap_or_else(|_| unreachable!()),
+            metric_name: "prometheus_value".into(),
+            uuid_label: "uuid".into(),
+            labels: vec![(
+                "type_instance".into(),
+                "scaph_process_power_microwatts".into(),
+            )],
+            step_seconds: 30,
+            verify_tls: true,
+            timeout: Duration::from_secs(60),
+            concurrency: 4,
+            retries: 2,
+            backoff: Duration::from_secs(1),
+            vms_per_request: None,
+        }
+    }
+}
+
+/// cASO's `labels` entries (`key:value`, blanks around each trimmed); an
+/// entry without `:` is refused (cASO only warns and drops it).
+pub fn parse_labels(entries: &[String]) -> Result<Vec<(String, String)>, PrometheusError> {
+    entries
+        .iter()
+        .map(|e| match e.split_once(':') {
+            Some((k, v)) if valid_label_name(k.trim()) => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(PrometheusError::Config {
+                field: "labels",
+                detail: format!("{e:?} is not key:value with a Prometheus label name as key"),
+            }),
+        })
+        .collect()
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusError {
+    #[error("[prometheus] {field}: {detail}")]
+    Config { field: &'static str, detail: String },
+    #[error("Prometheus {origin} {path}: HTTP {status}, {error_type}: {message}")]
+    Query {
+        origin: String,
+        path: String,
+        status: u16,
+        error_type: String,
+        message: String,
+    },
+    #[error("Prometheus {origin} {path}: HTTP {status}: {message}")]
+    Http {
+        origin: String,
+        path: String,
+        status: u16,
+        message: String,
+    },
+    #[error("Prometheus {origin} {path}: the answer is over {limit} bytes")]
+    TooLarge {
+        origin: String,
+        path: String,
+        limit: usize,
+    },
+    #[error("Prometheus {origin} {path}: malformed answer: {detail}")]
+    Malformed {
+        origin: String,
+        path: String,
+        detail: String,
+    },
+    #[error("Prometheus {origin} {path}: no answer within {timeout:?} ({attempts} attempts)")]
+    Timeout {
+        origin: String,
+        path: String,
+        timeout: Duration,
+        attempts: u32,
+    },
+    #[error("Prometheus {origin} {path}: {detail} ({attempts} attempts)")]
+    Transport {
+        origin: String,
+        path: String,
+        detail: String,
+        attempts: u32,
+    },
+    #[error("Prometheus: {0}")]
+    Redirected(Redirect),
+    #[error("Prometheus query stopped on request")]
+    Stopped,
+}
+
+/// The energy of one VM's samples over a period.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct VmEnergy {
+    /// Wh: every sample x step / 3600 / 1e6, added in cASO's order
+    /// (NaN when a sample is NaN, as cASO's sum is).
+    pub wh: f64,
+    /// Samples added (0: the VM has no samples in the period).
+    pub samples: u64,
+}
+
+/// A Prometheus server; clones share the connection pool, the semaphore
+/// and the request counter.
+#[derive(Clone, Debug)]
+pub struct Prometheus {
+    client: reqwest::Client,
+    cfg: Arc<PrometheusConfig>,
+    permits: Arc<Semaphore>,
+    requests: Arc<AtomicU64>,
+    url: Url,
+}
+
+impl Prometheus {
+    pub fn new(cfg: PrometheusConfig) -> Result<Prometheus, PrometheusError> {
+        if cfg.step_seconds == 0 {
+            return Err(PrometheusError::Config {
+                field: "prometheus_step_seconds",
+                detail: "must be at least 1".into(),
+            });
+        }
+        for (field, name) in [("vm_uuid_label_name", &cfg.uuid_label)] {
+            if !valid_label_name(name) {
+                return Err(PrometheusError::Config {
+                    field,
+                    detail: format!("{name:?} is not a Prometheus label name"),
+                });
+            }
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(cfg.timeout)
+            .timeout(cfg.timeout)
+            .redirect(same_origin_redirects())
+            .user_agent(concat!("cloud-accounting/", env!("CARGO_PKG_VERSION")));
+        if !cfg.verify_tls {
+            tracing::warn!(endpoint = %origin(&cfg.endpoint), "prometheus_verify_ssl = false: the TLS certificate of Prometheus is NOT verified");
+            builder = builder
+                .danger_accept_invalid_certs(true)
+                .danger_accept_invalid_hostnames(true);
+        }
+        let client = builder.build().map_err(|e| PrometheusError::Config {
+            field: "prometheus_endpoint",
+            detail: format!("cannot build the HTTP client: {e}"),
+        })?;
+        // `<endpoint>/api/v1/query_range`, keeping a path prefix.
+        let mut url = cfg.endpoint.clone();
+        let path = format!("{}/api/v1/query_range", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.set_query(None);
+        Ok(Prometheus {
+            client,
+            permits: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+            cfg: Arc::new(cfg),
+            requests: Arc::default(),
+            url,
+        })
+    }
+
+    pub fn config(&self) -> &PrometheusConfig {
+        &self.cfg
+    }
+
+    /// Requests sent so far (every attempt counts).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// One `query_range`, decoded as a [`Matrix`].
+    pub async fn query_range(
+        &self,
+        query: &str,
+        chunk: Chunk,
+        stop: &Shutdown,
+    ) -> Result<Matrix, PrometheusError> {
+        let body = self.send(query, chunk, stop).await?;
+        serde_json::from_slice::<Matrix>(&body).map_err(|e| self.malformed(e.to_string()))
+    }
+
+    /// The energy of each VM of `vms` over `[from, to]`: cASO's chunks, one
+    /// request per group of VMs and chunk. VMs without samples have
+    /// `samples == 0`. Any failed request fails the whole call.
+    pub async fn energy(
+        &self,
+        vms: &[Uuid],
+        from: Timestamp,
+        to: Timestamp,
+        stop: &Shutdown,
+    ) -> Result<HashMap<Uuid, VmEnergy>, PrometheusError> {
+        let cfg = &self.cfg;
+        let windows = chunks(from, to, cfg.step_seconds);
+        let points = windows
+            .first()
+            .map_or(1, |c| c.points(cfg.step_seconds))
+            .clamp(1, MAX_POINTS + 1);
+        let by_body = (GROUP_BODY_BUDGET / (points as usize * BYTES_PER_POINT)).max(1);
+        let per_request = cfg.vms_per_request.unwrap_or(by_body).max(1);
+        let fixed = selector(&cfg.metric_name, &cfg.labels, &cfg.uuid_label, &[]).len();
+        let work = groups(vms, per_request, fixed)
+            .into_iter()
+            .map(|group| self.group_energy(group, &windows, stop));
+        let mut out = HashMap::with_capacity(vms.len());
+        for part in try_join_all(work).await? {
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    /// One group: its chunks in order (the sums carry on from chunk to
+    /// chunk, as cASO's single accumulator per VM).
+    async fn group_energy(
+        &self,
+        group: &[Uuid],
+        windows: &[Chunk],
+        stop: &Shutdown,
+    ) -> Result<Vec<(Uuid, VmEnergy)>, PrometheusError> {
+        let cfg = &self.cfg;
+        let query = selector(&cfg.metric_name, &cfg.labels, &cfg.uuid_label, group);
+        let index: HashMap<String, usize> = group
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.hyphenated().to_string(), i))
+            .collect();
+        let (mut sums, mut samples) = (vec![0.0; group.len()], vec![0u64; group.len()]);
+        for chunk in windows {
+            let body = self.send(&query, *chunk, stop).await?;
+            let mut sink = EnergySink {
+                uuid_label: &cfg.uuid_label,
+                index: &index,
+                sums: &mut sums,
+                samples: &mut samples,
+                factor: energy_factor(cfg.step_seconds),
+            };
+            decode::add_energy(&body, &mut sink).map_err(|e| self.malformed(e))?;
+        }
+        Ok(group
+            .iter()
+            .zip(sums.into_iter().zip(samples))
+            .map(|(id, (wh, samples))| (*id, VmEnergy { wh, samples }))
+            .collect())
+    }
+
+    fn malformed(&self, detail: String) -> PrometheusError {
+        PrometheusError::Malformed {
+            origin: origin(&self.url),
+            path: self.url.path().to_string(),
+            detail: excerpt(detail.as_bytes()),
+        }
+    }
+
+    /// POSTs one `query_range` form (waiting for a permit), with bounded
+    /// retries; the body of a 2xx answer, read capped. A stop request ends
+    /// the waits for a permit and the backoff at once, a request in flight
+    /// after the grace.
+    async fn send(
+        &self,
+        query: &str,
+        chunk: Chunk,
+        stop: &Shutdown,
+    ) -> Result<bytes::Bytes, PrometheusError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            // Waiting for a permit starts nothing: a stop ends it at once.
+            let permit = tokio::select! {
+                biased;
+                _ = stop.requested() => return Err(PrometheusError::Stopped),
+                p = self.permits.acquire() => p.map_err(|_| PrometheusError::Stopped)?,
+            };
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            // A request in flight gets the grace (daemon::STOP_GRACE).
+            let outcome = tokio::select! {
+                r = self.attempt(query, chunk, attempt) => r,
+                _ = stop.grace_over() => return Err(PrometheusError::Stopped),
+            };
+            drop(permit);
+            let failure = match outcome {
+                Ok(body) => return Ok(body),
+                Err(Retry::Final(e)) => return Err(e),
+                Err(Retry::Again(e)) if attempt > self.cfg.retries => return Err(e),
+                Err(Retry::Again(e)) => e,
+            };
+            let wait = self
+                .cfg
+                .backoff
+                .saturating_mul(1u32 << (attempt - 1).min(16))
+                .min(MAX_BACKOFF);
+            tracing::warn!(attempt, retry_in = %humantime::format_duration(wait), "{failure}");
+            tokio::select! {
+                biased;
+                _ = stop.requested() => return Err(PrometheusError::Stopped),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        query: &str,
+        chunk: Chunk,
+        attempt: u32,
+    ) -> Result<bytes::Bytes, Retry> {
+        let (origin, path) = (origin(&self.url), self.url.path().to_string());
+        let step = self.cfg.step_seconds.to_string();
+        let (start, end) = (chunk.start.to_string(), chunk.end.to_string());
+        let form = [
+            ("query", query),
+            ("start", &start),
+            ("end", &end),
+            ("step", &step),
+        ];
+        let resp = match self.client.post(self.url.clone()).form(&form).send().await {
+            Ok(r) => r,
+            Err(e) => return Err(Retry::Again(self.transport(e, attempt))),
+        };
+        if let Some(redirect) = Redirect::from_response(&resp) {
+            return Err(Retry::Final(PrometheusError::Redirected(redirect)));
+        }
+        let status = resp.status();
+        let body = match read_body(resp, MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge { limit }) => {
+                return Err(Retry::Final(PrometheusError::TooLarge {
+                    origin,
+                    path,
+                    limit,
+                }));
+            }
+            Err(BodyError::Transport(e)) => return Err(Retry::Again(self.transport(e, attempt))),
+        };
+        tracing::debug!(
+            status = status.as_u16(),
+            bytes = body.len(),
+            start = chunk.start,
+            end = chunk.end,
+            "Prometheus query_range"
+        );
+        if status.is_success() {
+            return Ok(body);
+        }
+        let err = http_error(origin, path, status, &body);
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            Err(Retry::Again(err))
+        } else {
+            Err(Retry::Final(err))
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error, attempts: u32) -> PrometheusError {
+        let (origin, path) = (origin(&self.url), self.url.path().to_string());
+        if e.is_timeout() {
+            PrometheusError::Timeout {
+                origin,
+                path,
+                timeout: self.cfg.timeout,
+                attempts,
+            }
+        } else {
+            PrometheusError::Transport {
+                origin,
+                path,
+                detail: error_chain(&e.without_url()),
+                attempts,
+            }
+        }
+    }
+}
+
+enum Retry {
+    Again(PrometheusError),
+    Final(PrometheusError),
+}
+
+/// A non-2xx answer: Prometheus's own error body when it is one, else an
+/// excerpt of the text.
+fn http_error(origin: String, path: String, status: StatusCode, body: &[u8]) -> PrometheusError {
+    if body.len() <= MAX_ERROR_JSON_BYTES
+        && let Ok(e) = serde_json::from_slice::<ApiError>(body)
+        && e.status == "error"
+    {
+        return PrometheusError::Query {
+            origin,
+            path,
+            status: status.as_u16(),
+            error_type: excerpt(e.error_type.as_bytes()),
+            message: excerpt(e.error.as_bytes()),
+        };
+    }
+    let message = excerpt(body);
+    PrometheusError::Http {
+        origin,
+        path,
+        status: status.as_u16(),
+        message: if message.is_empty() {
+            "(empty body)".into()
+        } else {
+            message
+        },
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let msg = inner.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_casos_key_value_pairs() {
+        let l = parse_labels(&[" type_instance : scaph ".into(), "a:b:c".into()]).unwrap();
+        assert_eq!(
+            l,
+            vec![
+                ("type_instance".into(), "scaph".into()),
+                ("a".into(), "b:c".into())
+            ]
+        );
+        assert!(parse_labels(&["novalue".into()]).is_err());
+        assert!(parse_labels(&["1x:y".into()]).is_err());
+    }
+
+    #[test]
+    fn error_bodies_become_typed_errors() {
+        let e = http_error(
+            "http://p:9090".into(),
+            "/api/v1/query_range".into(),
+            StatusCode::BAD_REQUEST,
+            br#"{"status":"error","errorType":"bad_data","error":"1:29: parse error"}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "Prometheus http://p:9090 /api/v1/query_range: HTTP 400, bad_data: 1:29: parse error"
+        );
+        let e = http_error(
+            "o".into(),
+            "/p".into(),
+            StatusCode::BAD_GATEWAY,
+            b"<html>\nbad gateway</html>",
+        );
+        assert_eq!(
+            e.to_string(),
+            "Prometheus o /p: HTTP 502: <html>\\nbad gateway</html>"
+        );
+    }
+
+    #[test]
+    fn the_endpoint_path_is_kept() {
+        let p = Prometheus::new(PrometheusConfig {
+            endpoint: Url::parse("https://mon.example/prom/?x=1").unwrap(),
+            ..PrometheusConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            p.url.as_str(),
+            "https://mon.example/prom/api/v1/query_range"
+        );
+        assert!(
+            Prometheus::new(PrometheusConfig {
+                step_seconds: 0,
+                ..PrometheusConfig::default()
+            })
+            .is_err()
+        );
+    }
+}
