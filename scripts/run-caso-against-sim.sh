@@ -6,7 +6,10 @@
 #
 # Environment: SIM (simulator binary; default target/debug/examples/openstack-sim),
 # CASO_EXTRA (extra caso-extract arguments), CASO_PROJECTS (the `projects`
-# option; default empty: the caso tag finds them).
+# option; default empty: the caso tag finds them), CASO_FROM / CASO_TO (the
+# period; default the manifest's), CASO_EXTRACTOR / CASO_MESSENGERS (default
+# cASO's extractors, ssm), CASO_CONF_EXTRA (text appended to caso.conf, e.g.
+# its [prometheus] and [greendigit_cim] sections).
 # Prints the simulator's request counts at the end. Exit status = cASO's.
 #
 # The caso.conf written here is what cASO needs to work at all: the admin
@@ -39,13 +42,16 @@ for _ in $(seq 1 100); do
 done
 url=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/sim.ready")
 read -r from to < <(.venv/bin/python -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["period"]["from"], m["period"]["to"])' "$work/manifest.json")
+from=${CASO_FROM:-$from}
+to=${CASO_TO:-$to}
 
 cat >"$work/caso.conf" <<EOF
 [DEFAULT]
 site_name = SIM-SITE
 service_name = SIM-SITE
 projects = ${CASO_PROJECTS:-}
-messengers = ssm
+messengers = ${CASO_MESSENGERS:-ssm}
+extractor = ${CASO_EXTRACTOR:-nova,cinder,neutron}
 spooldir = $work/spool
 lock_path = $work/spool
 mapping_file = $work/voms.json
@@ -60,6 +66,8 @@ user_domain_name = Default
 
 [ssm]
 output_path = $work/outgoing
+
+${CASO_CONF_EXTRA:-}
 EOF
 
 set +e

@@ -21,6 +21,7 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
 
+use crate::config::caso::GreenDigitCim;
 use crate::net::{BodyError, Redirect, excerpt, read_body, same_origin_redirects, scrub};
 use crate::record::{EnergyRecord, render_energy_array};
 use crate::secret::Secret;
@@ -41,6 +42,26 @@ pub struct CimConfig {
     pub verify_tls: bool,
     /// Per request (cASO: 60 s).
     pub timeout: Duration,
+}
+
+impl CimConfig {
+    /// caso.conf's `[greendigit_cim]`; the account is required (the
+    /// configuration check already refused a file without it).
+    pub fn from_settings(s: &GreenDigitCim) -> Result<Self, CimError> {
+        let (Some(email), Some(password)) = (&s.email, &s.password) else {
+            return Err(CimError::Config {
+                field: "email",
+                detail: "greendigit_cim.email and greendigit_cim.password must be set".into(),
+            });
+        };
+        Ok(CimConfig {
+            base_url: s.base_url.clone(),
+            email: email.clone(),
+            password: password.clone(),
+            verify_tls: s.verify_tls,
+            timeout: s.timeout,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +168,11 @@ impl Cim {
             token_url,
             submit_url,
         })
+    }
+
+    /// For log lines: where records go (no path, no query).
+    pub fn describe(&self) -> String {
+        crate::net::origin(&self.submit_url)
     }
 
     /// A bearer token for the configured account.

@@ -54,6 +54,15 @@ fn parse_int(s: &str, min: i64, max: i64) -> Result<i64, String> {
     Ok(n)
 }
 
+/// A finite float, as oslo's `FloatOpt` reads it (`float()`, less NaN and
+/// the infinities, which no option of ours can use).
+fn parse_float(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(format!("expected a finite number, found {s:?}")),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<u64>() {
@@ -140,6 +149,9 @@ impl Effective {
                 }
                 Kind::Int { min, max } if !v.trim().is_empty() => {
                     parse_int(v, *min, *max).map_err(bad)?;
+                }
+                Kind::Float if !v.trim().is_empty() => {
+                    parse_float(v).map_err(bad)?;
                 }
                 Kind::Duration if !v.trim().is_empty() => {
                     parse_duration(v).map_err(bad)?;
@@ -279,7 +291,7 @@ impl Effective {
     /// an empty value means the default, as if unset. A default with a `$`
     /// placeholder is interpolated when loading, so it is not one to fall
     /// back to here (such options, like `lock_path`, say what unset means).
-    fn text_or_default(&self, section: &str, key: &str) -> Result<&str, ConfigError> {
+    pub(crate) fn text_or_default(&self, section: &str, key: &str) -> Result<&str, ConfigError> {
         self.text(section, key)
             .or_else(|| {
                 self.schema
@@ -303,6 +315,11 @@ impl Effective {
     /// [`Self::int`], else the table's default.
     pub(crate) fn int_or_default(&self, section: &str, key: &str) -> Result<i64, ConfigError> {
         self.int_of(section, key, self.text_or_default(section, key)?)
+    }
+
+    /// A [`Kind::Float`] option, else the table's default.
+    pub(crate) fn float_or_default(&self, section: &str, key: &str) -> Result<f64, ConfigError> {
+        parse_float(self.text_or_default(section, key)?).map_err(|m| self.invalid(section, key, m))
     }
 
     /// [`Self::duration`], else the table's default.

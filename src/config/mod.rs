@@ -161,6 +161,9 @@ pub fn our_options_markdown() -> String {
         for o in schema.options {
             let mark = match o.owner {
                 Owner::Ours => "",
+                Owner::OurDefault if schema.dialect == ini::Dialect::Oslo => {
+                    " (cASO option, our default)"
+                }
                 Owner::OurDefault => " (SSM option, our default)",
                 _ => continue,
             };

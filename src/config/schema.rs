@@ -41,6 +41,8 @@ pub(crate) enum Kind {
         min: i64,
         max: i64,
     },
+    /// A finite floating-point number (cASO's `FloatOpt`).
+    Float,
     /// Whole seconds or a humantime span (`30s`, `5m`).
     Duration,
     /// A date/time [`crate::time::Timestamp`] parses.
@@ -155,14 +157,5 @@ pub(crate) const fn choice(name: &'static str) -> Choice {
         name,
         aliases: &[],
         supported: true,
-    }
-}
-
-/// An upstream value we do not implement (warned about and dropped).
-pub(crate) const fn unsupported(name: &'static str) -> Choice {
-    Choice {
-        name,
-        aliases: &[],
-        supported: false,
     }
 }

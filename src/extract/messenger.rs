@@ -1,6 +1,6 @@
-//! Where one project's records go: the `ssm` spool, `noop`, or `logstash`,
-//! each with its `[messenger_*] record_types` filter; `--dry-run` prints
-//! the messages instead.
+//! Where one project's records go: the `ssm` spool, `noop`, `logstash` or
+//! `greendigit_cim`, each with its `[messenger_*] record_types` filter;
+//! `--dry-run` prints the messages instead.
 //!
 //! The spool and the lastrun files are reached through two small traits,
 //! [`MessageSink`] and [`LastrunStore`], so the orchestration can be tested with
@@ -13,8 +13,11 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use crate::cim::Cim;
 use crate::config::caso::Messenger as MessengerKind;
-use crate::record::{Message, Record, RecordType, render_messages};
+use crate::record::{
+    EnergyRecord, Message, Record, RecordType, render_energy_array, render_messages,
+};
 use crate::time::Timestamp;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -92,6 +95,11 @@ pub enum Messenger {
         port: u16,
         types: Vec<RecordType>,
     },
+    /// Takes energy records only (the service's JSON has no other type).
+    GreenDigitCim {
+        cim: Arc<Cim>,
+        types: Vec<RecordType>,
+    },
 }
 
 impl std::fmt::Debug for Messenger {
@@ -106,6 +114,7 @@ impl Messenger {
             Messenger::Ssm { .. } => MessengerKind::Ssm,
             Messenger::Noop { .. } => MessengerKind::Noop,
             Messenger::Logstash { .. } => MessengerKind::Logstash,
+            Messenger::GreenDigitCim { .. } => MessengerKind::GreenDigitCim,
         }
     }
 
@@ -113,7 +122,8 @@ impl Messenger {
         match self {
             Messenger::Ssm { types, .. }
             | Messenger::Noop { types }
-            | Messenger::Logstash { types, .. } => types,
+            | Messenger::Logstash { types, .. }
+            | Messenger::GreenDigitCim { types, .. } => types,
         }
     }
 
@@ -123,6 +133,7 @@ impl Messenger {
             Messenger::Ssm { spool, .. } => format!("ssm spool {}", spool.describe()),
             Messenger::Noop { .. } => "noop messenger".into(),
             Messenger::Logstash { host, port, .. } => format!("logstash {host}:{port}"),
+            Messenger::GreenDigitCim { cim, .. } => format!("greendigit_cim {}", cim.describe()),
         }
     }
 
@@ -190,6 +201,17 @@ impl Messenger {
             Messenger::Logstash { host, port, .. } => {
                 send_logstash(host, *port, &selected).await?;
             }
+            Messenger::GreenDigitCim { cim, .. } => {
+                let energy = energy_records(&selected);
+                let published = cim.publish(&energy).await.map_err(|e| e.to_string())?;
+                tracing::debug!(
+                    records = published.records,
+                    status = published.status,
+                    requests = published.requests,
+                    "published to GreenDIGIT CIM"
+                );
+                return Ok(published.records);
+            }
         }
         Ok(selected.len())
     }
@@ -218,17 +240,35 @@ async fn send_logstash(host: &str, port: u16, records: &[Record]) -> Result<(), 
     }
 }
 
-/// `--dry-run`: every record, rendered as the spool messages would be.
+fn energy_records(records: &[Record]) -> Vec<EnergyRecord> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Energy(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `--dry-run`: every record, rendered as the spool messages would be;
+/// energy records last, as the JSON array the CIM service would get (one
+/// line). Returns the messages printed (the energy array counts one).
 pub fn print_messages(
     out: &mut dyn Write,
     records: &[Record],
     max_records: NonZeroUsize,
 ) -> Result<usize, String> {
     let messages = render_messages(records, max_records).map_err(|e| e.to_string())?;
+    let failed = |e: std::io::Error| format!("cannot write to stdout: {e}");
     for m in &messages {
         let text = m.as_str();
         let newline = if text.ends_with('\n') { "" } else { "\n" };
-        write!(out, "{text}{newline}").map_err(|e| format!("cannot write to stdout: {e}"))?;
+        write!(out, "{text}{newline}").map_err(failed)?;
     }
-    Ok(messages.len())
+    let energy = energy_records(records);
+    if energy.is_empty() {
+        return Ok(messages.len());
+    }
+    writeln!(out, "{}", render_energy_array(&energy)).map_err(failed)?;
+    Ok(messages.len() + 1)
 }

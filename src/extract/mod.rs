@@ -6,7 +6,8 @@
 //! one shared [`Session`] and per-run flavor, image and user caches. Each
 //! project: period from its lastrun (or `--extract-from`) to
 //! `--extract-to` (or now, never later than now); records from the
-//! [`nova`], [`cinder`] and [`neutron`] extractors, sorted; then, in project
+//! [`nova`], [`cinder`] and [`neutron`] extractors and the energy one
+//! (`energy.rs`: Prometheus, asked for several projects at once), sorted; then, in project
 //! order (so the output does not depend on timing), every
 //! [`messenger::Messenger`] gets them, and only when all of that project's
 //! messages are durably in the spool and nothing failed is its lastrun set
@@ -19,6 +20,7 @@ mod auth;
 pub mod check;
 pub mod cinder;
 mod deliver;
+mod energy;
 pub mod messenger;
 pub mod neutron;
 pub mod nova;
@@ -43,6 +45,7 @@ use crate::openstack::Session;
 use crate::openstack::glance::ImageCache;
 use crate::openstack::keystone::UserNames;
 use crate::openstack::nova::FlavorCache;
+use crate::record::RecordType;
 use crate::time::Timestamp;
 pub use auth::auth_config;
 use auth::{log_in, session};
@@ -99,6 +102,8 @@ pub struct RunShared {
     pub flavors: FlavorCache,
     pub images: ImageCache,
     pub users: UserNames,
+    /// With the `prometheus` extractor: Prometheus, asked across projects.
+    pub energy: Option<energy::EnergyBatcher>,
 }
 
 impl RunShared {
@@ -192,8 +197,40 @@ pub async fn run(
                 port: settings.logstash.port,
                 types,
             },
+            caso::Messenger::GreenDigitCim => {
+                let other: Vec<&str> = types
+                    .iter()
+                    .filter(|t| **t != RecordType::Energy)
+                    .map(|t| t.as_str())
+                    .collect();
+                if !other.is_empty() {
+                    tracing::warn!(
+                        "[messenger_greendigit_cim] record_types: {} not sent: the GreenDIGIT CIM service takes energy records only",
+                        other.join(", ")
+                    );
+                }
+                let cim = crate::cim::CimConfig::from_settings(&settings.greendigit_cim)
+                    .and_then(crate::cim::Cim::new)
+                    .map_err(|e| exit::usage(anyhow!("{e}")))?;
+                Messenger::GreenDigitCim {
+                    cim: Arc::new(cim),
+                    types,
+                }
+            }
         });
     }
+    let energy = if settings.extractors.contains(&Extractor::Prometheus) {
+        let config = crate::prometheus::PrometheusConfig::from_settings(&settings.prometheus);
+        let prometheus =
+            crate::prometheus::Prometheus::new(config).map_err(|e| exit::usage(anyhow!("{e}")))?;
+        Some(energy::EnergyBatcher::new(
+            prometheus,
+            settings.prometheus.cpu_normalization_factor,
+            stop.clone(),
+        ))
+    } else {
+        None
+    };
     let session = session(settings)?;
     let to = period::period_end(settings.extract_to, now);
     let cfg = Arc::new(RunConfig {
@@ -244,6 +281,7 @@ pub async fn run(
             tracing::warn!("stopped on request before any project was started");
             return Ok(Report {
                 requests: session.request_counts(),
+                prometheus_requests: energy.as_ref().map_or(0, |b| b.requests()),
                 dry_run: cfg.dry_run,
                 messengers: cfg.messengers.iter().map(Messenger::describe).collect(),
                 ..Report::default()
@@ -280,6 +318,7 @@ pub async fn run(
         flavors: FlavorCache::new(),
         images: ImageCache::new(),
         users: UserNames::new(admin_scope),
+        energy: energy.clone(),
     });
     window::extract_all(
         shared,
@@ -292,6 +331,7 @@ pub async fn run(
     )
     .await;
     report.requests = session.request_counts();
+    report.prometheus_requests = energy.as_ref().map_or(0, |b| b.requests());
     report.dry_run = cfg.dry_run;
     report.messengers = cfg.messengers.iter().map(Messenger::describe).collect();
     Ok(report)

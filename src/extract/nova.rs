@@ -278,7 +278,7 @@ fn check_times(
     }
 }
 
-fn vm_uuid(server: &Server, ctx: &RecordContext) -> Result<Uuid, Failure> {
+pub(super) fn vm_uuid(server: &Server, ctx: &RecordContext) -> Result<Uuid, Failure> {
     Uuid::parse_str(&server.id).map_err(|e| {
         ctx.failure(
             format!("nova server {:?}", server.id),

@@ -56,6 +56,8 @@ pub struct Report {
     /// out): nothing of theirs was spooled, their lastrun is untouched.
     pub stopped: Vec<String>,
     pub requests: RequestCounts,
+    /// Prometheus `query_range` requests (the `prometheus` extractor).
+    pub prometheus_requests: u64,
     /// Where the records went: the messengers' [`super::messenger::Messenger::describe`]
     /// (empty for a dry run).
     pub messengers: Vec<String>,
@@ -72,7 +74,7 @@ pub struct ProjectReport {
     pub messages: usize,
     /// The records in those messages.
     pub records_spooled: usize,
-    /// Records taken by the `logstash` and `noop` messengers.
+    /// Records taken by the `logstash`, `noop` and `greendigit_cim` messengers.
     pub records_pushed: usize,
     /// The lastrun written, if any.
     pub lastrun: Option<Timestamp>,

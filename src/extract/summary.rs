@@ -13,6 +13,12 @@ use crate::exit;
 /// [`exit::reported`]) naming every failure when any.
 pub fn summarize(report: &Report) -> anyhow::Result<()> {
     tracing::info!("OpenStack: {}", report.requests);
+    if report.prometheus_requests > 0 {
+        tracing::info!(
+            "Prometheus: {} query_range requests",
+            report.prometheus_requests
+        );
+    }
     if !report.not_started.is_empty() || !report.stopped.is_empty() {
         let ids: Vec<&str> = report
             .stopped

@@ -14,6 +14,7 @@ use futures_util::future::join_all;
 use tracing::Instrument;
 
 use super::deliver::deliver_group;
+use super::energy::{self, Ticket};
 use super::messenger::LastrunStore;
 use super::period::{Period, period_of};
 use super::projects::ProjectInfo;
@@ -50,8 +51,15 @@ pub(super) async fn extract_all(
         let span = crate::logging::project_span(&p.name, &p.id);
         let (shared, cfg, lastrun) = (shared.clone(), cfg.clone(), lastrun.clone());
         let id = p.id.clone();
+        // Taken before the task runs, so that the projects started together
+        // are asked for together (see `energy.rs`).
+        let ticket = shared
+            .energy
+            .as_ref()
+            .filter(|_| cfg.extractors.contains(&Extractor::Prometheus))
+            .map(|b| b.ticket());
         let task = tokio::spawn(
-            extract_project(shared, cfg, lastrun, p, stop.clone()).instrument(span.clone()),
+            extract_project(shared, cfg, lastrun, p, ticket, stop.clone()).instrument(span.clone()),
         );
         (id, span, task)
     };
@@ -117,6 +125,7 @@ fn sort_key(r: &Record) -> (RecordType, String) {
         Record::Accelerator(a) => format!("{} {}", a.associated_record, a.measurement),
         Record::Storage(s) => s.volume_id.to_string(),
         Record::Ip(i) => format!("{} {}", i.local_group, i.ip_version.number()),
+        Record::Energy(e) => e.exec_unit_id.to_string(),
     };
     (r.kind(), key)
 }
@@ -128,6 +137,7 @@ async fn extract_project(
     cfg: Arc<RunConfig>,
     lastrun: Arc<dyn LastrunStore>,
     project: ProjectInfo,
+    mut ticket: Option<Ticket>,
     stop: Shutdown,
 ) -> Extracted {
     let mut out = Extracted {
@@ -178,6 +188,10 @@ async fn extract_project(
     // failures do not depend on timing).
     let extracting = join_all(cfg.extractors.iter().map(|extractor| {
         let (shared, ctx, keys) = (&*shared, &ctx, &cfg.keys);
+        let ticket = match extractor {
+            Extractor::Prometheus => ticket.take(),
+            _ => None,
+        };
         async move {
             match extractor {
                 Extractor::Nova => match nova::fetch(shared, target, ctx).await {
@@ -186,6 +200,10 @@ async fn extract_project(
                 },
                 Extractor::Cinder => cinder::extract(shared, target, ctx).await,
                 Extractor::Neutron => neutron::extract(shared, target, ctx).await,
+                Extractor::Prometheus => match ticket {
+                    Some(ticket) => energy::extract(shared, target, ctx, ticket).await,
+                    None => Err(ctx.failure("prometheus", "no Prometheus client (a bug)")),
+                },
             }
         }
     }));

@@ -29,6 +29,7 @@ use reqwest::{StatusCode, Url};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::config::caso::{PrometheusSettings, valid_label_name};
 use crate::daemon::Shutdown;
 use crate::net::{BodyError, Redirect, excerpt, origin, read_body, same_origin_redirects};
 use crate::time::Timestamp;
@@ -99,30 +100,21 @@ impl Default for PrometheusConfig {
     }
 }
 
-/// cASO's `labels` entries (`key:value`, blanks around each trimmed); an
-/// entry without `:` is refused (cASO only warns and drops it).
-pub fn parse_labels(entries: &[String]) -> Result<Vec<(String, String)>, PrometheusError> {
-    entries
-        .iter()
-        .map(|e| match e.split_once(':') {
-            Some((k, v)) if valid_label_name(k.trim()) => {
-                Ok((k.trim().to_string(), v.trim().to_string()))
-            }
-            _ => Err(PrometheusError::Config {
-                field: "labels",
-                detail: format!("{e:?} is not key:value with a Prometheus label name as key"),
-            }),
-        })
-        .collect()
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+impl PrometheusConfig {
+    /// caso.conf's `[prometheus]`, and our defaults for the rest.
+    pub fn from_settings(s: &PrometheusSettings) -> Self {
+        PrometheusConfig {
+            endpoint: s.endpoint.clone(),
+            metric_name: s.metric_name.clone(),
+            uuid_label: s.uuid_label.clone(),
+            labels: s.labels.clone(),
+            step_seconds: s.step_seconds,
+            verify_tls: s.verify_tls,
+            timeout: s.timeout,
+            concurrency: s.concurrency,
+            ..PrometheusConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -501,20 +493,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn labels_are_casos_key_value_pairs() {
-        let l = parse_labels(&[" type_instance : scaph ".into(), "a:b:c".into()]).unwrap();
-        assert_eq!(
-            l,
-            vec![
-                ("type_instance".into(), "scaph".into()),
-                ("a".into(), "b:c".into())
-            ]
-        );
-        assert!(parse_labels(&["novalue".into()]).is_err());
-        assert!(parse_labels(&["1x:y".into()]).is_err());
-    }
 
     #[test]
     fn error_bodies_become_typed_errors() {

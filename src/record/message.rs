@@ -49,8 +49,9 @@ struct Framing {
     footer: &'static str,
 }
 
-fn framing(kind: RecordType) -> Framing {
-    match kind {
+/// `None` for energy, which is no APEL message.
+fn framing(kind: RecordType) -> Option<Framing> {
+    Some(match kind {
         RecordType::Cloud => Framing {
             header: "APEL-cloud-message: v0.4\n",
             separator: "\n%%\n",
@@ -71,7 +72,8 @@ fn framing(kind: RecordType) -> Framing {
             separator: "",
             footer: STAR_ROOT_CLOSE,
         },
-    }
+        RecordType::Energy => return None,
+    })
 }
 
 /// Renders records into messages the way cASO's SSM messenger does: every
@@ -79,7 +81,8 @@ fn framing(kind: RecordType) -> Framing {
 /// their given order, a new message every `max_records` records (`[ssm]
 /// max_size`) and also before a message would exceed [`MAX_MESSAGE_BYTES`].
 /// A record that alone exceeds the limit is an error naming it: never
-/// dropped, never truncated.
+/// dropped, never truncated. Energy records are not APEL messages: they
+/// are left out (the ssm messenger never gets them).
 pub fn render_messages(
     records: &[Record],
     max_records: NonZeroUsize,
@@ -93,8 +96,10 @@ pub(super) fn render_with_limit(
     max_bytes: usize,
 ) -> Result<Vec<Message>, RecordError> {
     let mut messages = Vec::new();
-    for kind in RecordType::ALL {
-        let frame = framing(kind);
+    for kind in RecordType::APEL {
+        let Some(frame) = framing(kind) else {
+            continue;
+        };
         let overhead = frame.header.len() + frame.footer.len();
         let mut current: Option<(String, usize)> = None;
         for record in records.iter().filter(|r| r.kind() == kind) {
@@ -142,6 +147,7 @@ fn render_one(record: &Record) -> String {
         Record::Ip(r) => r.render(),
         Record::Accelerator(r) => r.render(),
         Record::Storage(r) => r.render(),
+        Record::Energy(r) => r.render(),
     }
 }
 

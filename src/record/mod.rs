@@ -4,9 +4,10 @@
 //! Four record types, one per message format: [`CloudRecord`] (APEL cloud
 //! v0.4 key/value text), [`IpRecord`] (public IP v0.2 JSON),
 //! [`AcceleratorRecord`] (accelerator v0.1 JSON) and [`StorageRecord`] (EMI
-//! StAR XML). Energy records ([`EnergyRecord`], cASO's JSON for the
-//! GreenDIGIT CIM service) are not APEL messages and have no [`Record`]
-//! variant yet. [`render_messages`] turns records into [`Message`]s: pure ASCII,
+//! StAR XML); and a fifth that is not APEL's: [`EnergyRecord`], cASO's JSON
+//! for the GreenDIGIT CIM service (never rendered to an APEL message: the
+//! ssm messenger refuses energy at load time). [`render_messages`] turns
+//! the APEL records into [`Message`]s: pure ASCII,
 //! at most `max_records` records and [`MAX_MESSAGE_BYTES`] bytes each.
 //!
 //! Output is byte-for-byte what cASO writes, except for the documented fixes
@@ -58,6 +59,7 @@ pub enum Record {
     Ip(IpRecord),
     Accelerator(AcceleratorRecord),
     Storage(StorageRecord),
+    Energy(EnergyRecord),
 }
 
 impl Record {
@@ -67,6 +69,7 @@ impl Record {
             Record::Ip(_) => RecordType::Ip,
             Record::Accelerator(_) => RecordType::Accelerator,
             Record::Storage(_) => RecordType::Storage,
+            Record::Energy(_) => RecordType::Energy,
         }
     }
 
@@ -79,6 +82,7 @@ impl Record {
                 format!("AssociatedRecord {} {}", r.associated_record, r.measurement)
             }
             Record::Storage(r) => format!("volume {}", r.volume_id),
+            Record::Energy(r) => format!("ExecUnitID {}", r.exec_unit_id),
         }
     }
 }
@@ -103,9 +107,15 @@ impl From<StorageRecord> for Record {
         Record::Storage(r)
     }
 }
+impl From<EnergyRecord> for Record {
+    fn from(r: EnergyRecord) -> Self {
+        Record::Energy(r)
+    }
+}
 
 /// The record types, named as in cASO's `record_types` option. Message
-/// order follows cASO: every cloud message, then IP, accelerator, storage.
+/// order follows cASO: every cloud message, then IP, accelerator, storage
+/// (energy records are not APEL messages).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -115,10 +125,20 @@ pub enum RecordType {
     Ip,
     Accelerator,
     Storage,
+    Energy,
 }
 
 impl RecordType {
-    pub const ALL: [RecordType; 4] = [
+    pub const ALL: [RecordType; 5] = [
+        RecordType::Cloud,
+        RecordType::Ip,
+        RecordType::Accelerator,
+        RecordType::Storage,
+        RecordType::Energy,
+    ];
+
+    /// The types APEL takes (what the ssm messenger can send).
+    pub const APEL: [RecordType; 4] = [
         RecordType::Cloud,
         RecordType::Ip,
         RecordType::Accelerator,
@@ -131,6 +151,7 @@ impl RecordType {
             RecordType::Ip => "ip",
             RecordType::Accelerator => "accelerator",
             RecordType::Storage => "storage",
+            RecordType::Energy => "energy",
         }
     }
 }
@@ -142,7 +163,7 @@ impl fmt::Display for RecordType {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown record type {0:?}: expected one of cloud, ip, accelerator, storage")]
+#[error("unknown record type {0:?}: expected one of cloud, ip, accelerator, storage, energy")]
 pub struct UnknownRecordType(pub String);
 
 impl FromStr for RecordType {
@@ -250,10 +271,10 @@ mod tests {
             assert_eq!(t.as_str().parse::<RecordType>().unwrap(), t);
         }
         assert_eq!(" ip ".parse::<RecordType>().unwrap(), RecordType::Ip);
-        let err = "energy".parse::<RecordType>().unwrap_err();
+        let err = "power".parse::<RecordType>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown record type \"energy\": expected one of cloud, ip, accelerator, storage"
+            "unknown record type \"power\": expected one of cloud, ip, accelerator, storage, energy"
         );
     }
 

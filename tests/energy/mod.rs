@@ -11,6 +11,8 @@
 //! (samples summed in cASO's order), NaN and negative samples, gaps and
 //! excluded label sets included.
 
+mod run;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

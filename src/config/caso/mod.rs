@@ -4,6 +4,7 @@
 //! `[keystone_auth]` and its check are `auth.rs`.
 
 mod auth;
+mod energy;
 mod options;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ pub use crate::openstack::Interface;
 pub use crate::record::RecordType;
 use crate::time::Timestamp;
 pub use auth::KeystoneAuth;
+pub use energy::{GreenDigitCim, PrometheusSettings, valid_label_name};
 use options::D;
 pub(crate) use options::SCHEMA;
 
@@ -27,6 +29,8 @@ pub enum Messenger {
     Noop,
     /// JSON lines to a Logstash TCP input.
     Logstash,
+    /// Energy records to the GreenDIGIT CIM service.
+    GreenDigitCim,
 }
 
 /// Which OpenStack service records are extracted from.
@@ -35,6 +39,8 @@ pub enum Extractor {
     Nova,
     Cinder,
     Neutron,
+    /// Energy records from Prometheus (VMs listed by Nova).
+    Prometheus,
 }
 
 /// Keystone authentication method (`v3password` etc. are old spellings).
@@ -56,6 +62,7 @@ impl std::str::FromStr for Messenger {
             "ssm" => Ok(Messenger::Ssm),
             "noop" => Ok(Messenger::Noop),
             "logstash" => Ok(Messenger::Logstash),
+            "greendigit_cim" => Ok(Messenger::GreenDigitCim),
             _ => Err(()),
         }
     }
@@ -68,6 +75,7 @@ impl std::str::FromStr for Extractor {
             "nova" => Ok(Extractor::Nova),
             "cinder" => Ok(Extractor::Cinder),
             "neutron" => Ok(Extractor::Neutron),
+            "prometheus" => Ok(Extractor::Prometheus),
             _ => Err(()),
         }
     }
@@ -146,6 +154,8 @@ pub struct MessengerRecordTypes {
     pub noop: Vec<RecordType>,
     /// Default all.
     pub logstash: Vec<RecordType>,
+    /// Default energy (cASO: all; the CIM service takes energy records).
+    pub greendigit_cim: Vec<RecordType>,
 }
 
 impl MessengerRecordTypes {
@@ -154,6 +164,7 @@ impl MessengerRecordTypes {
             Messenger::Ssm => &self.ssm,
             Messenger::Noop => &self.noop,
             Messenger::Logstash => &self.logstash,
+            Messenger::GreenDigitCim => &self.greendigit_cim,
         }
     }
 }
@@ -216,6 +227,8 @@ pub struct CasoSettings {
     pub accelerator: Accelerator,
     pub logstash: Logstash,
     pub record_types: MessengerRecordTypes,
+    pub prometheus: PrometheusSettings,
+    pub greendigit_cim: GreenDigitCim,
 }
 
 fn required(e: &Effective, section: &str, key: &str) -> Result<String, ConfigError> {
@@ -255,11 +268,16 @@ pub(crate) fn period(
     Ok((from, to))
 }
 
-fn record_types(e: &Effective, section: &str) -> Result<Vec<RecordType>, ConfigError> {
+/// `[<section>] record_types`; empty means `all` (cASO: every type; for
+/// the ssm messenger ours is every APEL type, as energy cannot go there).
+fn record_types(
+    e: &Effective,
+    section: &str,
+    all: &[RecordType],
+) -> Result<Vec<RecordType>, ConfigError> {
     let types: Vec<RecordType> = typed_list(e, section, "record_types")?;
     if types.is_empty() && e.list(section, "record_types").is_empty() {
-        // cASO: an empty list means every record type.
-        return Ok(RecordType::ALL.to_vec());
+        return Ok(all.to_vec());
     }
     Ok(types)
 }
@@ -289,7 +307,7 @@ impl CasoSettings {
             return Err(ConfigError::Missing {
                 section: D.into(),
                 key: "messengers".into(),
-                purpose: "(at least one of ssm, noop, logstash)".into(),
+                purpose: "(at least one of ssm, noop, logstash, greendigit_cim)".into(),
             });
         }
         let extractors: Vec<Extractor> = typed_list(e, D, "extractor")?;
@@ -297,10 +315,18 @@ impl CasoSettings {
             return Err(ConfigError::Missing {
                 section: D.into(),
                 key: "extractor".into(),
-                purpose: "(at least one of nova, cinder, neutron)".into(),
+                purpose: "(at least one of nova, cinder, neutron, prometheus)".into(),
             });
         }
         let (extract_from, extract_to) = period(e, Timestamp::now())?;
+        let record_types = MessengerRecordTypes {
+            ssm: record_types(e, "messenger_ssm", &RecordType::APEL)?,
+            noop: record_types(e, "messenger_noop", &RecordType::ALL)?,
+            logstash: record_types(e, "messenger_logstash", &RecordType::ALL)?,
+            greendigit_cim: record_types(e, "messenger_greendigit_cim", &RecordType::ALL)?,
+        };
+        let greendigit_cim = GreenDigitCim::from_effective(e)?;
+        energy::check(e, &messengers, &record_types.ssm, &greendigit_cim)?;
         let mapping_file = e.path_or_default(D, "mapping_file")?;
         let spooldir = e.path_or_default(D, "spooldir")?;
         Ok(CasoSettings {
@@ -343,11 +369,9 @@ impl CasoSettings {
                 host: required(e, "logstash", "host")?,
                 port: e.int_or_default("logstash", "port")? as u16,
             },
-            record_types: MessengerRecordTypes {
-                ssm: record_types(e, "messenger_ssm")?,
-                noop: record_types(e, "messenger_noop")?,
-                logstash: record_types(e, "messenger_logstash")?,
-            },
+            record_types,
+            prometheus: PrometheusSettings::from_effective(e)?,
+            greendigit_cim,
         })
     }
 
@@ -763,23 +787,67 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_choices_are_dropped_with_a_warning() {
+    fn the_energy_path_loads_and_refuses_energy_for_apel() {
         let d = tempfile::tempdir().unwrap();
         let a = file(
             &d,
             "a.conf",
-            "[DEFAULT]\nextractor = nova,prometheus\n[messenger_noop]\nrecord_types = energy\n[prometheus]\nprometheus_endpoint = http://x\n",
+            "[DEFAULT]\nextractor = nova,prometheus\nmessengers = ssm,greendigit_cim\n[prometheus]\nprometheus_endpoint = http://x:9090\nlabels = a:b, c : d:e\ncpu_normalization_factor = 0.5\n[greendigit_cim]\nemail = e@x\npassword = pw\n",
         );
-        let e = load(&["--config-file", &a], &[]);
-        let s = CasoSettings::from_effective(&e).unwrap();
-        assert_eq!(s.extractors, [Extractor::Nova]);
-        assert!(s.record_types.noop.is_empty());
+        let s = CasoSettings::from_effective(&load(&["--config-file", &a], &[])).unwrap();
+        assert_eq!(s.extractors, [Extractor::Nova, Extractor::Prometheus]);
+        assert_eq!(s.record_types.greendigit_cim, [RecordType::Energy]);
+        assert_eq!(s.record_types.ssm, RecordType::APEL);
         assert_eq!(s.record_types.logstash, RecordType::ALL);
-        assert!(
-            e.warnings()
-                .iter()
-                .any(|w| w.contains("\"prometheus\" is not supported"))
+        assert_eq!(
+            s.prometheus.labels,
+            [("a".into(), "b".into()), ("c".into(), "d:e".into())]
         );
+        assert_eq!(s.prometheus.cpu_normalization_factor, 0.5);
+        assert_eq!(s.prometheus.step_seconds, 30);
+        assert_eq!(s.prometheus.endpoint.as_str(), "http://x:9090/");
+        // An empty ssm list is every APEL type, never energy.
+        let b = file(&d, "b.conf", "[messenger_ssm]\nrecord_types =\n");
+        let s = CasoSettings::from_effective(&load(&["--config-file", &b], &[])).unwrap();
+        assert_eq!(s.record_types.ssm, RecordType::APEL);
+        for (text, want) in [
+            (
+                "[messenger_ssm]\nrecord_types = cloud,energy\n",
+                "a.conf:2: [messenger_ssm] record_types: energy records cannot go to APEL",
+            ),
+            (
+                "[DEFAULT]\nmessengers = greendigit_cim\n[greendigit_cim]\nemail = e@x\n",
+                "[greendigit_cim] password is required by the greendigit_cim messenger",
+            ),
+            (
+                "[prometheus]\nlabels = novalue\n",
+                "a.conf:2: [prometheus] labels: \"novalue\" is not key:value",
+            ),
+            (
+                "[prometheus]\nprometheus_metric_name = a-b\n",
+                "[prometheus] prometheus_metric_name: \"a-b\" is not a Prometheus metric name",
+            ),
+            (
+                "[prometheus]\nprometheus_step_seconds = 0\n",
+                "[prometheus] prometheus_step_seconds: 0 is out of range 1..=86400",
+            ),
+            (
+                "[prometheus]\ncpu_normalization_factor = nan\n",
+                "[prometheus] cpu_normalization_factor: expected a finite number",
+            ),
+            (
+                "[prometheus]\nprometheus_endpoint = ftp://u:secret@h/\n",
+                "[prometheus] prometheus_endpoint: ftp://h:21 is not an http(s) URL",
+            ),
+        ] {
+            let a = file(&d, "a.conf", text);
+            let err = load_caso_with_env(&cli(&["--config-file", &a]), vec![])
+                .and_then(|e| CasoSettings::from_effective(&e).map(|_| ()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
     }
 
     #[test]

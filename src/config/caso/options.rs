@@ -3,9 +3,7 @@
 //! few of ours. Each default is written here once.
 
 use crate::config::ini::Dialect;
-use crate::config::schema::{
-    Choice, Kind, OptSpec, Rename, Schema, choice, ignored, opt, unsupported,
-};
+use crate::config::schema::{Choice, Kind, OptSpec, Owner, Rename, Schema, choice, ignored, opt};
 
 pub(super) static MESSENGERS: &[Choice] = &[
     Choice {
@@ -15,14 +13,14 @@ pub(super) static MESSENGERS: &[Choice] = &[
     },
     choice("noop"),
     choice("logstash"),
-    unsupported("greendigit_cim"),
+    choice("greendigit_cim"),
 ];
 
 pub(super) static EXTRACTORS: &[Choice] = &[
     choice("nova"),
     choice("cinder"),
     choice("neutron"),
-    unsupported("prometheus"),
+    choice("prometheus"),
 ];
 
 pub(super) static RECORD_TYPES: &[Choice] = &[
@@ -30,7 +28,7 @@ pub(super) static RECORD_TYPES: &[Choice] = &[
     choice("ip"),
     choice("accelerator"),
     choice("storage"),
-    unsupported("energy"),
+    choice("energy"),
 ];
 
 pub(super) static AUTH_TYPES: &[Choice] = &[
@@ -73,10 +71,14 @@ pub(super) static INTERFACES: &[Choice] = &[
 pub(crate) const D: &str = "DEFAULT";
 /// Keystone credentials and client settings.
 pub(crate) const KA: &str = "keystone_auth";
+/// The energy extractor's Prometheus.
+pub(crate) const P: &str = "prometheus";
+/// The GreenDIGIT CIM messenger's service.
+pub(crate) const G: &str = "greendigit_cim";
 
 #[rustfmt::skip]
 static OPTIONS: &[OptSpec] = &[
-    opt(D, "messengers", Kind::Choices(MESSENGERS), Some("noop"), "Messengers that dispatch records: ssm, noop, logstash."),
+    opt(D, "messengers", Kind::Choices(MESSENGERS), Some("noop"), "Messengers that dispatch records: ssm, noop, logstash, greendigit_cim."),
     opt(D, "spooldir", Kind::Path, Some("/var/spool/caso"), "Spool directory (lastrun files)."),
     opt(D, "lock_path", Kind::Path, Some("$spooldir"), "Directory of the run lock; default $CASO_LOCK_PATH or $spooldir."),
     opt(D, "dry_run", Kind::Bool, Some("false"), "Extract and print, push nothing, do not update lastrun."),
@@ -88,7 +90,7 @@ static OPTIONS: &[OptSpec] = &[
     opt(D, "mapping_file", Kind::Path, Some("/etc/caso/voms.json"), "Deprecated VO <-> project JSON mapping."),
     opt(D, "extract_to", Kind::Time, None, "Extract until this date (default now; UTC if no zone)."),
     opt(D, "extract_from", Kind::Time, None, "Extract from this date (default: the project's lastrun)."),
-    opt(D, "extractor", Kind::Choices(EXTRACTORS), Some("nova,cinder,neutron"), "Extractors: nova, cinder, neutron."),
+    opt(D, "extractor", Kind::Choices(EXTRACTORS), Some("nova,cinder,neutron"), "Extractors: nova, cinder, neutron, prometheus (energy)."),
     opt(D, "region_name", Kind::Str, None, "OpenStack region to use."),
     opt(D, "debug", Kind::Bool, Some("false"), "Log at DEBUG instead of INFO."),
     opt(D, "log_file", Kind::Path, None, "Log to this file instead of stderr."),
@@ -174,6 +176,21 @@ static OPTIONS: &[OptSpec] = &[
     opt("messenger_ssm", "record_types", Kind::Choices(RECORD_TYPES), Some("cloud,ip,accelerator,storage"), "Record types the ssm messenger publishes."),
     opt("messenger_noop", "record_types", Kind::Choices(RECORD_TYPES), Some(""), "Record types for noop (empty: all)."),
     opt("messenger_logstash", "record_types", Kind::Choices(RECORD_TYPES), Some(""), "Record types for logstash (empty: all)."),
+    OptSpec { section: "messenger_greendigit_cim", key: "record_types", kind: Kind::Choices(RECORD_TYPES), default: Some("energy"), owner: Owner::OurDefault, help: "Record types for greendigit_cim (cASO: all; the service takes energy records)." },
+    opt(P, "prometheus_endpoint", Kind::Str, Some("http://localhost:9090"), "Prometheus server URL."),
+    opt(P, "prometheus_metric_name", Kind::Str, Some("prometheus_value"), "Metric holding each VM's power (microwatts)."),
+    opt(P, "vm_uuid_label_name", Kind::Str, Some("uuid"), "Label whose value is the VM's id."),
+    opt(P, "labels", Kind::List, Some("type_instance:scaph_process_power_microwatts"), "key:value label filters of the metric."),
+    opt(P, "prometheus_step_seconds", Kind::Int { min: 1, max: 86_400 }, Some("30"), "Seconds between samples (query_range step)."),
+    opt(P, "prometheus_verify_ssl", Kind::Bool, Some("true"), "Verify Prometheus's TLS certificate."),
+    opt(P, "cpu_normalization_factor", Kind::Float, Some("1.0"), "Factor applied to the energy of every record."),
+    opt(P, "timeout", Kind::Duration, Some("60s"), "Per Prometheus request, connecting included.").ours(),
+    opt(P, "concurrency", Kind::Int { min: 1, max: 64 }, Some("4"), "Prometheus requests in flight at most.").ours(),
+    opt(G, "base_url", Kind::Str, Some("https://greendigit-cim.sztaki.hu"), "GreenDIGIT CIM service URL."),
+    opt(G, "email", Kind::Str, None, "Account email (required with greendigit_cim)."),
+    opt(G, "password", Kind::Secret, None, "Account password (required with greendigit_cim)."),
+    opt(G, "verify_ssl", Kind::Bool, Some("true"), "Verify the CIM service's TLS certificate."),
+    opt(G, "timeout", Kind::Duration, Some("60s"), "Per CIM request (cASO: 60 s).").ours(),
 ];
 
 #[rustfmt::skip]
@@ -193,12 +210,7 @@ pub(crate) static SCHEMA: Schema = Schema {
     env_prefix: "CASO_",
     options: OPTIONS,
     renames: RENAMES,
-    ignored_sections: &[
-        "prometheus",
-        "greendigit_cim",
-        "messenger_greendigit_cim",
-        "sample_remote_file_source",
-    ],
+    ignored_sections: &["sample_remote_file_source"],
     interpolate: true,
 };
 
