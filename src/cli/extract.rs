@@ -223,7 +223,7 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     let settings = CasoSettings::from_effective(&eff)?;
     if cli.print_config {
         print!("{}", eff.render());
-        if let Err(e) = settings.site_name() {
+        if let Err(e) = settings.ready_to_extract() {
             tracing::warn!("not ready to extract: {e}");
         }
         return Ok(());

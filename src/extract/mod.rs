@@ -391,7 +391,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// when `stop` is requested. Takes and releases the run lock itself, so in daemon
 /// mode a cron run of cASO or of ours can go between two runs.
 pub fn run_once(settings: &CasoSettings, stop: &Shutdown) -> anyhow::Result<()> {
-    settings.site_name()?;
+    settings.ready_to_extract()?;
     auth_config(settings)?;
     if stop.is_requested() {
         return Ok(());

@@ -149,14 +149,9 @@ impl GreenDigitCim {
     }
 }
 
-/// What the energy path needs of the whole file: the CIM account when that
-/// messenger is on, and no energy for the ssm messenger.
-pub(super) fn check(
-    e: &Effective,
-    messengers: &[Messenger],
-    ssm_types: &[RecordType],
-    cim: &GreenDigitCim,
-) -> Result<(), ConfigError> {
+/// No energy for the ssm messenger: a contradiction in the file, refused
+/// when it is loaded.
+pub(super) fn check(e: &Effective, ssm_types: &[RecordType]) -> Result<(), ConfigError> {
     if ssm_types.contains(&RecordType::Energy) {
         return Err(e.invalid(
             "messenger_ssm",
@@ -164,18 +159,28 @@ pub(super) fn check(
             "energy records cannot go to APEL (it has no energy message; cASO 5.2.2 fails at push time with \"Unexpected record format!\"): send them with the greendigit_cim messenger".into(),
         ));
     }
-    if messengers.contains(&Messenger::GreenDigitCim) {
-        for (key, set) in [
-            ("email", cim.email.is_some()),
-            ("password", cim.password.is_some()),
-        ] {
-            if !set {
-                return Err(ConfigError::Missing {
-                    section: G.into(),
-                    key: key.into(),
-                    purpose: "by the greendigit_cim messenger (the CIM service's account)".into(),
-                });
-            }
+    Ok(())
+}
+
+/// The CIM account, needed to extract with the greendigit_cim messenger
+/// (like `site_name`: `--print-config` still works without it).
+pub(super) fn check_account(
+    messengers: &[Messenger],
+    cim: &GreenDigitCim,
+) -> Result<(), ConfigError> {
+    if !messengers.contains(&Messenger::GreenDigitCim) {
+        return Ok(());
+    }
+    for (key, set) in [
+        ("email", cim.email.is_some()),
+        ("password", cim.password.is_some()),
+    ] {
+        if !set {
+            return Err(ConfigError::Missing {
+                section: G.into(),
+                key: key.into(),
+                purpose: "by the greendigit_cim messenger (the CIM service's account)".into(),
+            });
         }
     }
     Ok(())

@@ -326,7 +326,7 @@ impl CasoSettings {
             greendigit_cim: record_types(e, "messenger_greendigit_cim", &RecordType::ALL)?,
         };
         let greendigit_cim = GreenDigitCim::from_effective(e)?;
-        energy::check(e, &messengers, &record_types.ssm, &greendigit_cim)?;
+        energy::check(e, &record_types.ssm)?;
         let mapping_file = e.path_or_default(D, "mapping_file")?;
         let spooldir = e.path_or_default(D, "spooldir")?;
         Ok(CasoSettings {
@@ -373,6 +373,14 @@ impl CasoSettings {
             prometheus: PrometheusSettings::from_effective(e)?,
             greendigit_cim,
         })
+    }
+
+    /// What extraction cannot do without and loading does not require (so
+    /// that `--print-config` works without it): the site name, and the CIM
+    /// account with the greendigit_cim messenger.
+    pub fn ready_to_extract(&self) -> Result<(), ConfigError> {
+        self.site_name()?;
+        energy::check_account(&self.messengers, &self.greendigit_cim)
     }
 
     /// The site name, which extraction cannot do without.
@@ -816,7 +824,7 @@ mod tests {
                 "a.conf:2: [messenger_ssm] record_types: energy records cannot go to APEL",
             ),
             (
-                "[DEFAULT]\nmessengers = greendigit_cim\n[greendigit_cim]\nemail = e@x\n",
+                "[DEFAULT]\nsite_name = S\nmessengers = greendigit_cim\n[greendigit_cim]\nemail = e@x\n",
                 "[greendigit_cim] password is required by the greendigit_cim messenger",
             ),
             (
@@ -842,7 +850,8 @@ mod tests {
         ] {
             let a = file(&d, "a.conf", text);
             let err = load_caso_with_env(&cli(&["--config-file", &a]), vec![])
-                .and_then(|e| CasoSettings::from_effective(&e).map(|_| ()))
+                .and_then(|e| CasoSettings::from_effective(&e))
+                .and_then(|s| s.ready_to_extract())
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{text:?}: {err}");
