@@ -53,6 +53,7 @@ pub(super) async fn deliver_group(
                     messages: 0,
                     records_spooled: 0,
                     records_pushed: 0,
+                    pushed: Vec::new(),
                     lastrun: None,
                 },
                 failures: Vec::new(),
@@ -102,6 +103,7 @@ pub(super) async fn deliver_group(
                     {
                         Ok(n) => {
                             d.report.records_pushed += n;
+                            d.report.pushed.push((m.describe(), n));
                             span.in_scope(|| tracing::debug!(target: super::LOG_TARGET, "{n} records to {}", m.describe()))
                         }
                         Err(cause) => x.failures.push(Failure::new(&id, m.describe(), cause)),

@@ -76,6 +76,8 @@ pub struct ProjectReport {
     pub records_spooled: usize,
     /// Records taken by the `logstash`, `noop` and `greendigit_cim` messengers.
     pub records_pushed: usize,
+    /// The same by messenger (its `describe()`), in messenger order.
+    pub pushed: Vec<(String, usize)>,
     /// The lastrun written, if any.
     pub lastrun: Option<Timestamp>,
 }

@@ -163,7 +163,14 @@ pub fn summary_line(report: &Report) -> String {
             if m.starts_with("ssm ") {
                 parts.push(spooled("spooled"));
             } else {
-                parts.push(format!("{} records to the {m}", c.records_pushed));
+                let n: usize = report
+                    .projects
+                    .iter()
+                    .flat_map(|p| &p.pushed)
+                    .filter(|(to, _)| to == m)
+                    .map(|(_, n)| n)
+                    .sum();
+                parts.push(format!("{n} records to the {m}"));
             }
         }
     }
@@ -211,6 +218,7 @@ mod tests {
             messages,
             records_spooled: records,
             records_pushed: 0,
+            pushed: Vec::new(),
             lastrun: None,
         }
     }
@@ -270,15 +278,19 @@ mod tests {
             "1/1 projects ok, 3 messages (30 records) printed (dry run: nothing spooled)"
         );
         let mut p = project("a", 0, 0);
-        p.records_pushed = 7;
+        p.records_pushed = 9;
+        p.pushed = vec![
+            ("logstash h:5000".into(), 7),
+            ("greendigit_cim http://c".into(), 2),
+        ];
         let r = Report {
             projects: vec![p],
-            messengers: vec!["logstash h:5000".into()],
+            messengers: vec!["logstash h:5000".into(), "greendigit_cim http://c".into()],
             ..Report::default()
         };
         assert_eq!(
             summary_line(&r),
-            "1/1 projects ok, 7 records to the logstash h:5000"
+            "1/1 projects ok, 7 records to the logstash h:5000, 2 records to the greendigit_cim http://c"
         );
         let r = Report {
             failures: vec![Failure::new(NO_PROJECT, "project list", "cannot list")],

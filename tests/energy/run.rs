@@ -247,6 +247,14 @@ fn energy_through_caso_extract_equals_casos_but_for_the_named_fixes() {
         })
         .unwrap_or_else(|| panic!("no Prometheus request count in:\n{log}"));
     assert!((1..=2).contains(&requests), "{requests} requests\n{log}");
+    assert!(
+        log.contains(&format!(
+            "{} projects ok, {} records to the greendigit_cim http://127.0.0.1:",
+            format_args!("{0}/{0}", accounted.len()),
+            mine.len()
+        )),
+        "{log}"
+    );
     let cim_log = cim.stop();
     assert!(!cim_log.contains(PASSWORD) && !cim_log.contains(TOKEN));
     assert!(!log.contains(PASSWORD) && !log.contains(TOKEN), "{log}");
