@@ -12,7 +12,7 @@
 # are printed (and kept beside the TSDB).
 #
 # Requests are Prometheus's own count,
-# prometheus_http_requests_total{handler="/api/v1/query_range"} on its
+# prometheus_http_requests_total{handler="/api/v1/query_range" or "/api/v1/query"} on its
 # /metrics, read before and after each run; wall time and peak RSS from GNU time. Targets: ours at
 # least 50x faster, at most 1/50 of cASO's requests, peak RSS under 60 MB.
 # CASO=0 skips cASO's run (4 minutes here) and prints only ours.
@@ -118,9 +118,9 @@ prom=http://127.0.0.1:$(cat "$prom_state/port")
 
 # From /metrics: this Prometheus scrapes nothing, itself included, so PromQL
 # cannot see its own counters.
-query_range_requests() {
+query_requests() {
   curl -fsS "$prom/metrics" |
-    awk '/^prometheus_http_requests_total\{.*handler="\/api\/v1\/query_range"/ { s += $NF } END { printf "%d\n", s }'
+    awk '/^prometheus_http_requests_total\{.*handler="\/api\/v1\/query(_range)?"/ { s += $NF } END { printf "%d\n", s }'
 }
 
 if [ "$messenger" = greendigit_cim ]; then
@@ -173,14 +173,14 @@ EOF
 run() {
   local name=$1 bin=$2 before
   write_conf "$work/$name"
-  before=$(query_range_requests)
+  before=$(query_requests)
   set +e
   TZ=UTC /usr/bin/time -v -o "$work/$name.time" "$bin" --config-file "$work/$name/caso.conf" \
     --extract-from "$from" --extract-to "$to" >"$work/$name.log" 2>&1
   rc=$?
   set -e
-  req=$(($(query_range_requests) - before))
-  log "$name: exit $rc, wall $(wall "$work/$name.time") s, peak RSS $(rss_mb "$work/$name.time") MB, $req query_range requests (log $work/$name.log)"
+  req=$(($(query_requests) - before))
+  log "$name: exit $rc, wall $(wall "$work/$name.time") s, peak RSS $(rss_mb "$work/$name.time") MB, $req query requests (log $work/$name.log)"
 }
 
 if [ "${CASO:-1}" != 0 ]; then

@@ -56,7 +56,7 @@ pub struct Report {
     /// out): nothing of theirs was spooled, their lastrun is untouched.
     pub stopped: Vec<String>,
     pub requests: RequestCounts,
-    /// Prometheus `query_range` requests (the `prometheus` extractor).
+    /// Prometheus queries (the `prometheus` extractor).
     pub prometheus_requests: u64,
     /// Where the records went: the messengers' [`super::messenger::Messenger::describe`]
     /// (empty for a dry run).

@@ -14,10 +14,7 @@ use crate::exit;
 pub fn summarize(report: &Report) -> anyhow::Result<()> {
     tracing::info!("OpenStack: {}", report.requests);
     if report.prometheus_requests > 0 {
-        tracing::info!(
-            "Prometheus: {} query_range requests",
-            report.prometheus_requests
-        );
+        tracing::info!("Prometheus: {} queries", report.prometheus_requests);
     }
     if !report.not_started.is_empty() || !report.stopped.is_empty() {
         let ids: Vec<&str> = report

@@ -1,14 +1,15 @@
-//! Property tests of the `query_range` decoders: arbitrary bytes and
-//! arbitrary JSON shaped like an answer never panic; the output is one sum
-//! per VM asked (never more), each sum counts only samples of its series;
-//! a rendered matrix decodes to the sums computed directly.
+//! Property tests of the answer decoder: arbitrary bytes and arbitrary
+//! JSON shaped like an answer never panic; the output is one sum per VM
+//! asked (never more), each counting only series of that VM, and nothing is
+//! added from an answer that fails; a rendered vector decodes to the sums
+//! computed directly.
 
 use std::collections::HashMap;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::decode::{EnergySink, Matrix, add_energy};
+use super::decode::{EnergySink, add_energy, vector};
 
 const CASES: u32 = 10_000;
 
@@ -18,18 +19,18 @@ fn run(body: &[u8], ids: &[&str]) -> (Result<(), String>, Vec<f64>, Vec<u64>) {
         .enumerate()
         .map(|(i, s)| (s.to_string(), i))
         .collect();
-    let (mut sums, mut samples) = (vec![0.0; ids.len()], vec![0u64; ids.len()]);
+    let (mut sums, mut series) = (vec![0.0; ids.len()], vec![0u64; ids.len()]);
     let r = add_energy(
         body,
         &mut EnergySink {
             uuid_label: "uuid",
             index: &index,
             sums: &mut sums,
-            samples: &mut samples,
+            series: &mut series,
             factor: 1.0,
         },
     );
-    (r, sums, samples)
+    (r, sums, series)
 }
 
 fn arb_json() -> impl Strategy<Value = Value> {
@@ -44,7 +45,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
             Just("NaN"),
             Just("x"),
             Just("success"),
-            Just("matrix")
+            Just("vector")
         ]
         .prop_map(|s| Value::String(s.into())),
     ];
@@ -59,7 +60,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
                         Just("resultType"),
                         Just("result"),
                         Just("metric"),
-                        Just("values"),
+                        Just("value"),
                         Just("uuid"),
                         Just("x")
                     ],
@@ -79,48 +80,51 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..400)) {
-        let (_, sums, samples) = run(&body, &["a", "b"]);
+        let (r, sums, series) = run(&body, &["a", "b"]);
         prop_assert_eq!(sums.len(), 2);
-        prop_assert_eq!(samples.len(), 2);
-        let _ = serde_json::from_slice::<Matrix>(&body);
+        if r.is_err() {
+            prop_assert_eq!(series, vec![0, 0]);
+        }
+        let _ = vector(&body);
     }
 
     #[test]
     fn arbitrary_answers_never_panic(v in arb_json()) {
-        let body = serde_json::to_vec(&json!({"status": "success", "data": {"resultType": "matrix", "result": [v.clone()]}})).unwrap();
-        let (_, sums, samples) = run(&body, &["a", "b"]);
+        let body = serde_json::to_vec(&json!({"status": "success", "data": {"resultType": "vector", "result": [v.clone()]}})).unwrap();
+        let (r, sums, series) = run(&body, &["a", "b"]);
         prop_assert_eq!(sums.len(), 2);
-        prop_assert!(samples.iter().sum::<u64>() <= body.len() as u64);
-        let (_, _, _) = run(&serde_json::to_vec(&v).unwrap(), &["a"]);
+        prop_assert!(series.iter().sum::<u64>() <= 1);
+        if r.is_err() {
+            prop_assert_eq!(series, vec![0, 0]);
+        }
+        let _ = run(&serde_json::to_vec(&v).unwrap(), &["a"]);
     }
 
     #[test]
-    fn rendered_matrices_decode_to_their_sums(
-        series in prop::collection::vec((0usize..4, prop::collection::vec(-1000i32..1000, 0..20), any::<bool>()), 0..8)
+    fn rendered_vectors_decode_to_their_sums(
+        series in prop::collection::vec((0usize..4, -1000i32..1000, any::<bool>()), 0..12)
     ) {
         let ids = ["a", "b", "c", "d"];
         let mut expect = [0.0f64; 4];
         let mut counts = [0u64; 4];
         let mut result = Vec::new();
-        for (vm, values, values_first) in &series {
-            let vals: Vec<Value> = values.iter().enumerate().map(|(t, v)| json!([t, (f64::from(*v) / 8.0).to_string()])).collect();
-            for v in values {
-                expect[*vm] += f64::from(*v) / 8.0;
-                counts[*vm] += 1;
-            }
+        for (vm, value, value_first) in &series {
+            let v = f64::from(*value) / 8.0;
+            expect[*vm] += v;
+            counts[*vm] += 1;
             let metric = json!({"uuid": ids[*vm], "type_instance": "x"});
+            let value = json!([1_700_000_000, v.to_string()]);
             // Key order must not matter.
-            let text = if *values_first {
-                format!("{{\"values\":{},\"metric\":{}}}", Value::Array(vals), metric)
+            result.push(if *value_first {
+                format!("{{\"value\":{value},\"metric\":{metric}}}")
             } else {
-                format!("{{\"metric\":{},\"values\":{}}}", metric, Value::Array(vals))
-            };
-            result.push(text);
+                format!("{{\"metric\":{metric},\"value\":{value}}}")
+            });
         }
-        let body = format!("{{\"status\":\"success\",\"data\":{{\"resultType\":\"matrix\",\"result\":[{}]}}}}", result.join(","));
-        let (r, sums, samples) = run(body.as_bytes(), &ids[..3]);
+        let body = format!("{{\"status\":\"success\",\"data\":{{\"resultType\":\"vector\",\"result\":[{}]}}}}", result.join(","));
+        let (r, sums, counted) = run(body.as_bytes(), &ids[..3]);
         prop_assert!(r.is_ok(), "{:?}", r);
         prop_assert_eq!(&sums[..], &expect[..3]);
-        prop_assert_eq!(&samples[..], &counts[..3]);
+        prop_assert_eq!(&counted[..], &counts[..3]);
     }
 }

@@ -34,6 +34,10 @@ pub const DIFFERENCES: &[(&str, &str)] = &[
         "defect 4: vCPUs come from the server's embedded flavor, not the project's flavor list (cASO falls back to 1 vCPU for a private or deleted flavor)",
     ),
     (
+        "prometheus-sum",
+        "defect 6: EnergyWh is Prometheus's sum of the very points cASO fetches one by one; it equals cASO's to a relative 1e-12, not bit for bit (and Work, CPU time over it, likewise)",
+    ),
+    (
         "no-controls",
         "control characters are dropped from text fields (cASO writes them as \\u00XX), the rule of every JSON record of ours",
     ),

@@ -19,7 +19,7 @@ use cloud_accounting::record::{CLOUD_TYPE, ENERGY_DIFFERENCES};
 use cloud_accounting::time::Timestamp;
 use serde_json::{Value, json};
 
-use crate::support::energy::{CimDouble, PrometheusServer, setup_prometheus};
+use crate::support::energy::{CimDouble, PrometheusServer, setup_prometheus, take_sums};
 use crate::support::extract::{spool_records, text, venv_python};
 use crate::support::{examples, root, sim};
 
@@ -84,6 +84,28 @@ fn lastruns(dir: &Path) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// cASO 5.2.2's own caso-extract (scripts/run-caso-against-sim.sh: its
+/// own simulator, the same data) with the prometheus extractor over
+/// [FROM, TO], to `messengers`, `extra` appended to its caso.conf.
+fn caso(work: &Path, messengers: &str, extra: &str) -> Output {
+    venv_python();
+    Command::new(root().join("scripts/run-caso-against-sim.sh"))
+        .arg(work)
+        .args(["--scenario", "demo"])
+        .env("SIM", sim::binary())
+        .env("CASO_FROM", FROM)
+        .env("CASO_TO", TO)
+        .env("CASO_EXTRACTOR", "prometheus")
+        .env("CASO_MESSENGERS", messengers)
+        .env("CASO_CONF_EXTRA", extra)
+        .output()
+        .unwrap()
+}
+
+fn caso_log(work: &Path) -> String {
+    std::fs::read_to_string(work.join("caso.log")).unwrap_or_default()
 }
 
 /// Every record the double accepted, by ExecUnitID (each once).
@@ -181,28 +203,35 @@ fn energy_through_caso_extract_equals_casos_but_for_the_named_fixes() {
 
     // cASO 5.2.2's own caso-extract, same simulator data and Prometheus.
     let cim_caso = cim_double();
-    venv_python();
-    let out = Command::new(root().join("scripts/run-caso-against-sim.sh"))
-        .arg(work.join("caso"))
-        .args(["--scenario", "demo"])
-        .env("SIM", sim::binary())
-        .env("CASO_FROM", FROM)
-        .env("CASO_TO", TO)
-        .env("CASO_EXTRACTOR", "prometheus")
-        .env("CASO_MESSENGERS", "greendigit_cim")
-        .env(
-            "CASO_CONF_EXTRA",
-            energy_sections(&st.prom.endpoint(), &cim_caso.base()),
-        )
-        .output()
-        .unwrap();
+    let before = st.prom.query_requests();
+    let out = caso(
+        &work.join("caso"),
+        "greendigit_cim",
+        &energy_sections(&st.prom.endpoint(), &cim_caso.base()),
+    );
     assert!(
         out.status.success(),
-        "cASO failed: {}\n{}",
-        text(&out.stdout),
-        std::fs::read_to_string(work.join("caso/caso.log")).unwrap_or_default()
+        "cASO failed: {}",
+        caso_log(&work.join("caso"))
     );
+    let caso_requests = st.prom.query_requests() - before;
     let theirs = accepted(&cim_caso);
+
+    // Defect 5: cASO takes energy for the ssm messenger, then fails at push.
+    let out = caso(
+        &work.join("caso-ssm"),
+        "ssm",
+        &format!(
+            "{}\n[messenger_ssm]\nrecord_types = cloud,energy\n",
+            energy_sections(&st.prom.endpoint(), &cim_caso.base())
+        ),
+    );
+    let log = caso_log(&work.join("caso-ssm"));
+    assert!(
+        log.contains("Unexpected record format"),
+        "{:?}\n{log}",
+        out.status
+    );
 
     // --dry-run first: the records printed, nothing sent, no lastrun.
     let cim = cim_double();
@@ -215,7 +244,9 @@ fn energy_through_caso_extract_equals_casos_but_for_the_named_fixes() {
         "extractor = prometheus\nmessengers = greendigit_cim",
         &energy,
     );
+    let before = st.prom.query_requests();
     let dry = ours(&c, &["--dry-run"]);
+    let our_requests = st.prom.query_requests() - before;
     assert!(dry.status.success(), "{}", text(&dry.stderr));
     let printed: Vec<Value> = text(&dry.stdout)
         .lines()
@@ -246,7 +277,13 @@ fn energy_through_caso_extract_equals_casos_but_for_the_named_fixes() {
                 .ok()
         })
         .unwrap_or_else(|| panic!("no Prometheus request count in:\n{log}"));
-    assert!((1..=2).contains(&requests), "{requests} requests\n{log}");
+    assert_eq!(requests, 1, "every project in one batch, one chunk\n{log}");
+    // Defect 6: cASO asks once per VM (one chunk: two days at 30 s).
+    assert_eq!(our_requests, requests, "as Prometheus counted them");
+    assert!(
+        caso_requests >= 50 * requests,
+        "cASO {caso_requests}, ours {requests}"
+    );
     assert!(
         log.contains(&format!(
             "{} projects ok, {} records to the greendigit_cim http://127.0.0.1:",
@@ -293,6 +330,9 @@ fn energy_through_caso_extract_equals_casos_but_for_the_named_fixes() {
             c["Work"] = o["Work"].clone();
             *seen.entry("embedded-flavor").or_default() += 1;
         }
+        if take_sums(&mut c, o) {
+            *seen.entry("prometheus-sum").or_default() += 1;
+        }
         assert_eq!(&c, o, "{id}");
         assert!(from <= unix(o["StartExecTime"].as_str().unwrap()));
     }
@@ -301,7 +341,7 @@ fn energy_through_caso_extract_equals_casos_but_for_the_named_fixes() {
         assert!(ENERGY_DIFFERENCES.iter().any(|(n, _)| *n == name));
     }
     eprintln!(
-        "energy: cASO {} records, ours {} ({seen:?}), {requests} Prometheus requests",
+        "energy: cASO {} records in {caso_requests} requests, ours {} ({seen:?}) in {requests}",
         theirs.len(),
         mine.len()
     );
@@ -347,31 +387,36 @@ fn energy_through_caso_extract_equals_casos_but_for_the_named_fixes() {
     assert!(!log.contains(PASSWORD) && !log.contains(TOKEN), "{log}");
 }
 
-/// A Prometheus that answers a cut JSON body, then closes: every answer.
-fn garbage_prometheus() -> (u16, std::thread::JoinHandle<()>) {
+/// A cut JSON body, 200: what a Prometheus dying mid-answer sends.
+const CUT: (&str, &str) = (
+    "200 OK",
+    r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"uuid":"#,
+);
+/// Prometheus's own refusal of a query.
+const REFUSED: (&str, &str) = (
+    "400 Bad Request",
+    r#"{"status":"error","errorType":"bad_data","error":"refused by the test"}"#,
+);
+
+/// A Prometheus that gives every request the same answer, then closes.
+fn fake_prometheus((status, body): (&'static str, &'static str)) -> u16 {
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
-    l.set_nonblocking(false).unwrap();
-    let h = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Detached: it ends with the test process.
+    std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { break };
             let mut buf = [0u8; 65536];
             let _ = s.read(&mut buf);
-            let body =
-                r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"uuid":"#;
             let _ = write!(
                 s,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            if std::time::Instant::now() > deadline {
-                break;
-            }
         }
     });
-    (port, h)
+    port
 }
 
 #[test]
@@ -414,9 +459,14 @@ fn a_failing_prometheus_fails_the_projects_and_energy_for_apel_is_refused_at_loa
     for (name, endpoint, want) in [
         ("down", format!("http://127.0.0.1:{port}"), "connect"),
         (
-            "garbage",
-            format!("http://127.0.0.1:{}", garbage_prometheus().0),
+            "cut",
+            format!("http://127.0.0.1:{}", fake_prometheus(CUT)),
             "malformed answer",
+        ),
+        (
+            "refused",
+            format!("http://127.0.0.1:{}", fake_prometheus(REFUSED)),
+            "bad_data: refused by the test",
         ),
     ] {
         let d = dir.path().join(name);
@@ -436,4 +486,20 @@ fn a_failing_prometheus_fails_the_projects_and_energy_for_apel_is_refused_at_loa
         assert!(!log.contains("panicked"), "{name}: {log}");
     }
     assert_eq!(cim.received()["submit_requests"], json!(0));
+
+    // Defect 3: cASO, its queries refused, logs each failure, exits 0 and
+    // advances every lastrun (that period's energy is never sent). (Not
+    // with Prometheus down: its client retries each VM for seconds.)
+    let out = caso(
+        &dir.path().join("caso-down"),
+        "noop",
+        &format!(
+            "[prometheus]\nprometheus_endpoint = http://127.0.0.1:{}\n",
+            fake_prometheus(REFUSED)
+        ),
+    );
+    let log = caso_log(&dir.path().join("caso-down"));
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("Error querying Prometheus"), "{log}");
+    assert!(!lastruns(&dir.path().join("caso-down")).is_empty(), "{log}");
 }

@@ -162,3 +162,49 @@ pub fn http(method: &str, port: u16, path: &str, body: &str) -> Value {
     let (_, body) = reply.split_once("\r\n\r\n").unwrap();
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{reply}: {e}"))
 }
+
+impl PrometheusServer {
+    /// Queries (instant and range: ours and cASO's) Prometheus has answered
+    /// so far, from its own `prometheus_http_requests_total` on /metrics
+    /// (HTTP/1.0: an answer delimited by the close, never chunked).
+    pub fn query_requests(&self) -> u64 {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
+            .lines()
+            .filter(|l| {
+                l.starts_with("prometheus_http_requests_total{")
+                    && (l.contains("handler=\"/api/v1/query_range\"")
+                        || l.contains("handler=\"/api/v1/query\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+}
+
+/// Prometheus sums the points itself, in its own order: an energy equals
+/// cASO's to a relative 1e-12, not bit for bit ("prometheus-sum").
+pub fn same_energy(ours: f64, theirs: f64) -> bool {
+    (ours.is_nan() && theirs.is_nan())
+        || ours == theirs
+        || (ours - theirs).abs() <= 1e-12 * ours.abs().max(theirs.abs())
+}
+
+/// `theirs` (a cASO record as JSON) with the fields that hold a sum
+/// (EnergyWh, and Work, CPU time over it) taken from `ours` once they are
+/// the same energy; whether any differed at all.
+pub fn take_sums(theirs: &mut Value, ours: &Value) -> bool {
+    let mut differed = false;
+    for k in ["EnergyWh", "Work"] {
+        let (o, t) = (ours[k].as_f64(), theirs[k].as_f64());
+        if let (Some(o), Some(t)) = (o, t) {
+            assert!(same_energy(o, t), "{k}: ours {o:e}, cASO {t:e}");
+            differed |= o != t;
+            theirs[k] = ours[k].clone();
+        }
+    }
+    differed
+}
