@@ -7,9 +7,10 @@
 //! differences of `record::ENERGY_DIFFERENCES`, each checked to occur where
 //! it should: "cloud-type" (every record), "embedded-flavor" (a VM whose
 //! flavor is not in the project's list), "deleted-vms" and "real-end" (a
-//! VM deleted in the middle of the period). Energies are the same floats
-//! (samples summed in cASO's order), NaN and negative samples, gaps and
-//! excluded label sets included.
+//! VM deleted in the middle of the period), "prometheus-sum" (the same
+//! energy to a relative 1e-12), NaN and negative samples, gaps and
+//! excluded label sets included. `run.rs` does the same through both
+//! programs' binaries.
 
 mod run;
 
