@@ -10,7 +10,7 @@
 //! network instead of 11,000 points, and Prometheus encodes no JSON for
 //! them. Sums equal cASO's to a relative 1e-12 (Prometheus adds in its own
 //! order). Groups are cut at [`MAX_SAMPLES_PER_REQUEST`] points and at the
-//! selector limit. Requests run at most [`PrometheusConfig::concurrency`]
+//! selector limit. Requests run at most `[prometheus] concurrency`
 //! at a time (a semaphore shared by every clone of the client); bodies are
 //! read capped ([`crate::net::read_body`]); a Prometheus error body is a
 //! typed [`PrometheusError::Query`]; every wait ends on a stop request.
@@ -54,66 +54,28 @@ const MAX_ERROR_JSON_BYTES: usize = 64 << 10;
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// `[prometheus]` of caso.conf, and our own limits.
+/// caso.conf's `[prometheus]` (config's [`PrometheusSettings`]) and the
+/// client's own limits.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PrometheusConfig {
-    /// `prometheus_endpoint` (http://localhost:9090).
-    pub endpoint: Url,
-    /// `prometheus_metric_name` (prometheus_value).
-    pub metric_name: String,
-    /// `vm_uuid_label_name` (uuid).
-    pub uuid_label: String,
-    /// `labels`, parsed `key:value` pairs in order.
-    pub labels: Vec<(String, String)>,
-    /// `prometheus_step_seconds` (30), at least 1.
-    pub step_seconds: u32,
-    /// `prometheus_verify_ssl` (true).
-    pub verify_tls: bool,
-    /// Per request, connecting included.
-    pub timeout: Duration,
-    /// Requests in flight at most (4).
-    pub concurrency: usize,
-    /// Attempts after the first on connection errors, timeouts, 429 and 5xx.
+    pub settings: PrometheusSettings,
+    /// Attempts after the first on connection errors, timeouts, 429 and 5xx
+    /// (2).
     pub retries: u32,
+    /// First wait between attempts, doubled each time (1 s).
     pub backoff: Duration,
-    /// VMs per request at most; `None`: as many as fit the body budget.
+    /// VMs per request at most; `None` (the default): as many as
+    /// [`MAX_SAMPLES_PER_REQUEST`] allows.
     pub vms_per_request: Option<usize>,
 }
 
-impl Default for PrometheusConfig {
-    fn default() -> Self {
+impl PrometheusConfig {
+    pub fn from_settings(settings: &PrometheusSettings) -> Self {
         PrometheusConfig {
-            endpoint: Url::parse("http://localhost:9090").unwrap_or_else(|_| unreachable!()),
-            metric_name: "prometheus_value".into(),
-            uuid_label: "uuid".into(),
-            labels: vec![(
-                "type_instance".into(),
-                "scaph_process_power_microwatts".into(),
-            )],
-            step_seconds: 30,
-            verify_tls: true,
-            timeout: Duration::from_secs(60),
-            concurrency: 4,
+            settings: settings.clone(),
             retries: 2,
             backoff: Duration::from_secs(1),
             vms_per_request: None,
-        }
-    }
-}
-
-impl PrometheusConfig {
-    /// caso.conf's `[prometheus]`, and our defaults for the rest.
-    pub fn from_settings(s: &PrometheusSettings) -> Self {
-        PrometheusConfig {
-            endpoint: s.endpoint.clone(),
-            metric_name: s.metric_name.clone(),
-            uuid_label: s.uuid_label.clone(),
-            labels: s.labels.clone(),
-            step_seconds: s.step_seconds,
-            verify_tls: s.verify_tls,
-            timeout: s.timeout,
-            concurrency: s.concurrency,
-            ..PrometheusConfig::default()
         }
     }
 }
@@ -193,13 +155,14 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn new(cfg: PrometheusConfig) -> Result<Prometheus, PrometheusError> {
-        if cfg.step_seconds == 0 {
+        let s = &cfg.settings;
+        if s.step_seconds == 0 {
             return Err(PrometheusError::Config {
                 field: "prometheus_step_seconds",
                 detail: "must be at least 1".into(),
             });
         }
-        for (field, name) in [("vm_uuid_label_name", &cfg.uuid_label)] {
+        for (field, name) in [("vm_uuid_label_name", &s.uuid_label)] {
             if !valid_label_name(name) {
                 return Err(PrometheusError::Config {
                     field,
@@ -208,12 +171,12 @@ impl Prometheus {
             }
         }
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(cfg.timeout)
-            .timeout(cfg.timeout)
+            .connect_timeout(s.timeout)
+            .timeout(s.timeout)
             .redirect(same_origin_redirects())
             .user_agent(concat!("cloud-accounting/", env!("CARGO_PKG_VERSION")));
-        if !cfg.verify_tls {
-            tracing::warn!(endpoint = %origin(&cfg.endpoint), "prometheus_verify_ssl = false: the TLS certificate of Prometheus is NOT verified");
+        if !s.verify_tls {
+            tracing::warn!(endpoint = %origin(&s.endpoint), "prometheus_verify_ssl = false: the TLS certificate of Prometheus is NOT verified");
             builder = builder
                 .danger_accept_invalid_certs(true)
                 .danger_accept_invalid_hostnames(true);
@@ -223,13 +186,13 @@ impl Prometheus {
             detail: format!("cannot build the HTTP client: {e}"),
         })?;
         // `<endpoint>/api/v1/query`, keeping a path prefix.
-        let mut url = cfg.endpoint.clone();
+        let mut url = s.endpoint.clone();
         let path = format!("{}/api/v1/query", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url.set_query(None);
         Ok(Prometheus {
             client,
-            permits: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(s.concurrency.max(1))),
             cfg: Arc::new(cfg),
             requests: Arc::default(),
             url,
@@ -266,15 +229,15 @@ impl Prometheus {
         to: Timestamp,
         stop: &Shutdown,
     ) -> Result<HashMap<Uuid, VmEnergy>, PrometheusError> {
-        let cfg = &self.cfg;
-        let windows = chunks(from, to, cfg.step_seconds);
+        let (cfg, s) = (&self.cfg, &self.cfg.settings);
+        let windows = chunks(from, to, s.step_seconds);
         let points = windows
             .first()
-            .map_or(1, |c| c.points(cfg.step_seconds))
+            .map_or(1, |c| c.points(s.step_seconds))
             .clamp(1, MAX_POINTS + 1);
         let by_samples = (MAX_SAMPLES_PER_REQUEST / points as usize).max(1);
         let per_request = cfg.vms_per_request.unwrap_or(by_samples).max(1);
-        let fixed = selector(&cfg.metric_name, &cfg.labels, &cfg.uuid_label, &[]).len();
+        let fixed = selector(&s.metric_name, &s.labels, &s.uuid_label, &[]).len();
         let work = groups(vms, per_request, fixed)
             .into_iter()
             .map(|group| self.group_energy(group, &windows, stop));
@@ -285,35 +248,47 @@ impl Prometheus {
         Ok(out)
     }
 
-    /// One group: its chunks in order (the sums carry on from chunk to
-    /// chunk, as cASO's single accumulator per VM).
+    /// One group: its chunks asked at once (within the shared limit of
+    /// requests in flight), each answer's sums then added in chunk order,
+    /// so the result does not depend on which answer comes first.
     async fn group_energy(
         &self,
         group: &[Uuid],
         windows: &[Chunk],
         stop: &Shutdown,
     ) -> Result<Vec<(Uuid, VmEnergy)>, PrometheusError> {
-        let cfg = &self.cfg;
-        let query = selector(&cfg.metric_name, &cfg.labels, &cfg.uuid_label, group);
+        let s = &self.cfg.settings;
+        let query = selector(&s.metric_name, &s.labels, &s.uuid_label, group);
         let index: HashMap<String, usize> = group
             .iter()
             .enumerate()
             .map(|(i, id)| (id.hyphenated().to_string(), i))
             .collect();
+        let asks = windows
+            .iter()
+            .filter_map(|chunk| sum_query(&query, *chunk, s.step_seconds))
+            .map(|(query, time)| {
+                let index = &index;
+                async move {
+                    let body = self.send(&query, time, stop).await?;
+                    let (mut sums, mut series) = (vec![0.0; group.len()], vec![0u64; group.len()]);
+                    let mut sink = EnergySink {
+                        uuid_label: &s.uuid_label,
+                        index,
+                        sums: &mut sums,
+                        series: &mut series,
+                        factor: energy_factor(s.step_seconds),
+                    };
+                    decode::add_energy(&body, &mut sink).map_err(|e| self.malformed(e))?;
+                    Ok::<_, PrometheusError>((sums, series))
+                }
+            });
         let (mut sums, mut series) = (vec![0.0; group.len()], vec![0u64; group.len()]);
-        for chunk in windows {
-            let Some((query, time)) = sum_query(&query, *chunk, cfg.step_seconds) else {
-                continue;
-            };
-            let body = self.send(&query, time, stop).await?;
-            let mut sink = EnergySink {
-                uuid_label: &cfg.uuid_label,
-                index: &index,
-                sums: &mut sums,
-                series: &mut series,
-                factor: energy_factor(cfg.step_seconds),
-            };
-            decode::add_energy(&body, &mut sink).map_err(|e| self.malformed(e))?;
+        for (part, counted) in try_join_all(asks).await? {
+            for (i, (wh, n)) in part.into_iter().zip(counted).enumerate() {
+                sums[i] += wh;
+                series[i] += n;
+            }
         }
         Ok(group
             .iter()
@@ -422,7 +397,7 @@ impl Prometheus {
             PrometheusError::Timeout {
                 origin,
                 path,
-                timeout: self.cfg.timeout,
+                timeout: self.cfg.settings.timeout,
                 attempts,
             }
         } else {
@@ -513,17 +488,22 @@ mod tests {
 
     #[test]
     fn the_endpoint_path_is_kept() {
-        let p = Prometheus::new(PrometheusConfig {
-            endpoint: Url::parse("https://mon.example/prom/?x=1").unwrap(),
-            ..PrometheusConfig::default()
-        })
+        let settings = |endpoint: &str, step_seconds| PrometheusSettings {
+            endpoint: Url::parse(endpoint).unwrap(),
+            step_seconds,
+            ..PrometheusSettings::defaults().unwrap()
+        };
+        let p = Prometheus::new(PrometheusConfig::from_settings(&settings(
+            "https://mon.example/prom/?x=1",
+            30,
+        )))
         .unwrap();
         assert_eq!(p.url.as_str(), "https://mon.example/prom/api/v1/query");
         assert!(
-            Prometheus::new(PrometheusConfig {
-                step_seconds: 0,
-                ..PrometheusConfig::default()
-            })
+            Prometheus::new(PrometheusConfig::from_settings(&settings(
+                "http://p:9090",
+                0
+            )))
             .is_err()
         );
     }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::energy::*;
 use cloud_accounting::cim::{Cim, CimConfig, CimError};
+use cloud_accounting::config::caso::PrometheusSettings;
 use cloud_accounting::daemon::Shutdown;
 use cloud_accounting::prometheus::query::{Chunk, chunks};
 use cloud_accounting::prometheus::{Prometheus, PrometheusConfig, PrometheusError};
@@ -30,6 +31,14 @@ use cloud_accounting::time::Timestamp;
 use reqwest::Url;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// An empty caso.conf's `[prometheus]`, at `endpoint`.
+fn settings(endpoint: &str) -> PrometheusSettings {
+    PrometheusSettings {
+        endpoint: Url::parse(endpoint).unwrap(),
+        ..PrometheusSettings::defaults().unwrap()
+    }
+}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -280,11 +289,8 @@ fn energy_against_real_prometheus_equals_casos() {
     let as_if_listed = caso(&caso_input(true, None), dir.path());
 
     // Ours: one client, every project's VMs (deleted ones included).
-    let client = Prometheus::new(PrometheusConfig {
-        endpoint: Url::parse(&prom.endpoint()).unwrap(),
-        ..PrometheusConfig::default()
-    })
-    .unwrap();
+    let client =
+        Prometheus::new(PrometheusConfig::from_settings(&settings(&prom.endpoint()))).unwrap();
     let stop = Shutdown::new();
     let rt = rt();
     let t0 = Instant::now();
@@ -368,11 +374,10 @@ fn energy_against_real_prometheus_equals_casos() {
 
     // The label filter matters: without it the excluded series count too.
     let extra = vms.iter().find(|v| v.role == "full").unwrap().id;
-    let unfiltered = Prometheus::new(PrometheusConfig {
-        endpoint: Url::parse(&prom.endpoint()).unwrap(),
+    let unfiltered = Prometheus::new(PrometheusConfig::from_settings(&PrometheusSettings {
         labels: vec![],
-        ..PrometheusConfig::default()
-    })
+        ..settings(&prom.endpoint())
+    }))
     .unwrap();
     let all = rt
         .block_on(unfiltered.energy(
@@ -577,10 +582,9 @@ fn energy_against_real_prometheus_equals_casos() {
     let endpoint = prom.endpoint();
     drop(prom);
     let gone = Prometheus::new(PrometheusConfig {
-        endpoint: Url::parse(&endpoint).unwrap(),
         retries: 1,
         backoff: Duration::from_millis(10),
-        ..PrometheusConfig::default()
+        ..PrometheusConfig::from_settings(&settings(&endpoint))
     })
     .unwrap();
     let r = rt.block_on(gone.energy(
@@ -593,7 +597,9 @@ fn energy_against_real_prometheus_equals_casos() {
         Err(PrometheusError::Transport { attempts: 2, .. }) => {}
         other => panic!("{other:?}"),
     }
-    assert_eq!(gone.requests(), 2);
+    // Both chunks are asked at once, each tried twice; the first to fail
+    // ends the call (the other may not have made its second attempt).
+    assert!((3..=4).contains(&gone.requests()), "{}", gone.requests());
     let stderr = cim.stop();
     assert!(
         !stderr.contains(password) && !stderr.contains(token),
@@ -879,11 +885,8 @@ fn energy_at_scale_beside_caso() {
             _ => by_project.push((p.to_string(), vec![id])),
         }
     }
-    let client = Prometheus::new(PrometheusConfig {
-        endpoint: Url::parse(&prom.endpoint()).unwrap(),
-        ..PrometheusConfig::default()
-    })
-    .unwrap();
+    let client =
+        Prometheus::new(PrometheusConfig::from_settings(&settings(&prom.endpoint()))).unwrap();
     let stop = Shutdown::new();
     let t0 = Instant::now();
     let ours: HashMap<Uuid, f64> = rt().block_on(async {

@@ -90,6 +90,12 @@ fn http_url(e: &Effective, section: &str, key: &str) -> Result<Url, ConfigError>
 }
 
 impl PrometheusSettings {
+    /// What an empty caso.conf gives (the option table's defaults).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        let e = crate::config::layers::load(&super::SCHEMA, Default::default())?;
+        Self::from_effective(&e)
+    }
+
     pub fn from_effective(e: &Effective) -> Result<Self, ConfigError> {
         let metric_name = e.text_or_default(P, "prometheus_metric_name")?.trim();
         if !valid_metric_name(metric_name) {
