@@ -71,6 +71,7 @@ pub mod net;
 pub mod openstack;
 pub mod prometheus;
 pub mod record;
+pub mod report;
 pub mod runlock;
 pub mod secret;
 pub mod send;
