@@ -2,7 +2,8 @@
 //! (`<spooldir>/caso-extract.last-run.json`), through the real binary
 //! against the OpenStack simulator: after a clean run, after one project
 //! failed, and after a SIGKILL mid-run (the previous report stays whole).
-//! A dry run writes none.
+//! A dry run, `--check` and `--print-config` write none; a report that
+//! cannot be written is a warning.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -150,10 +151,17 @@ async fn a_clean_run_reports_every_project_with_the_summarys_counts() {
     site.projects = projects;
     site.to = to;
 
-    // A dry run writes nothing, its report included.
-    let out = site.run(&sim, &["--dry-run"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(!site.report_path().exists());
+    // A dry run writes nothing, its report included; nor do the checks.
+    for args in [&["--dry-run"][..], &["--check"], &["--print-config"]] {
+        let out = site.run(&sim, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!site.report_path().exists(), "{args:?}");
+    }
 
     let out = site.run(&sim, &[]);
     let err = text(&out.stderr);
@@ -308,4 +316,31 @@ async fn sigkill_mid_run_leaves_the_previous_report_intact() {
     assert_eq!(after, before, "the previous report changed");
     let r: Value = serde_json::from_slice(&after).unwrap();
     common_fields(&r, "ok");
+}
+
+/// A report that cannot be written (a directory in its place) is a warning:
+/// the run still exits 0 with its records spooled and lastruns advanced.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unwritable_report_is_a_warning_not_a_failure() {
+    let mut site = Site::new();
+    let (sim, projects, to) = start_sim(site.dir.path(), &[]).await;
+    site.projects = projects;
+    site.to = to;
+    std::fs::create_dir_all(site.report_path()).unwrap();
+    let out = site.run(&sim, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.contains("cannot rename into place run report"))
+        .unwrap_or_else(|| panic!("no warning:\n{err}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(err.contains("3/3 projects ok"), "{err}");
+    for p in &site.projects {
+        assert_eq!(
+            lastrun::read(&site.spooldir(), p).unwrap(),
+            Some(to.add_seconds(1))
+        );
+    }
+    assert!(site.report_path().is_dir());
 }
