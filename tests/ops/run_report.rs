@@ -69,12 +69,12 @@ impl Site {
     }
 
     /// caso.conf for `sim`, every project's lastrun at [`BEFORE`].
-    fn conf(&self, sim: &Sim) -> PathBuf {
+    fn conf(&self, sim: &Sim, password: &str) -> PathBuf {
         let conf = write_conf(
             &self.dir.path().join("ours"),
             &sim.auth_url(),
             &self.dir.path().join("voms.json"),
-            "secret",
+            password,
             "timeout = 1\nconnect_retries = 1\nretry_backoff = 10ms",
         );
         for p in &self.projects {
@@ -84,7 +84,11 @@ impl Site {
     }
 
     fn run(&self, sim: &Sim, args: &[&str]) -> std::process::Output {
-        let conf = self.conf(sim);
+        self.run_with(sim, "secret", args)
+    }
+
+    fn run_with(&self, sim: &Sim, password: &str, args: &[&str]) -> std::process::Output {
+        let conf = self.conf(sim, password);
         let to = self.to.to_string();
         let mut all = vec!["--extract-to", &to];
         all.extend_from_slice(args);
@@ -285,7 +289,7 @@ async fn sigkill_mid_run_leaves_the_previous_report_intact() {
 
     // The same data, every request slow: the run is killed while it runs.
     let (slow, _, _) = start_sim(site.dir.path(), &["--latency", "200ms"]).await;
-    let conf = site.conf(&slow);
+    let conf = site.conf(&slow, "secret");
     let mut child = Command::new(env!("CARGO_BIN_EXE_caso-extract"))
         .arg("--config-file")
         .arg(&conf)
@@ -343,4 +347,24 @@ async fn an_unwritable_report_is_a_warning_not_a_failure() {
         );
     }
     assert!(site.report_path().is_dir());
+}
+
+/// Credentials Keystone rejects: nothing done, "failed" with the reason,
+/// which names no password.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_does_nothing_reports_failed_with_its_error() {
+    let mut site = Site::new();
+    let (sim, projects, to) = start_sim(site.dir.path(), &[]).await;
+    site.projects = projects;
+    site.to = to;
+    let out = site.run_with(&sim, "wrong-pass-7f3a", &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let r = site.report();
+    common_fields(&r, "failed");
+    assert_eq!(r["projects"], serde_json::json!([]), "{r:#}");
+    let error = r["error"].as_str().unwrap();
+    assert!(error.contains("401") || error.contains("reject"), "{error}");
+    assert!(!error.contains("wrong-pass-7f3a"), "{error}");
+    assert!(r["requests"]["identity"].as_u64().is_some(), "{r:#}");
 }
