@@ -145,16 +145,21 @@ pub(super) async fn deliver_group(
             .filter(|(_, _, x)| active(x) && x.failures.is_empty())
             .map(|(_, _, x)| {
                 let (store, pid) = (lastrun.clone(), x.project.id.clone());
-                tokio::task::spawn_blocking(move || store.write(&pid, next))
+                tokio::task::spawn_blocking(move || forward(store.as_ref(), &pid, next))
             });
         let results = join_all(writes).await;
         let mut results = results.into_iter();
-        for (_, d, x) in done.iter_mut() {
+        for (span, d, x) in done.iter_mut() {
             if !(active(x) && x.failures.is_empty()) {
                 continue;
             }
             match results.next() {
-                Some(Ok(Ok(()))) => d.report.lastrun = Some(next),
+                Some(Ok(Ok(Moved::Forward))) => d.report.lastrun = Some(next),
+                Some(Ok(Ok(Moved::Kept(at)))) => {
+                    span.in_scope(|| tracing::info!(target: super::LOG_TARGET,
+                        "lastrun kept at {at}: this period ends before it (a past period extracted again); lastrun never moves back"
+                    ));
+                }
                 Some(Ok(Err(e))) => {
                     x.failures
                         .push(Failure::new(&x.project.id, "lastrun file", e.to_string()))
@@ -173,4 +178,29 @@ pub(super) async fn deliver_group(
             (span, d)
         })
         .collect()
+}
+
+/// What [`forward`] did.
+enum Moved {
+    Forward,
+    /// The lastrun was already at or after this run's: kept.
+    Kept(crate::time::Timestamp),
+}
+
+/// Writes `next` as the project's lastrun unless its lastrun is already
+/// later: extracting a past period again (`--extract-from`/`--extract-to`,
+/// to republish a month) never makes the next run extract again what
+/// later runs already did. (cASO writes the past date.)
+fn forward(
+    store: &dyn LastrunStore,
+    project: &str,
+    next: crate::time::Timestamp,
+) -> Result<Moved, super::messenger::BoxError> {
+    match store.read(project)? {
+        Some(at) if at >= next => Ok(Moved::Kept(at)),
+        _ => {
+            store.write(project, next)?;
+            Ok(Moved::Forward)
+        }
+    }
 }

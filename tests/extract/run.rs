@@ -249,6 +249,33 @@ async fn requests_are_shared_across_projects() {
     assert!(report.requests.total() < 30, "{}", report.requests);
 }
 
+/// Republishing a past period (`extract_from`/`extract_to`) spools its
+/// records but never moves a later lastrun back (cASO writes the past
+/// date, so its next run extracts again what later runs did).
+#[tokio::test]
+async fn a_past_period_extracted_again_never_moves_a_lastrun_back() {
+    let env = Env::new().await;
+    let later = now().add_seconds(-3600);
+    std::fs::create_dir_all(env.path("spool")).unwrap();
+    lastrun::write(&env.path("spool"), "p-demo", later).unwrap();
+    let settings = env.settings(
+        "extract_from = 2026-11-01T00:00:00Z\nextract_to = 2026-11-20T00:00:00Z",
+        "",
+    );
+    let (report, _) = env.run(&settings).await;
+    let report = report.unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(env.lastrun("p-demo"), Some(later), "kept");
+    assert_eq!(
+        env.lastrun("p-other"),
+        Timestamp::parse("2026-11-20T00:00:01Z").ok(),
+        "no later lastrun: moves forward as before"
+    );
+    let demo = report.projects.iter().find(|p| p.id == "p-demo").unwrap();
+    assert_eq!(demo.lastrun, None);
+    assert!(demo.messages > 0, "the past period's records are spooled");
+}
+
 #[tokio::test]
 async fn a_failing_project_keeps_its_lastrun_and_the_run_fails() {
     let env = Env::new().await;
