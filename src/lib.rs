@@ -14,7 +14,7 @@
 //!              lastrun.<project>, runlock
 //! ```
 //!
-//! Both programs use `cli`, `config`, `exit`, `daemon`, `logging`, `check`,
+//! Both programs use `cli`, `config`, `exit`, `daemon`, `logging`, `check`, `report`,
 //! `access`, `secret`, `time`, `sys` and `spool`; only `caso-extract` uses
 //! `extract`, `openstack`, `record`, `lastrun` and `runlock`; only `ssmsend`
 //! uses `send`, `stomp`, `ams` and `smime`; `net` serves the clients of
@@ -26,7 +26,9 @@
 //! - [`cli`]: the two programs' command lines; [`exit`]: exit codes (0, 1, 2)
 //!   and how an error chain is printed; [`daemon`]: cron and daemon mode,
 //!   SIGTERM; [`logging`]: log set-up and the operators' text format;
-//!   [`check`]: the `--check` report.
+//!   [`check`]: the `--check` report; [`report`]: the JSON run report both
+//!   programs write atomically at the end of every run
+//!   (`caso-extract.last-run.json`, `ssmsend.last-run.json`).
 //! - [`config`]: caso.conf (oslo.config dialect), sender.cfg (configparser),
 //!   voms.json: layers, interpolation, typed settings, `--print-config`; all
 //!   checking (`[keystone_auth]` into the client's `AuthConfig` included), so a
@@ -71,6 +73,7 @@ pub mod net;
 pub mod openstack;
 pub mod prometheus;
 pub mod record;
+pub mod report;
 pub mod runlock;
 pub mod secret;
 pub mod send;

@@ -58,7 +58,7 @@ pub use period::Period;
 const LOG_TARGET: &str = "cloud_accounting::extract";
 
 use projects::{DiscoveryRules, ProjectInfo, VoRules};
-pub use report::{Failure, ProjectReport, Report};
+pub use report::{ExtractDetails, Failure, ProjectReport, Report};
 use summary::NO_PROJECT;
 pub use summary::{summarize, summary_line};
 
@@ -408,7 +408,13 @@ pub fn run_once(settings: &CasoSettings, stop: &Shutdown) -> anyhow::Result<()> 
     let stores = open_stores(settings)?;
     let rt = runtime()?;
     let mut stdout = std::io::stdout();
-    let report = rt.block_on(run(settings, stores, Timestamp::now(), &mut stdout, stop))?;
+    let started = Timestamp::now();
+    let report = rt.block_on(run(settings, stores, started, &mut stdout, stop));
+    // A dry run writes nothing, not even its report.
+    if !settings.dry_run {
+        report::write_run_report(&settings.spooldir, started, &report);
+    }
+    let report = report?;
     stdout.flush().context("cannot write to stdout")?;
     summarize(&report)
 }

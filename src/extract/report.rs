@@ -4,15 +4,21 @@
 
 use std::fmt;
 
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
 use super::Period;
 use crate::openstack::RequestCounts;
 use crate::record::RecordType;
+use crate::report::{self, Outcome, RunReport};
 use crate::time::Timestamp;
 
 /// One thing that went wrong with one project.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Failure {
     /// The project id (or the configured entry when it could not be resolved).
+    /// Not in the run report: each failure is listed under its project.
+    #[serde(skip)]
     pub project: String,
     /// What failed: an OpenStack object, the spool, the lastrun file...
     pub object: String,
@@ -64,11 +70,12 @@ pub struct Report {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ProjectReport {
     pub id: String,
     pub period: Option<Period>,
     /// Records extracted, by type.
+    #[serde(serialize_with = "as_map")]
     pub records: Vec<(RecordType, usize)>,
     /// Messages durably added to the spool (a dry run: printed).
     pub messages: usize,
@@ -77,7 +84,139 @@ pub struct ProjectReport {
     /// Records taken by the `logstash`, `noop` and `greendigit_cim` messengers.
     pub records_pushed: usize,
     /// The same by messenger (its `describe()`), in messenger order.
+    #[serde(serialize_with = "as_map")]
     pub pushed: Vec<(String, usize)>,
     /// The lastrun written, if any.
     pub lastrun: Option<Timestamp>,
 }
+
+/// Pairs as a JSON object, in their order (`{"cloud": 3, "ip": 1}`).
+fn as_map<K: Serialize, S: Serializer>(pairs: &[(K, usize)], s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(pairs.len()))?;
+    for (k, n) in pairs {
+        m.serialize_entry(k, n)?;
+    }
+    m.end()
+}
+
+/// One project in the run report: what [`ProjectReport`] says and its
+/// failures.
+#[derive(Serialize)]
+struct ProjectEntry<'a> {
+    #[serde(flatten)]
+    project: std::borrow::Cow<'a, ProjectReport>,
+    errors: Vec<&'a Failure>,
+}
+
+#[derive(Serialize)]
+struct Requests<'a> {
+    #[serde(flatten)]
+    openstack: &'a RequestCounts,
+    prometheus: u64,
+}
+
+/// What `caso-extract` adds to the common fields of the run report.
+#[derive(Serialize)]
+pub struct ExtractDetails<'a> {
+    projects: Vec<ProjectEntry<'a>>,
+    not_started: &'a [String],
+    stopped: &'a [String],
+    requests: Requests<'a>,
+    messengers: &'a [String],
+    /// Why nothing could be done (`outcome` "failed" without a report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Report {
+    /// The ids of the projects with a failure, each once.
+    fn failed_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.failures.iter().map(|f| f.project.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// How the run ended: failures make it "partial" when at least one
+    /// project was done, else "failed"; a stop with no failure is "stopped".
+    pub fn outcome(&self) -> Outcome {
+        let failed = self.failed_ids();
+        let ok = self
+            .projects
+            .iter()
+            .filter(|p| !failed.contains(&p.id.as_str()))
+            .count();
+        match (failed.is_empty(), ok) {
+            (false, 0) => Outcome::Failed,
+            (false, _) => Outcome::Partial,
+            _ if !self.stopped.is_empty() || !self.not_started.is_empty() => Outcome::Stopped,
+            _ => Outcome::Ok,
+        }
+    }
+
+    /// The run report's details: every extracted project in order, then
+    /// every other one with a failure (an entry never resolved, the
+    /// project list itself), each with its failures.
+    pub fn details(&self) -> ExtractDetails<'_> {
+        let errors = |id: &str| self.failures.iter().filter(|f| f.project == id).collect();
+        let mut projects: Vec<ProjectEntry<'_>> = self
+            .projects
+            .iter()
+            .map(|p| ProjectEntry {
+                project: std::borrow::Cow::Borrowed(p),
+                errors: errors(&p.id),
+            })
+            .collect();
+        for f in &self.failures {
+            if !projects.iter().any(|p| p.project.id == f.project) {
+                projects.push(ProjectEntry {
+                    project: std::borrow::Cow::Owned(ProjectReport {
+                        id: f.project.clone(),
+                        ..ProjectReport::default()
+                    }),
+                    errors: errors(&f.project),
+                });
+            }
+        }
+        ExtractDetails {
+            projects,
+            not_started: &self.not_started,
+            stopped: &self.stopped,
+            requests: Requests {
+                openstack: &self.requests,
+                prometheus: self.prometheus_requests,
+            },
+            messengers: &self.messengers,
+            error: None,
+        }
+    }
+}
+
+/// The run report of a run that ended with `result`, written to
+/// `<spooldir>/caso-extract.last-run.json` (a failure to write is a warning).
+pub fn write_run_report(
+    spooldir: &std::path::Path,
+    started: Timestamp,
+    result: &anyhow::Result<Report>,
+) {
+    let path = spooldir.join(report::EXTRACT_FILE);
+    match result {
+        Ok(r) => report::write_or_warn(
+            &path,
+            &RunReport::new(PROGRAM, started, r.outcome(), r.details()),
+        ),
+        Err(e) => {
+            let empty = Report::default();
+            let details = ExtractDetails {
+                error: Some(crate::exit::Chain(e).to_string()),
+                ..empty.details()
+            };
+            report::write_or_warn(
+                &path,
+                &RunReport::new(PROGRAM, started, Outcome::Failed, details),
+            )
+        }
+    }
+}
+
+const PROGRAM: &str = "caso-extract";

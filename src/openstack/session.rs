@@ -22,7 +22,7 @@ type Result<T> = std::result::Result<T, OpenStackError>;
 /// How many HTTP requests a session has sent (every attempt counts,
 /// retries included), by service. `tokens` counts the Keystone
 /// authentication requests among the `identity` ones.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RequestCounts {
     pub identity: u64,
     pub compute: u64,

@@ -38,6 +38,7 @@ use anyhow::{Context, anyhow};
 use crate::config::sender::{SenderSettings, Transport};
 use crate::daemon::Shutdown;
 use crate::exit;
+use crate::report::{Outcome, RunReport};
 use crate::smime::Signer;
 use crate::spool::{Queue, SpoolError};
 pub use outbox::Outbox;
@@ -104,6 +105,7 @@ async fn send_queue(
     stop: &Shutdown,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    let started_at = crate::time::Timestamp::now();
     let q = Arc::clone(&queue);
     let scan = blocking(move || q.scan()).await??;
     let ids = scan.elements;
@@ -191,6 +193,33 @@ async fn send_queue(
     } else if stopped && tally.unsent > 0 {
         line.push_str(" (stopped on request)");
     }
+    let outcome = if stopped {
+        Outcome::Stopped
+    } else if failure.is_none() && tally.clean() {
+        Outcome::Ok
+    } else if tally.sent > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Failed
+    };
+    write_run_report(
+        settings,
+        RunReport::new(
+            "ssmsend",
+            started_at,
+            outcome,
+            SendDetails {
+                queue: &settings.messaging.path,
+                destinations: [Destination {
+                    destination: &settings.messaging.destination,
+                    via: via(settings),
+                    tally: &tally,
+                    error: failure.as_ref().map(|e| exit::Chain(e).to_string()),
+                }],
+                seconds: secs,
+            },
+        ),
+    );
     macro_rules! summary {
         ($level:ident) => {
             tracing::$level!(
@@ -227,6 +256,37 @@ async fn send_queue(
     } else {
         summary!(error);
         Err(exit::reported(anyhow!(line)))
+    }
+}
+
+/// What `ssmsend` adds to the common fields of the run report.
+#[derive(serde::Serialize)]
+struct SendDetails<'a> {
+    queue: &'a std::path::Path,
+    /// One per destination (a run sends to one).
+    destinations: [Destination<'a>; 1],
+    seconds: f64,
+}
+
+#[derive(serde::Serialize)]
+struct Destination<'a> {
+    destination: &'a str,
+    via: String,
+    #[serde(flatten)]
+    tally: &'a Tally,
+    /// The transport's error that ended the sending, if any.
+    error: Option<String>,
+}
+
+/// Writes the run report beside the queue's directory
+/// (`[outgoing] path/../ssmsend.last-run.json`); a failure is a warning.
+fn write_run_report(settings: &SenderSettings, report: RunReport<SendDetails<'_>>) {
+    match settings.messaging.path.parent() {
+        Some(dir) => crate::report::write_or_warn(&dir.join(crate::report::SEND_FILE), &report),
+        None => tracing::warn!(
+            "no run report: the queue {} has no parent directory",
+            settings.messaging.path.display()
+        ),
     }
 }
 

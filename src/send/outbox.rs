@@ -76,7 +76,7 @@ pub fn check(body: &[u8]) -> Result<(), Invalid> {
 }
 
 /// What became of the elements of one run; `found` is what the run started with.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Tally {
     pub found: usize,
     /// Delivered and removed from the queue.
@@ -84,8 +84,10 @@ pub struct Tally {
     /// Moved to the reject directory.
     pub rejected: usize,
     /// Locked by another process (or already gone): its business, not ours.
+    #[serde(rename = "locked_elsewhere")]
     pub skipped: usize,
     /// Still queued for the next run (not delivered, or not attempted).
+    #[serde(rename = "left")]
     pub unsent: usize,
     /// Delivered but could not be removed: will be sent again next run.
     pub not_removed: usize,

@@ -509,3 +509,44 @@ fn nothing_to_send_summary_line() {
     );
     assert_eq!(stats(&s)["publish_requests"], 0);
 }
+
+/// The run report beside the queue's directory: the summary's counts, per
+/// destination; "ok" after a clean run, "partial" when one was rejected.
+#[test]
+fn the_run_report_beside_the_queue_has_the_counts() {
+    let mut bodies: Vec<Vec<u8>> = (0..4).map(|i| message(i, 1_000)).collect();
+    bodies.insert(1, message(99, 80_000));
+    let s = Setup::new(&["--fault", "413:size>50000"], bodies);
+    let path = s.queue.parent().unwrap().join("ssmsend.last-run.json");
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(r["schema"], 1, "{r:#}");
+    assert_eq!(r["program"], "ssmsend");
+    assert_eq!(r["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(r["outcome"], "partial", "{r:#}");
+    assert_eq!(r["queue"], s.queue.to_str().unwrap());
+    let d = &r["destinations"][0];
+    assert_eq!(d["destination"], "eu-egi-cloud-accounting", "{d}");
+    assert_eq!(
+        (&d["found"], &d["sent"], &d["rejected"], &d["left"]),
+        (&5.into(), &4.into(), &1.into(), &0.into()),
+        "{d}"
+    );
+    assert_eq!(d["error"], serde_json::Value::Null, "{d}");
+    assert!(
+        summary_of(&outcome.log).starts_with(&format!(
+            "4/5 messages sent to eu-egi-cloud-accounting via {}",
+            d["via"].as_str().unwrap()
+        )),
+        "{}",
+        outcome.log
+    );
+
+    // Nothing left: "ok", the report replaced.
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 0, "{}", outcome.log);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(r["outcome"], "ok", "{r:#}");
+    assert_eq!(r["destinations"][0]["found"], 0, "{r:#}");
+}

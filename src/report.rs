@@ -1,0 +1,227 @@
+//! The run report both programs write at the end of every run: a small
+//! versioned JSON file beside their state (`<spooldir>/caso-extract.last-run.json`,
+//! `<[outgoing] path>/../ssmsend.last-run.json`) so that an operator or a
+//! probe can tell what the last run did without reading logs.
+//!
+//! Written atomically (temporary file in the same directory, fsync, rename,
+//! fsync the directory): a crash leaves the previous report whole. A report
+//! that cannot be written is a warning ([`write_or_warn`]), never a failed
+//! run. [`SCHEMA`] changes only when a field changes meaning or goes away;
+//! new fields keep it.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::spool::sync_dir;
+use crate::time::Timestamp;
+
+/// The report's schema version (`"schema"`).
+pub const SCHEMA: u32 = 1;
+
+/// `caso-extract`'s report, in `[DEFAULT] spooldir`.
+pub const EXTRACT_FILE: &str = "caso-extract.last-run.json";
+/// `ssmsend`'s report, in the directory holding the queue.
+pub const SEND_FILE: &str = "ssmsend.last-run.json";
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {op} run report {path}: {error}")]
+pub struct ReportError {
+    op: &'static str,
+    path: PathBuf,
+    error: io::Error,
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ReportError {
+    let path = path.to_path_buf();
+    move |error| ReportError { op, path, error }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Everything done.
+    Ok,
+    /// Some projects (destinations' messages) done, some failed.
+    Partial,
+    /// Nothing done, or every project failed.
+    Failed,
+    /// A stop request (SIGTERM) ended the run early, nothing failed.
+    Stopped,
+}
+
+/// The fields every report shares, then the program's own (`details`).
+#[derive(Debug, Serialize)]
+pub struct RunReport<T: Serialize> {
+    pub schema: u32,
+    pub program: &'static str,
+    pub version: &'static str,
+    pub started: Timestamp,
+    pub ended: Timestamp,
+    pub outcome: Outcome,
+    #[serde(flatten)]
+    pub details: T,
+}
+
+impl<T: Serialize> RunReport<T> {
+    /// A report of `program` ending now.
+    pub fn new(program: &'static str, started: Timestamp, outcome: Outcome, details: T) -> Self {
+        RunReport {
+            schema: SCHEMA,
+            program,
+            version: env!("CARGO_PKG_VERSION"),
+            started,
+            ended: Timestamp::now(),
+            outcome,
+            details,
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically. A symlink at `path` is replaced,
+/// never followed (rename replaces the directory entry); a symlink at the
+/// temporary name is removed, not written through.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io_err("name", path)(io::Error::other("no file name")))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    // A leftover from a crash (or anything planted there) goes first.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("remove the stale temporary", &tmp)(e)),
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    drop(f);
+    let placed = written
+        .map_err(io_err("write", &tmp))
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into place", path)));
+    if let Err(e) = placed {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir).map_err(io_err("fsync the directory of", path))
+}
+
+/// Serializes `report` (one JSON object and a newline) and writes it.
+pub fn write<T: Serialize>(path: &Path, report: &RunReport<T>) -> Result<(), ReportError> {
+    let mut bytes = serde_json::to_vec_pretty(report)
+        .map_err(|e| io_err("serialize", path)(io::Error::other(e)))?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// [`write`], a failure only logged: the run's outcome stays what it was.
+pub fn write_or_warn<T: Serialize>(path: &Path, report: &RunReport<T>) {
+    match write(path, report) {
+        Ok(()) => tracing::debug!("run report written to {}", path.display()),
+        Err(e) => tracing::warn!("{e} (the run itself is not affected)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> RunReport<serde_json::Value> {
+        RunReport::new(
+            "caso-extract",
+            Timestamp::from_unix(1_763_978_401),
+            Outcome::Partial,
+            serde_json::json!({"projects": []}),
+        )
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn writes_the_common_fields_and_leaves_no_temporary() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(EXTRACT_FILE);
+        write(&path, &report()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(v["schema"], 1);
+        assert_eq!(v["program"], "caso-extract");
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(v["started"], "2025-11-24T10:00:01Z");
+        assert_eq!(v["outcome"], "partial");
+        assert_eq!(v["projects"], serde_json::json!([]));
+        assert!(Timestamp::parse(v["ended"].as_str().unwrap()).is_ok());
+        assert_eq!(names(d.path()), vec![EXTRACT_FILE.to_string()]);
+    }
+
+    #[test]
+    fn a_symlink_at_the_destination_is_replaced_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let path = d.path().join(SEND_FILE);
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        // And one planted at the temporary name.
+        std::os::unix::fs::symlink(&victim, d.path().join(".ssmsend.last-run.json.tmp")).unwrap();
+        write_atomic(&path, b"{}\n").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file(), "{meta:?}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{}\n");
+        assert_eq!(
+            names(d.path()),
+            vec![SEND_FILE.to_string(), "victim".into()]
+        );
+    }
+
+    #[test]
+    fn an_unusable_directory_is_an_error_value() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("nope").join(EXTRACT_FILE);
+        let e = write(&missing, &report()).unwrap_err().to_string();
+        assert!(e.starts_with("cannot create run report"), "{e}");
+        assert!(e.contains("nope"), "{e}");
+        // A regular file where the directory should be.
+        fs::write(d.path().join("file"), "").unwrap();
+        assert!(write_atomic(&d.path().join("file").join("r.json"), b"x").is_err());
+        // A directory at the destination: the rename fails, nothing is left.
+        let dest = d.path().join("dir");
+        fs::create_dir(&dest).unwrap();
+        let e = write_atomic(&dest, b"x").unwrap_err().to_string();
+        assert!(e.contains("rename into place"), "{e}");
+        assert_eq!(names(d.path()), vec!["dir".to_string(), "file".into()]);
+    }
+
+    #[test]
+    fn a_read_only_directory_is_an_error_value() {
+        use std::os::unix::fs::PermissionsExt;
+        if crate::sys::geteuid() == 0 {
+            // root writes anyway; the cases above cover the error path.
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        fs::set_permissions(d.path(), fs::Permissions::from_mode(0o500)).unwrap();
+        let r = write_atomic(&d.path().join(EXTRACT_FILE), b"x");
+        fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(r.is_err());
+    }
+}
