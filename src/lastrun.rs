@@ -9,12 +9,11 @@
 //! Unlike cASO, the write is atomic and durable: a crash leaves either the old
 //! or the new date, never an empty or partial file.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::OpenOptions;
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::spool::sync_dir;
 use crate::time::{TimeError, Timestamp, excerpt};
 
 /// A lastrun file holds one date (about 25 bytes): a longer one is not read.
@@ -119,32 +118,17 @@ pub fn read(spooldir: &Path, project: &str) -> Result<Option<Timestamp>, Lastrun
 /// atomically: a temporary file beside it, fsync, rename, fsync the directory.
 pub fn write(spooldir: &Path, project: &str, t: Timestamp) -> Result<(), LastrunError> {
     let path = checked_path(spooldir, project)?;
-    // A dot-name cannot clash with another project's `lastrun.*`; a stale one
-    // from a crash is simply overwritten next time (one run at a time).
-    let tmp = spooldir.join(format!(".lastrun.{project}.tmp"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        // A symlink planted as the temporary name must not be written through.
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    let written = f
-        .write_all(t.to_python_str().as_bytes())
-        .and_then(|()| f.sync_all());
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err("write", &tmp)(e));
-    }
-    drop(f);
-    fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))?;
-    sync_dir(spooldir).map_err(io_err("fsync the directory of", &path))
+    // The dot-name temporary cannot clash with another project's `lastrun.*`.
+    crate::spool::write_atomic(&path, t.to_python_str().as_bytes()).map_err(|e| match e {
+        crate::spool::SpoolError::Io { op, path, error } => LastrunError::Io { op, path, error },
+        other => io_err("write", &path)(io::Error::other(other.to_string())),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn round_trips_and_writes_exactly_what_caso_writes() {

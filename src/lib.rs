@@ -40,17 +40,18 @@
 //!   client; [`lastrun`], [`runlock`]: cASO's lastrun files and run lock.
 //! - [`send`]: one `ssmsend` run (spool to transport through its `Outbox`,
 //!   `--dry-run`); [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO
-//!   Messaging Service client; [`smime`]: signing, encryption, the host credentials and the
+//!   Messaging Service client; [`smime`]: signing, encryption, the host
+//!   credentials and the TLS client identity both transports present.
 //! - Energy (cASO's `prometheus` extractor and `greendigit_cim` messenger):
-//!   [`prometheus`]: `query_range` and the energy of many VMs per request,
-//!   summed in cASO's order; [`cim`]: the GreenDIGIT CIM client (token,
-//!   submit); the records are `record::EnergyRecord`.
-//!   TLS client identity both transports present.
+//!   [`prometheus`]: the energy of many VMs per instant query, summed by
+//!   Prometheus itself; [`cim`]: the GreenDIGIT CIM client (token, submit);
+//!   the records are `record::EnergyRecord`.
 //! - [`net`]: what the OpenStack, AMS and STOMP clients share: retries with
 //!   backoff and jitter, HTTP answers read capped, same-origin redirects,
 //!   excerpts of server text, error chains on one line.
 //! - [`record`]: the APEL record formats; [`spool`]: the dirq and directory
-//!   queues (never through a symlink); [`access`]: reading the files an admin
+//!   queues (never through a symlink) and the one atomic writer of the
+//!   small state files; [`access`]: reading the files an admin
 //!   names (capped, with why a read was refused); [`time`]: timestamps;
 //!   [`secret`]: passwords, credential secrets and tokens, never printed.
 //! - [`sys`]: the few system calls std lacks (`*at()`, record locks,

@@ -9,14 +9,12 @@
 //! run. [`SCHEMA`] changes only when a field changes meaning or goes away;
 //! new fields keep it.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::spool::sync_dir;
+use crate::spool::SpoolError;
 use crate::time::Timestamp;
 
 /// The report's schema version (`"schema"`).
@@ -82,41 +80,13 @@ impl<T: Serialize> RunReport<T> {
     }
 }
 
-/// Writes `bytes` to `path` atomically. A symlink at `path` is replaced,
-/// never followed (rename replaces the directory entry); a symlink at the
-/// temporary name is removed, not written through.
+/// Writes `bytes` to `path` atomically ([`crate::spool::write_atomic`]):
+/// a crash leaves the previous report whole; a symlink is never followed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let dir = path.parent().unwrap_or(Path::new(""));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err("name", path)(io::Error::other("no file name")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    // A leftover from a crash (or anything planted there) goes first.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("remove the stale temporary", &tmp)(e)),
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    drop(f);
-    let placed = written
-        .map_err(io_err("write", &tmp))
-        .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into place", path)));
-    if let Err(e) = placed {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir).map_err(io_err("fsync the directory of", path))
+    crate::spool::write_atomic(path, bytes).map_err(|e| match e {
+        SpoolError::Io { op, path, error } => ReportError { op, path, error },
+        other => io_err("write", path)(io::Error::other(other.to_string())),
+    })
 }
 
 /// Serializes `report` (one JSON object and a newline) and writes it.
@@ -138,6 +108,7 @@ pub fn write_or_warn<T: Serialize>(path: &Path, report: &RunReport<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn report() -> RunReport<serde_json::Value> {
         RunReport::new(
