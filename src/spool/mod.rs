@@ -32,6 +32,7 @@
 //! `tokio::task::spawn_blocking`.
 
 mod at;
+mod atomic;
 mod directory;
 mod dirq;
 mod reject;
@@ -49,6 +50,7 @@ use std::time::{Duration, SystemTime};
 
 use at::Dir;
 pub use at::Kind;
+pub(crate) use atomic::write_atomic;
 pub use reject::SetAside;
 pub use scan::{BadEntry, Defect, Scan};
 pub use writable::{NotWritable, check_writable, nearest_existing};
@@ -150,48 +152,6 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
         dir
     };
     File::open(dir)?.sync_all()
-}
-
-/// Replaces the file at `path` with `bytes`, atomically: a temporary
-/// `.<name>.tmp` beside it, fsync, rename, fsync the directory. A crash
-/// leaves the old file or the new one, never a mix. A symlink at `path` is
-/// replaced, never followed (rename replaces the directory entry); one at
-/// the temporary name is removed, not written through. The one writer of
-/// the small state files: run reports, lastrun files, metrics files.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new(""));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err("name", path)(io::Error::other("no file name")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    // A leftover from a crash (or anything planted there) goes first.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("remove the stale temporary", &tmp)(e)),
-    }
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    drop(f);
-    let placed = written
-        .map_err(io_err("write", &tmp))
-        .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into place", path)));
-    if let Err(e) = placed {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir).map_err(io_err("fsync the directory of", path))
 }
 
 /// A message queue on disk in one [`Layout`].
