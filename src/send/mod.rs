@@ -281,8 +281,8 @@ struct Destination<'a> {
 /// Writes the run report beside the queue's directory
 /// (`[outgoing] path/../ssmsend.last-run.json`); a failure is a warning.
 fn write_run_report(settings: &SenderSettings, report: RunReport<SendDetails<'_>>) {
-    match settings.messaging.path.parent() {
-        Some(dir) => crate::report::write_or_warn(&dir.join(crate::report::SEND_FILE), &report),
+    match crate::report::send_path(&settings.messaging.path) {
+        Some(path) => crate::report::write_or_warn(&path, &report),
         None => tracing::warn!(
             "no run report: the queue {} has no parent directory",
             settings.messaging.path.display()

@@ -8,3 +8,4 @@ mod deploy_manifests;
 mod migration;
 mod operator_logs;
 mod run_report;
+mod status;
