@@ -222,53 +222,115 @@ fn intermediate_dirs(
     Ok(dirs)
 }
 
+/// One intermediate directory's entries, sorted and classified.
+#[derive(Default)]
+struct Listing {
+    elements: Vec<String>,
+    locks: Vec<String>,
+    temporaries: usize,
+    bad: Vec<BadEntry>,
+}
+
+fn list_one(root_path: &Path, dir: &str, d: &Dir) -> Listing {
+    let mut listing = Listing::default();
+    let entries = match d.list() {
+        Ok(e) => e,
+        Err(e) => {
+            listing.bad.push(BadEntry::new(
+                root_path,
+                None,
+                OsString::from(dir),
+                Defect::Unlistable(e.to_string()),
+            ));
+            return listing;
+        }
+    };
+    for entry in entries {
+        let defect = match classify(d, &entry) {
+            Ok(Ok(Found::Element(name))) => {
+                listing.elements.push(name);
+                continue;
+            }
+            Ok(Ok(Found::Lock(name))) => {
+                listing.locks.push(name);
+                continue;
+            }
+            Ok(Ok(Found::Temporary)) => {
+                listing.temporaries += 1;
+                continue;
+            }
+            Ok(Ok(Found::Gone)) => continue,
+            Ok(Err(defect)) => defect,
+            // Its type cannot even be read.
+            Err(_) => Defect::NotAFile(Kind::Other),
+        };
+        listing
+            .bad
+            .push(BadEntry::new(root_path, Some(dir), entry.name, defect));
+    }
+    listing.elements.sort_unstable();
+    listing.locks.sort_unstable();
+    listing
+}
+
+/// Intermediate directories each lister thread takes at least: a busy
+/// queue has thousands, and reading them is most of a scan's time.
+const DIRS_PER_LISTER: usize = 64;
+const MAX_LISTERS: usize = 4;
+
+/// [`list_one`] for every directory, in order, on up to [`MAX_LISTERS`]
+/// threads (one per core); on one thread if a thread cannot be started.
+fn list_all(root_path: &Path, dirs: &[(String, Dir)]) -> Vec<Listing> {
+    let serial = |part: &[(String, Dir)]| -> Vec<Listing> {
+        part.iter()
+            .map(|(n, d)| list_one(root_path, n, d))
+            .collect()
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let listers = cores.min(MAX_LISTERS).min(dirs.len() / DIRS_PER_LISTER);
+    if listers < 2 {
+        return serial(dirs);
+    }
+    std::thread::scope(|s| {
+        let chunks: Vec<&[(String, Dir)]> = dirs.chunks(dirs.len().div_ceil(listers)).collect();
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|&part| std::thread::Builder::new().spawn_scoped(s, move || serial(part)))
+            .collect();
+        let mut out = Vec::with_capacity(dirs.len());
+        for (part, handle) in chunks.into_iter().zip(handles) {
+            match handle {
+                Ok(h) => match h.join() {
+                    Ok(listings) => out.extend(listings),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(_) => out.extend(serial(part)),
+            }
+        }
+        out
+    })
+}
+
 /// Lists the queue: dirq's iteration order (sorted directories, sorted
 /// names), and every entry that is not part of the layout.
 pub(super) fn scan(root: &Dir, root_path: &Path) -> Result<Scan, SpoolError> {
     let mut scan = Scan::default();
-    for (dir, d) in intermediate_dirs(root, root_path, &mut scan.bad)? {
-        let entries = match d.list() {
-            Ok(e) => e,
-            Err(e) => {
-                scan.bad.push(BadEntry::new(
-                    root_path,
-                    None,
-                    OsString::from(&dir),
-                    Defect::Unlistable(e.to_string()),
-                ));
-                continue;
-            }
-        };
-        let mut elts = Vec::new();
-        let mut locks = Vec::new();
-        for entry in entries {
-            let defect = match classify(&d, &entry) {
-                Ok(Ok(Found::Element(name))) => {
-                    elts.push(name);
-                    continue;
-                }
-                Ok(Ok(Found::Lock(name))) => {
-                    locks.push(name);
-                    continue;
-                }
-                Ok(Ok(Found::Temporary)) => {
-                    scan.temporaries += 1;
-                    continue;
-                }
-                Ok(Ok(Found::Gone)) => continue,
-                Ok(Err(defect)) => defect,
-                // Its type cannot even be read.
-                Err(_) => Defect::NotAFile(Kind::Other),
-            };
-            scan.bad
-                .push(BadEntry::new(root_path, Some(&dir), entry.name, defect));
-        }
-        elts.sort_unstable();
-        locks.sort_unstable();
-        scan.elements
-            .extend(elts.into_iter().map(|n| ElementId(format!("{dir}/{n}"))));
-        scan.locked
-            .extend(locks.into_iter().map(|n| ElementId(format!("{dir}/{n}"))));
+    let dirs = intermediate_dirs(root, root_path, &mut scan.bad)?;
+    for ((dir, _), listing) in dirs.iter().zip(list_all(root_path, &dirs)) {
+        scan.elements.extend(
+            listing
+                .elements
+                .into_iter()
+                .map(|n| ElementId(format!("{dir}/{n}"))),
+        );
+        scan.locked.extend(
+            listing
+                .locks
+                .into_iter()
+                .map(|n| ElementId(format!("{dir}/{n}"))),
+        );
+        scan.temporaries += listing.temporaries;
+        scan.bad.extend(listing.bad);
     }
     scan.bad.sort_by(|a, b| a.path.cmp(&b.path));
     scan.first_added = scan.elements.first().and_then(added_at);

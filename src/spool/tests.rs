@@ -656,3 +656,51 @@ fn peek_reads_without_locking() {
         assert_eq!(q.peek(&id, 100).unwrap(), None);
     }
 }
+
+#[test]
+fn a_scan_of_many_directories_keeps_dirqs_order_and_counts_everything() {
+    // Enough intermediate directories for the listing to use threads.
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("q");
+    let mut want = Vec::new();
+    for i in 0..300u64 {
+        let t = 1_796_212_800 - i * 60;
+        let dir = format!("{:08x}", t);
+        fs::create_dir_all(root.join(&dir)).unwrap();
+        for n in 0..3u64 {
+            let name = format!("{:08x}{:05x}{:01x}", t + n, 0, 1);
+            fs::write(root.join(&dir).join(&name), b"m").unwrap();
+            want.push(format!("{dir}/{name}"));
+        }
+        if i % 100 == 0 {
+            fs::write(root.join(&dir).join("0000000000000a.tmp"), b"t").unwrap();
+            let lock = format!("{:08x}{:05x}{:01x}.lck", t, 0, 1);
+            fs::hard_link(
+                root.join(&dir).join(&lock[..14]),
+                root.join(&dir).join(lock),
+            )
+            .unwrap();
+            fs::write(root.join(&dir).join("stray"), b"x").unwrap();
+        }
+    }
+    want.sort();
+    let q = Queue::open(&root, Layout::Dirq).unwrap();
+    let scan = q.scan().unwrap();
+    let got: Vec<String> = scan.elements.iter().map(ToString::to_string).collect();
+    assert_eq!(got, want);
+    assert_eq!(scan.temporaries, 3);
+    assert_eq!(scan.locked.len(), 3);
+    assert_eq!(scan.bad.len(), 3);
+    let paths: Vec<&Path> = scan.bad.iter().map(|b| b.path.as_path()).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted);
+    // The first element (the oldest) is named after the earliest add.
+    let first = UNIX_EPOCH + Duration::from_secs(1_796_212_800 - 299 * 60);
+    assert_eq!(scan.first_added, Some(first));
+    let inv = q.inventory(10).unwrap();
+    assert_eq!(inv.messages, 900);
+    assert_eq!(inv.locks.len(), 3);
+    assert!(inv.locks.iter().all(|(_, t)| t.is_some()));
+    assert_eq!(inv.rejected.count, 0);
+}

@@ -247,7 +247,7 @@ pub fn send(st: &SendStatus, t: Thresholds) -> Verdict {
             findings.push((
                 state,
                 format!(
-                    "oldest of {} queued added {} ago (more than {})",
+                    "{} queued, the oldest added {} ago (more than {})",
                     plural(q.messages, "message"),
                     age_text(age),
                     limit(over)

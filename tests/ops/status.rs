@@ -395,20 +395,20 @@ Last send: none recorded
     same(
         site.ssmsend(&["--check"]),
         1,
-        r#"WARNING - oldest of 2 messages queued added 7h30m ago (more than 7h) | queued=2;;;0 oldest_age=27000s;25200;108000;0 rejected=0;0;;0 locked=0;;;0 not_messages=0;0;;0
+        r#"WARNING - 2 messages queued, the oldest added 7h30m ago (more than 7h) | queued=2;;;0 oldest_age=27000s;25200;108000;0 rejected=0;0;;0 locked=0;;;0 not_messages=0;0;;0
 "#,
     );
     site.message("2026-12-01T05:00:00Z", 1);
     same(
         site.ssmsend(&["--check"]),
         2,
-        r#"CRITICAL - oldest of 3 messages queued added 1d07h ago (more than 30h) | queued=3;;;0 oldest_age=111600s;25200;108000;0 rejected=0;0;;0 locked=0;;;0 not_messages=0;0;;0
+        r#"CRITICAL - 3 messages queued, the oldest added 1d07h ago (more than 30h) | queued=3;;;0 oldest_age=111600s;25200;108000;0 rejected=0;0;;0 locked=0;;;0 not_messages=0;0;;0
 "#,
     );
     same(
         site.ssmsend(&["--check", "--crit-age", "2d"]),
         1,
-        r#"WARNING - oldest of 3 messages queued added 1d07h ago (more than 7h) | queued=3;;;0 oldest_age=111600s;25200;172800;0 rejected=0;0;;0 locked=0;;;0 not_messages=0;0;;0
+        r#"WARNING - 3 messages queued, the oldest added 1d07h ago (more than 7h) | queued=3;;;0 oldest_age=111600s;25200;172800;0 rejected=0;0;;0 locked=0;;;0 not_messages=0;0;;0
 "#,
     );
     same(
