@@ -390,7 +390,13 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// takes the run lock, opens the stores and [`run`]s, stopping gracefully
 /// when `stop` is requested. Takes and releases the run lock itself, so in daemon
 /// mode a cron run of cASO or of ours can go between two runs.
-pub fn run_once(settings: &CasoSettings, stop: &Shutdown) -> anyhow::Result<()> {
+/// With `metrics`, the run's metrics are published where the run report is
+/// written (a dry run: neither).
+pub fn run_once(
+    settings: &CasoSettings,
+    stop: &Shutdown,
+    metrics: Option<&mut crate::metrics::ExtractMetrics>,
+) -> anyhow::Result<()> {
     settings.ready_to_extract()?;
     auth_config(settings)?;
     if stop.is_requested() {
@@ -409,10 +415,14 @@ pub fn run_once(settings: &CasoSettings, stop: &Shutdown) -> anyhow::Result<()> 
     let rt = runtime()?;
     let mut stdout = std::io::stdout();
     let started = Timestamp::now();
+    let clock = std::time::Instant::now();
     let report = rt.block_on(run(settings, stores, started, &mut stdout, stop));
-    // A dry run writes nothing, not even its report.
+    // A dry run writes nothing, not even its report or metrics.
     if !settings.dry_run {
-        report::write_run_report(&settings.spooldir, started, &report);
+        let ended = report::write_run_report(&settings.spooldir, started, &report);
+        if let Some(m) = metrics {
+            m.record(report::metrics_run(&report, ended, clock.elapsed()));
+        }
     }
     let report = report?;
     stdout.flush().context("cannot write to stdout")?;
