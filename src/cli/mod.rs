@@ -45,6 +45,14 @@ impl MetricsFlags {
     /// Where the metrics go, the server started (listening already) when
     /// asked for; it stops on `shutdown` or when dropped.
     pub fn start(&self, shutdown: &Shutdown) -> anyhow::Result<(Outputs, Option<Server>)> {
+        if let Some(f) = &self.file
+            && f.extension().is_none_or(|e| e != "prom")
+        {
+            tracing::warn!(
+                "--metrics-file {}: node_exporter's textfile collector reads only files named *.prom",
+                f.display()
+            );
+        }
         let Some(addr) = self.listen else {
             return Ok((Outputs::new(self.file.clone(), None), None));
         };
