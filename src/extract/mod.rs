@@ -41,10 +41,10 @@ use futures_util::future::join_all;
 use crate::config::caso::{self, CasoSettings, Extractor};
 use crate::daemon::Shutdown;
 use crate::exit;
-use crate::openstack::Session;
 use crate::openstack::glance::ImageCache;
 use crate::openstack::keystone::UserNames;
 use crate::openstack::nova::FlavorCache;
+use crate::openstack::{RequestCounts, Session};
 use crate::record::RecordType;
 use crate::time::Timestamp;
 pub use auth::auth_config;
@@ -175,6 +175,21 @@ pub async fn run(
     out: &mut (dyn Write + Send),
     stop: &Shutdown,
 ) -> anyhow::Result<Report> {
+    let mut requests = RequestCounts::default();
+    run_counting(settings, stores, now, out, stop, &mut requests).await
+}
+
+/// [`run`]; when it fails after the first request (Keystone refused us, the
+/// project list failed), `requests` holds the requests it sent (for the
+/// metrics: a report has them otherwise).
+async fn run_counting(
+    settings: &CasoSettings,
+    stores: Stores,
+    now: Timestamp,
+    out: &mut (dyn Write + Send),
+    stop: &Shutdown,
+    requests: &mut RequestCounts,
+) -> anyhow::Result<Report> {
     let site_name = settings.site_name()?.to_string();
     let service_name = settings.service_name()?.to_string();
     let max_records = NonZeroUsize::new(settings.ssm.max_size)
@@ -276,7 +291,7 @@ pub async fn run(
         anyhow::Ok((admin_scope, discovery))
     };
     let (admin_scope, discovery) = tokio::select! {
-        found = found => found?,
+        found = found => found.inspect_err(|_| *requests = session.request_counts())?,
         _ = stop.requested() => {
             tracing::warn!("stopped on request before any project was started");
             return Ok(Report {
@@ -416,12 +431,25 @@ pub fn run_once(
     let mut stdout = std::io::stdout();
     let started = Timestamp::now();
     let clock = std::time::Instant::now();
-    let report = rt.block_on(run(settings, stores, started, &mut stdout, stop));
+    let mut requests = RequestCounts::default();
+    let report = rt.block_on(run_counting(
+        settings,
+        stores,
+        started,
+        &mut stdout,
+        stop,
+        &mut requests,
+    ));
     // A dry run writes nothing, not even its report or metrics.
     if !settings.dry_run {
         let ended = report::write_run_report(&settings.spooldir, started, &report);
         if let Some(m) = metrics {
-            m.record(report::metrics_run(&report, ended, clock.elapsed()));
+            m.record(report::metrics_run(
+                &report,
+                &requests,
+                ended,
+                clock.elapsed(),
+            ));
         }
     }
     let report = report?;

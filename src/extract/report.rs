@@ -222,18 +222,34 @@ pub fn write_run_report(
 }
 
 /// The metrics' view of a run that ended at `ended` after `duration`
-/// (`Err`: nothing could be done, outcome failed).
+/// (`Err`: nothing could be done, outcome failed, with the requests it sent
+/// in `failed_requests`).
 pub fn metrics_run(
     result: &anyhow::Result<Report>,
+    failed_requests: &RequestCounts,
     ended: Timestamp,
     duration: std::time::Duration,
 ) -> ExtractRun {
+    let requests = |counts: &RequestCounts| {
+        counts
+            .by_status
+            .iter()
+            .map(|c| {
+                (
+                    c.service.service_type().to_string(),
+                    c.answer.to_string(),
+                    c.requests,
+                )
+            })
+            .collect()
+    };
     let Ok(r) = result else {
         return ExtractRun {
             ended,
             duration,
             outcome: None,
             failures: 1,
+            requests: requests(failed_requests),
             ..ExtractRun::default()
         };
     };
@@ -258,18 +274,7 @@ pub fn metrics_run(
                     .map(|(t, n)| (p.id.clone(), t.as_str().to_string(), *n as u64))
             })
             .collect(),
-        requests: r
-            .requests
-            .by_status
-            .iter()
-            .map(|c| {
-                (
-                    c.service.service_type().to_string(),
-                    c.answer.to_string(),
-                    c.requests,
-                )
-            })
-            .collect(),
+        requests: requests(&r.requests),
     }
 }
 

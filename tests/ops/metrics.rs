@@ -139,12 +139,12 @@ impl Site {
     }
 
     /// caso.conf for `sim`, every lastrun at [`BEFORE`].
-    fn conf(&self, sim: &Sim) -> PathBuf {
+    fn conf(&self, sim: &Sim, password: &str) -> PathBuf {
         let conf = write_conf(
             &self.dir.path().join("ours"),
             &sim.auth_url(),
             &self.dir.path().join("voms.json"),
-            "secret",
+            password,
             "timeout = 1\nconnect_retries = 1\nretry_backoff = 10ms",
         );
         for p in &self.projects {
@@ -154,7 +154,11 @@ impl Site {
     }
 
     fn run(&self, sim: &Sim, args: &[&str]) -> std::process::Output {
-        let conf = self.conf(sim);
+        self.run_with(sim, "secret", args)
+    }
+
+    fn run_with(&self, sim: &Sim, password: &str, args: &[&str]) -> std::process::Output {
+        let conf = self.conf(sim, password);
         let to = self.to.to_string();
         let mut all = vec!["--extract-to", &to];
         all.extend_from_slice(args);
@@ -188,10 +192,23 @@ fn assert_records(m: &BTreeMap<String, f64>, report: &Value) {
 /// The requests by service add up to the run report's, and by status to
 /// what the simulator answered (`extra_200`: its answers to the test).
 fn assert_requests(m: &BTreeMap<String, f64>, report: &Value, sim_stats: &Value, extra_200: u64) {
-    let got = of(m, "caso_extract_api_requests_total");
+    let (by_service, _) = requests(m);
+    for service in ["identity", "compute", "image", "volume", "network"] {
+        let want = report["requests"][service].as_f64().unwrap();
+        assert_eq!(
+            by_service.get(service).copied().unwrap_or(0.0),
+            want,
+            "{service}: {by_service:#?}"
+        );
+    }
+    assert_statuses(m, sim_stats, extra_200);
+}
+
+/// `caso_extract_api_requests_total` summed by service and by status.
+fn requests(m: &BTreeMap<String, f64>) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
     let mut by_service: BTreeMap<String, f64> = BTreeMap::new();
     let mut by_status: BTreeMap<String, f64> = BTreeMap::new();
-    for (labels, n) in &got {
+    for (labels, n) in of(m, "caso_extract_api_requests_total") {
         let (service, status) = labels
             .strip_prefix("{service=\"")
             .and_then(|r| r.strip_suffix("\"}"))
@@ -200,14 +217,13 @@ fn assert_requests(m: &BTreeMap<String, f64>, report: &Value, sim_stats: &Value,
         *by_service.entry(service.into()).or_default() += n;
         *by_status.entry(status.into()).or_default() += n;
     }
-    for service in ["identity", "compute", "image", "volume", "network"] {
-        let want = report["requests"][service].as_f64().unwrap();
-        assert_eq!(
-            by_service.get(service).copied().unwrap_or(0.0),
-            want,
-            "{service}: {got:#?}"
-        );
-    }
+    (by_service, by_status)
+}
+
+/// The requests by status are what the simulator answered (`extra_200`:
+/// its answers to the test).
+fn assert_statuses(m: &BTreeMap<String, f64>, sim_stats: &Value, extra_200: u64) {
+    let (_, by_status) = requests(m);
     let mut want: BTreeMap<String, f64> = sim_stats["by_status"]
         .as_object()
         .unwrap()
@@ -219,6 +235,9 @@ fn assert_requests(m: &BTreeMap<String, f64>, report: &Value, sim_stats: &Value,
     assert_eq!(by_status, want, "by status, ours vs the simulator's");
 }
 
+/// A clean run, then one with a project failing, then one Keystone refuses:
+/// each file passes promtool and holds that run's values; a project's last
+/// success survives its failures, read back from the previous file.
 #[tokio::test(flavor = "multi_thread")]
 async fn extract_metrics_file_holds_the_runs_values_and_carries_failed_projects() {
     if !have_prometheus() {
@@ -315,6 +334,37 @@ async fn extract_metrics_file_holds_the_runs_values_and_carries_failed_projects(
             "caso_extract_api_requests_total{service=\"compute\",status=\"503\"}"
         ),
         stats["by_status"]["503"].as_f64().unwrap()
+    );
+
+    // Keystone refuses the credentials: nothing done, every last success
+    // kept, the refusals counted.
+    sim.reset().await;
+    let out = site.run_with(&sim, "wrong-pass", &["--metrics-file", prom_arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    promtool_check(&prom);
+    let third = site.report();
+    assert_eq!(third["outcome"], "failed");
+    let m = samples(&std::fs::read_to_string(&prom).unwrap());
+    for p in &site.projects {
+        let key = format!("caso_extract_last_success_timestamp_seconds{{project=\"{p}\"}}");
+        assert_eq!(get(&m, &key), if *p == bad { t1 } else { t2 }, "{key}");
+    }
+    assert_outcome(&m, "caso_extract", "failed");
+    assert_eq!(get(&m, "caso_extract_run_failures"), 1.0);
+    assert_eq!(
+        get(&m, "caso_extract_last_run_timestamp_seconds"),
+        ended(&third)
+    );
+    assert!(of(&m, "caso_extract_records").is_empty(), "{m:#?}");
+    let stats = sim.stats().await;
+    assert!(stats["by_status"]["401"].as_u64() > Some(0), "{stats}");
+    assert_statuses(&m, &stats, 1);
+    assert_eq!(
+        get(
+            &m,
+            "caso_extract_api_requests_total{service=\"identity\",status=\"401\"}"
+        ),
+        stats["by_status"]["401"].as_f64().unwrap()
     );
 }
 
@@ -638,4 +688,48 @@ fn metrics_listen_usage_errors_exit_2() {
         std::net::TcpListener::bind(&local).is_ok(),
         "nothing listened"
     );
+}
+
+/// `ssmsend --interval 1h --metrics-listen`: after its first run `/metrics`
+/// says what it sent; SIGTERM ends it and its server.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ssmsend_daemon_serves_its_last_runs_metrics() {
+    let pki = AmsTestPki::generate();
+    let double = AmsDouble::start(&pki, &[]);
+    let (dir, queue) = sender_site(&pki, &double, 3);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut daemon = ssmsend(
+        dir.path(),
+        &["--interval", "1h", "--metrics-listen", &addr],
+        "daemon.log",
+    );
+    let start = Instant::now();
+    while !read_log(dir.path(), "daemon.log").contains("run done, sleeping") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            read_log(dir.path(), "daemon.log")
+        );
+        assert!(daemon.try_wait().unwrap().is_none(), "ssmsend exited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let m = samples(&r.text().await.unwrap());
+    assert_eq!(get(&m, "ssmsend_messages_total{outcome=\"sent\"}"), 3.0);
+    assert_eq!(get(&m, "ssmsend_messages_total{outcome=\"unsent\"}"), 0.0);
+    assert_eq!(get(&m, "ssmsend_queue_depth"), 0.0);
+    assert_eq!(get(&m, "ssmsend_runs_total{outcome=\"ok\"}"), 1.0);
+    assert_outcome(&m, "ssmsend", "ok");
+    assert_eq!(queue.count().unwrap(), 0);
+    assert_eq!(double.stats().await["messages"], 3);
+    sigterm(&daemon);
+    let status = wait(&mut daemon, Duration::from_secs(10));
+    assert!(status.success(), "{}", read_log(dir.path(), "daemon.log"));
+    assert!(std::net::TcpStream::connect(&addr).is_err());
 }
