@@ -14,7 +14,7 @@
 //!              lastrun.<project>, runlock
 //! ```
 //!
-//! Both programs use `cli`, `config`, `exit`, `daemon`, `logging`, `check`, `report`,
+//! Both programs use `cli`, `config`, `exit`, `daemon`, `logging`, `check`, `report`, `status`,
 //! `metrics`, `access`, `secret`, `time`, `sys` and `spool`; only `caso-extract` uses
 //! `extract`, `openstack`, `record`, `lastrun` and `runlock`; only `ssmsend`
 //! uses `send`, `stomp`, `ams` and `smime`; `net` serves the clients of
@@ -28,8 +28,10 @@
 //!   SIGTERM; [`logging`]: log set-up and the operators' text format;
 //!   [`check`]: the `--check` report; [`report`]: the JSON run report both
 //!   programs write atomically at the end of every run
-//!   (`caso-extract.last-run.json`, `ssmsend.last-run.json`); [`metrics`]:
-//!   their Prometheus metrics, written at the end of every run
+//!   (`caso-extract.last-run.json`, `ssmsend.last-run.json`); [`status`]:
+//!   the `status` subcommand (lastrun files, run reports, the queue and
+//!   its reject directory, from the files alone) and its `--check` probe;
+//!   [`metrics`]: their Prometheus metrics, written at the end of every run
 //!   (`--metrics-file`) or served to Prometheus (`--metrics-listen`).
 //! - [`config`]: caso.conf (oslo.config dialect), sender.cfg (configparser),
 //!   voms.json: layers, interpolation, typed settings, `--print-config`; all
@@ -83,6 +85,7 @@ pub mod secret;
 pub mod send;
 pub mod smime;
 pub mod spool;
+pub mod status;
 pub mod stomp;
 #[allow(unsafe_code)]
 pub mod sys;

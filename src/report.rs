@@ -25,6 +25,12 @@ pub const EXTRACT_FILE: &str = "caso-extract.last-run.json";
 /// `ssmsend`'s report, in the directory holding the queue.
 pub const SEND_FILE: &str = "ssmsend.last-run.json";
 
+/// `ssmsend`'s report for the queue at `queue`: in the directory holding
+/// it (`None` for a queue at `/`).
+pub fn send_path(queue: &Path) -> Option<PathBuf> {
+    queue.parent().map(|dir| dir.join(SEND_FILE))
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {op} run report {path}: {error}")]
 pub struct ReportError {
@@ -39,7 +45,7 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ReportErro
 }
 
 /// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// Everything done.
@@ -50,6 +56,22 @@ pub enum Outcome {
     Failed,
     /// A stop request (SIGTERM) ended the run early, nothing failed.
     Stopped,
+}
+
+impl Outcome {
+    /// Whether something failed in that run.
+    pub fn is_bad(self) -> bool {
+        matches!(self, Outcome::Partial | Outcome::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+            Outcome::Stopped => "stopped",
+        }
+    }
 }
 
 /// The fields every report shares, then the program's own (`details`).

@@ -125,6 +125,11 @@ pub struct CasoCli {
 pub enum CasoCommand {
     /// List the projects to extract and their VO (what caso-projects does).
     Projects,
+    /// What was extracted when, the queue and the last send, from the files
+    /// alone (no network); with --check, a monitoring probe (Nagios plugin
+    /// exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; default ages
+    /// --warn-age 3h --crit-age 26h for each project's lastrun).
+    Status(super::status::StatusArgs),
 }
 
 impl CasoCli {
@@ -216,7 +221,13 @@ impl CasoCli {
 
 /// The `caso-extract` program.
 pub fn main() -> ExitCode {
-    let cli = CasoCli::parse();
+    let cli: CasoCli = match super::parse() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let (true, Some(CasoCommand::Status(args))) = (cli.check, cli.command) {
+        return probe(&cli, &args);
+    }
     let mut log = None;
     match run(&cli, &mut log) {
         Ok(()) => ExitCode::SUCCESS,
@@ -229,7 +240,8 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     let mut log_settings =
         LogSettings::from_caso(&CasoLogging::from_effective(&eff)?, cli.log_format);
     let check = cli.check || cli.check_network;
-    if cli.print_config || check {
+    let status = matches!(cli.command, Some(CasoCommand::Status(_)));
+    if cli.print_config || check || status {
         log_settings = log_settings.console_only();
     }
     *log = Some(logging::init(&log_settings));
@@ -237,6 +249,20 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     cli.metrics().check(cli.interval.is_some())?;
+    if let Some(CasoCommand::Status(args)) = cli.command {
+        if cli.check_network
+            || cli.print_config
+            || cli.interval.is_some()
+            || cli.initial_delay.is_some()
+        {
+            return Err(exit::usage(anyhow!(
+                "status reads files only: not with --check-network, --print-config, --interval or --initial-delay"
+            )));
+        }
+        let settings = CasoSettings::from_effective(&eff)?;
+        let st = extract_status(&settings, &args)?;
+        return super::status::print(&args, &st, crate::status::table::extract);
+    }
     if check {
         if cli.command.is_some() || cli.interval.is_some() || cli.initial_delay.is_some() {
             return Err(exit::usage(anyhow!(
@@ -260,12 +286,53 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
             )))
         }
         Some(CasoCommand::Projects) => crate::extract::list_projects(&settings),
+        // Handled above, before --print-config.
+        Some(CasoCommand::Status(_)) => Ok(()),
         None => extract(
             settings,
             daemon::Schedule::from_flags(cli.interval, cli.initial_delay)?,
             &cli.metrics(),
         ),
     }
+}
+
+fn extract_status(
+    settings: &CasoSettings,
+    args: &super::status::StatusArgs,
+) -> Result<crate::status::ExtractStatus, crate::spool::SpoolError> {
+    let ssm = settings
+        .messengers
+        .contains(&crate::config::caso::Messenger::Ssm)
+        .then_some(settings.ssm.output_path.as_path());
+    crate::status::extract_status(&settings.spooldir, ssm, args.now())
+}
+
+/// `caso-extract status --check`: every failure is the probe's UNKNOWN.
+fn probe(cli: &CasoCli, args: &super::status::StatusArgs) -> ExitCode {
+    use crate::status::probe;
+    let verdict = (|| {
+        if cli.check_network || cli.print_config || cli.interval.is_some() {
+            return probe::unknown(
+                "status --check reads files only: not with --check-network, --print-config or --interval",
+            );
+        }
+        let thresholds = match args.thresholds(probe::EXTRACT) {
+            Ok(t) => t,
+            Err(v) => return v,
+        };
+        let settings = match config::load_caso(&cli.sources())
+            .map_err(anyhow::Error::from)
+            .and_then(|eff| Ok(CasoSettings::from_effective(&eff)?))
+        {
+            Ok(s) => s,
+            Err(e) => return probe::unknown(&format!("configuration: {}", exit::Chain(&e))),
+        };
+        match extract_status(&settings, args) {
+            Ok(st) => probe::extract(&st, thresholds),
+            Err(e) => probe::unknown(&e.to_string()),
+        }
+    })();
+    super::status::answer(&verdict)
 }
 
 /// Extraction with checked settings: one run ([`crate::extract::run_once`])

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::config::sender::{SenderLogging, SenderSettings};
 use crate::config::{self, ConfigError};
@@ -23,7 +23,8 @@ pub struct SenderCli {
         short = 'c',
         long = "config",
         value_name = "PATH",
-        default_value = "/etc/apel/sender.cfg"
+        default_value = "/etc/apel/sender.cfg",
+        global = true
     )]
     pub config: PathBuf,
     /// SSM's logging configuration file: accepted and ignored ([logging] in
@@ -83,6 +84,8 @@ pub struct SenderCli {
     /// 0.0.0.0:9102 in a container (ours).
     #[arg(long, requires = "metrics_listen")]
     pub metrics_allow_remote: bool,
+    #[command(subcommand)]
+    pub command: Option<SendCommand>,
 }
 
 impl SenderCli {
@@ -96,9 +99,31 @@ impl SenderCli {
     }
 }
 
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendCommand {
+    /// The queue (depth, oldest message, locks, rejected messages and their
+    /// reasons) and the last send, from the files alone (no network); with
+    /// --check, a monitoring probe (Nagios plugin exit codes: 0 OK, 1
+    /// WARNING, 2 CRITICAL, 3 UNKNOWN; default ages --warn-age 7h
+    /// --crit-age 30h for the oldest queued message).
+    Status {
+        /// Monitoring probe: one line `STATE - summary | perfdata`, exit 0-3.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        args: super::status::StatusArgs,
+    },
+}
+
 /// The `ssmsend` program.
 pub fn main() -> ExitCode {
-    let cli = SenderCli::parse();
+    let cli: SenderCli = match super::parse() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(SendCommand::Status { check: true, args }) = cli.command {
+        return probe(&cli, &args);
+    }
     let mut log = None;
     match run(&cli, &mut log) {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,7 +136,7 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     let mut log_settings =
         LogSettings::from_sender(&SenderLogging::from_effective(&eff)?, cli.log_format);
     let check = cli.check || cli.check_network;
-    if cli.print_config || check || cli.dry_run {
+    if cli.print_config || check || cli.dry_run || cli.command.is_some() {
         log_settings = log_settings.console_only();
     }
     *log = Some(logging::init(&log_settings));
@@ -125,6 +150,20 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
             p.display(),
             cli.config.display()
         );
+    }
+    if let Some(SendCommand::Status { args, .. }) = cli.command {
+        if cli.print_config
+            || check
+            || cli.dry_run
+            || cli.interval.is_some()
+            || cli.initial_delay.is_some()
+        {
+            return Err(crate::exit::usage(anyhow::anyhow!(
+                "status reads files only: not with --print-config, --check, --check-network, --dry-run, --interval or --initial-delay (status --check is the probe)"
+            )));
+        }
+        let st = send_status(&eff, &args)?;
+        return super::status::print(&args, &st, crate::status::table::send);
     }
     if cli.print_config {
         print!("{}", eff.render());
@@ -147,6 +186,48 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
         schedule,
         &cli.metrics(),
     )
+}
+
+fn send_status(
+    eff: &crate::config::Effective,
+    args: &super::status::StatusArgs,
+) -> anyhow::Result<crate::status::SendStatus> {
+    let (path, layout) = crate::config::sender::outgoing_queue(eff)?;
+    Ok(crate::status::send_status(&path, layout, args.now())?)
+}
+
+/// `ssmsend status --check`: every failure is the probe's UNKNOWN.
+fn probe(cli: &SenderCli, args: &super::status::StatusArgs) -> ExitCode {
+    use crate::status::probe;
+    let verdict = (|| {
+        if cli.print_config
+            || cli.check
+            || cli.check_network
+            || cli.dry_run
+            || cli.interval.is_some()
+        {
+            return probe::unknown(
+                "status --check reads files only: not with --print-config, --check, --check-network, --dry-run or --interval",
+            );
+        }
+        let thresholds = match args.thresholds(probe::QUEUE) {
+            Ok(t) => t,
+            Err(v) => return v,
+        };
+        let eff = match config::load_sender(&cli.config, cli.strict_config) {
+            Ok(eff) => eff,
+            Err(e) => return probe::unknown(&format!("configuration: {e}")),
+        };
+        let (path, layout) = match crate::config::sender::outgoing_queue(&eff) {
+            Ok(q) => q,
+            Err(e) => return probe::unknown(&format!("configuration: {e}")),
+        };
+        match crate::status::send_status(&path, layout, args.now()) {
+            Ok(st) => probe::send(&st, thresholds),
+            Err(e) => probe::unknown(&e.to_string()),
+        }
+    })();
+    super::status::answer(&verdict)
 }
 
 /// Sending with checked settings: one run ([`crate::send::run`]) or,

@@ -8,7 +8,7 @@ use super::{Failure, RunConfig};
 use crate::time::Timestamp;
 
 /// The period one project's records cover.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Period {
     pub from: Timestamp,
     pub to: Timestamp,

@@ -149,7 +149,7 @@ impl SendMetrics {
         if let Some(age) = run.oldest_age {
             e.gauge(
                 "ssmsend_oldest_message_age_seconds",
-                "Age of the oldest message in the queue after the last run.",
+                "Age of the oldest message in the queue after the last run (none when it is empty).",
                 [(vec![], age.as_secs_f64())],
             );
         }

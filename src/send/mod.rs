@@ -230,7 +230,11 @@ async fn send_queue(
     let ended = report.ended;
     write_run_report(settings, report);
     if let Some(m) = metrics {
-        m.record(metrics_run(&tally, outcome, ended, started.elapsed()));
+        let duration = started.elapsed();
+        let path = settings.messaging.path.clone();
+        let layout = settings.messaging.path_type;
+        let queue = blocking(move || crate::status::queue_status(&path, layout, ended)).await?;
+        m.record(metrics_run(&tally, queue, outcome, ended, duration));
     }
     macro_rules! summary {
         ($level:ident) => {
@@ -271,9 +275,27 @@ async fn send_queue(
     }
 }
 
-/// The metrics' view of a run.
-fn metrics_run(t: &Tally, outcome: Outcome, ended: Timestamp, duration: Duration) -> SendRun {
+/// The metrics' view of a run; the queue as it is after the run (else, when
+/// it cannot be listed, what the tally says is left, age unknown).
+fn metrics_run(
+    t: &Tally,
+    queue: Result<crate::status::QueueStatus, SpoolError>,
+    outcome: Outcome,
+    ended: Timestamp,
+    duration: Duration,
+) -> SendRun {
     let n = |v: usize| v as u64;
+    let (queue_depth, oldest_age) = match queue {
+        Ok(q) => (
+            n(q.messages),
+            q.oldest_age_seconds
+                .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0))),
+        ),
+        Err(e) => {
+            tracing::warn!("metrics: cannot list the queue after the run: {e}");
+            (n(t.unsent + t.not_removed + t.skipped), None)
+        }
+    };
     SendRun {
         ended,
         duration,
@@ -286,10 +308,8 @@ fn metrics_run(t: &Tally, outcome: Outcome, ended: Timestamp, duration: Duration
             ("not_removed", n(t.not_removed)),
             ("not_a_message", n(t.bad())),
         ],
-        // What the run left queued: its own unsent and not removed ones and
-        // those another sender had locked.
-        queue_depth: n(t.unsent + t.not_removed + t.skipped),
-        oldest_age: None,
+        queue_depth,
+        oldest_age,
     }
 }
 
@@ -315,8 +335,8 @@ struct Destination<'a> {
 /// Writes the run report beside the queue's directory
 /// (`[outgoing] path/../ssmsend.last-run.json`); a failure is a warning.
 fn write_run_report(settings: &SenderSettings, report: RunReport<SendDetails<'_>>) {
-    match settings.messaging.path.parent() {
-        Some(dir) => crate::report::write_or_warn(&dir.join(crate::report::SEND_FILE), &report),
+    match crate::report::send_path(&settings.messaging.path) {
+        Some(path) => crate::report::write_or_warn(&path, &report),
         None => tracing::warn!(
             "no run report: the queue {} has no parent directory",
             settings.messaging.path.display()

@@ -1,11 +1,13 @@
 //! The one writer of the small state files beside the queues (run reports,
-//! lastrun files): whole or not at all, never through a symlink.
+//! lastrun files): whole or not at all, never through a symlink; and
+//! [`read_small`], their reader for `status`.
 
 use std::fs;
 use std::io;
 use std::path::Path;
 
-use super::{SpoolError, io_err, sync_dir};
+use super::at::Dir;
+use super::{SpoolError, io_err, parent_of, sync_dir};
 
 /// Replaces the file at `path` with `bytes`, atomically: a temporary
 /// `.<name>.tmp` beside it, fsync, rename, fsync the directory. A crash
@@ -47,4 +49,23 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> 
         return Err(e);
     }
     sync_dir(dir).map_err(io_err("fsync the directory of", path))
+}
+
+/// Reads a small state file: `None` when it does not exist; never through a
+/// symlink, never blocking on a FIFO, at most `limit` bytes (more is an
+/// error of kind [`io::ErrorKind::FileTooLarge`]).
+pub(crate) fn read_small(path: &Path, limit: usize) -> io::Result<Option<Vec<u8>>> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("no file name"))?;
+    let read = Dir::open(parent_of(path)).and_then(|d| d.read_capped(name, limit));
+    match read {
+        Ok(bytes) if bytes.len() > limit => Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {limit} bytes"),
+        )),
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }

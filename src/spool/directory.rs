@@ -99,7 +99,10 @@ pub(super) fn scan(root: &Dir, root_path: &Path) -> Result<Scan, SpoolError> {
         };
         let defect = match entry.name.to_str() {
             None => Defect::NotUtf8,
-            Some(n) if is_temp_name(n) && st.kind == Kind::File => continue,
+            Some(n) if is_temp_name(n) && st.kind == Kind::File => {
+                scan.temporaries += 1;
+                continue;
+            }
             Some(n) if !is_element_name(n) => Defect::ForeignName { expected: EXPECTED },
             Some(n) if st.kind == Kind::File => {
                 found.push((st.mtime, n.to_owned()));
@@ -111,6 +114,7 @@ pub(super) fn scan(root: &Dir, root_path: &Path) -> Result<Scan, SpoolError> {
             .push(BadEntry::new(root_path, None, entry.name, defect));
     }
     found.sort_unstable();
+    scan.first_added = found.first().map(|(t, _)| *t);
     scan.elements = found.into_iter().map(|(_, n)| ElementId(n)).collect();
     scan.bad.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(scan)

@@ -240,13 +240,22 @@ pub(super) fn scan(root: &Dir, root_path: &Path) -> Result<Scan, SpoolError> {
             }
         };
         let mut elts = Vec::new();
+        let mut locks = Vec::new();
         for entry in entries {
             let defect = match classify(&d, &entry) {
-                Ok(Ok(Some(name))) => {
+                Ok(Ok(Found::Element(name))) => {
                     elts.push(name);
                     continue;
                 }
-                Ok(Ok(None)) => continue,
+                Ok(Ok(Found::Lock(name))) => {
+                    locks.push(name);
+                    continue;
+                }
+                Ok(Ok(Found::Temporary)) => {
+                    scan.temporaries += 1;
+                    continue;
+                }
+                Ok(Ok(Found::Gone)) => continue,
                 Ok(Err(defect)) => defect,
                 // Its type cannot even be read.
                 Err(_) => Defect::NotAFile(Kind::Other),
@@ -255,34 +264,60 @@ pub(super) fn scan(root: &Dir, root_path: &Path) -> Result<Scan, SpoolError> {
                 .push(BadEntry::new(root_path, Some(&dir), entry.name, defect));
         }
         elts.sort_unstable();
+        locks.sort_unstable();
         scan.elements
             .extend(elts.into_iter().map(|n| ElementId(format!("{dir}/{n}"))));
+        scan.locked
+            .extend(locks.into_iter().map(|n| ElementId(format!("{dir}/{n}"))));
     }
     scan.bad.sort_by(|a, b| a.path.cmp(&b.path));
+    scan.first_added = scan.elements.first().and_then(added_at);
     Ok(scan)
 }
 
-/// What one entry of an intermediate directory is: `Some(name)` an element,
-/// `None` nothing to report (a temporary file, a lock, or gone), or a defect.
-fn classify(d: &Dir, entry: &super::at::Entry) -> io::Result<Result<Option<String>, Defect>> {
+/// What one entry of an intermediate directory is.
+enum Found {
+    Element(String),
+    /// `<element>.lck`, by its element's name.
+    Lock(String),
+    Temporary,
+    /// Removed while we looked.
+    Gone,
+}
+
+/// What one entry of an intermediate directory is, or its defect.
+fn classify(d: &Dir, entry: &super::at::Entry) -> io::Result<Result<Found, Defect>> {
     let Some(name) = entry.name.to_str() else {
         return Ok(Err(Defect::NotUtf8));
     };
-    let volatile = name
+    let lock = name
+        .strip_suffix(LOCKED_SUFFIX)
+        .filter(|n| is_element_name(n));
+    let temporary = name
         .strip_suffix(TEMPORARY_SUFFIX)
-        .or_else(|| name.strip_suffix(LOCKED_SUFFIX))
         .is_some_and(is_element_name);
-    if !volatile && !is_element_name(name) {
+    if lock.is_none() && !temporary && !is_element_name(name) {
         return Ok(Err(Defect::ForeignName {
             expected: EXPECTED_IN_DIR,
         }));
     }
     Ok(match kind_of(d, entry)? {
-        None => Ok(None),
-        Some(Kind::File) if volatile => Ok(None),
-        Some(Kind::File) => Ok(Some(name.to_owned())),
+        None => Ok(Found::Gone),
+        Some(Kind::File) => Ok(match lock {
+            Some(element) => Found::Lock(element.to_owned()),
+            None if temporary => Found::Temporary,
+            None => Found::Element(name.to_owned()),
+        }),
         Some(kind) => Err(Defect::NotAFile(kind)),
     })
+}
+
+/// When an element was added, from its name (`%08x` seconds, `%05x` µs).
+pub(super) fn added_at(id: &ElementId) -> Option<SystemTime> {
+    let name = split_id(id).1;
+    let secs = u64::from_str_radix(name.get(..8)?, 16).ok()?;
+    let micros = u64::from_str_radix(name.get(8..13)?, 16).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs) + Duration::from_micros(micros))
 }
 
 /// dirq `lock(name, permissive=True)`: link to `.lck`, then touch the element

@@ -35,6 +35,7 @@ mod at;
 mod atomic;
 mod directory;
 mod dirq;
+mod inventory;
 mod reject;
 mod scan;
 mod writable;
@@ -50,7 +51,8 @@ use std::time::{Duration, SystemTime};
 
 use at::Dir;
 pub use at::Kind;
-pub(crate) use atomic::write_atomic;
+pub(crate) use atomic::{read_small, write_atomic};
+pub use inventory::{Inventory, Rejected, RejectedEntry};
 pub use reject::SetAside;
 pub use scan::{BadEntry, Defect, Scan};
 pub use writable::{NotWritable, check_writable, nearest_existing};
@@ -418,7 +420,7 @@ impl Queue {
 
     /// `<parent of the root>/reject`.
     pub fn reject_dir(&self) -> PathBuf {
-        parent_of(&self.root).join("reject")
+        reject_dir_of(&self.root)
     }
 
     /// Checks the id belongs to this layout (ids are plain strings: never let
@@ -476,6 +478,11 @@ impl Queue {
             Layout::Directory => self.root.clone(),
         }
     }
+}
+
+/// The reject directory of the queue at `root`: `<parent of root>/reject`.
+pub fn reject_dir_of(root: &Path) -> PathBuf {
+    parent_of(root).join("reject")
 }
 
 fn parent_of(path: &Path) -> &Path {

@@ -73,7 +73,7 @@ fn numbered(name: &OsStr, n: u32) -> OsString {
     s
 }
 
-fn reason_name(base: &OsStr) -> OsString {
+pub(super) fn reason_name(base: &OsStr) -> OsString {
     let mut s = base.to_owned();
     s.push(".reason");
     s

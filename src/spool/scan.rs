@@ -10,6 +10,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use super::ElementId;
 use super::at::Kind;
@@ -24,6 +25,15 @@ pub struct Scan {
     pub elements: Vec<ElementId>,
     /// In path order.
     pub bad: Vec<BadEntry>,
+    /// dirq: the elements that hold a `.lck` (another sender's lock, or a
+    /// removal half done), in path order; always empty in the directory
+    /// layout, which has no locks.
+    pub locked: Vec<ElementId>,
+    /// Temporary files (adds in progress, or left by a crash).
+    pub temporaries: usize,
+    /// When the first element (the next to send) was added: dirq from its
+    /// name, the directory layout from its mtime.
+    pub first_added: Option<SystemTime>,
 }
 
 /// An entry of the queue that is not a message: never read; moved to the

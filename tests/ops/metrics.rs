@@ -432,9 +432,14 @@ async fn ssmsend_metrics_file_holds_the_runs_values() {
         "{m:#?}"
     );
 
-    // One good and one rejected message (not ASCII): partial; the last
-    // success stays the first run's, read back from the file.
+    // One good message, one rejected (not ASCII), one locked by "another
+    // sender" (this test): partial; the last success stays the first
+    // run's, read back from the file; the locked one is still queued.
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    let held = queue
+        .add(b"APEL-cloud-message: v0.4\nVMUUID: 88888888-0000-4000-8000-000000000000\nSiteName: DAEMON-TEST\n")
+        .unwrap();
+    assert!(queue.lock(&held).unwrap());
     queue
         .add(b"APEL-cloud-message: v0.4\nVMUUID: 99999999-0000-4000-8000-000000000000\nSiteName: DAEMON-TEST\n")
         .unwrap();
@@ -455,7 +460,14 @@ async fn ssmsend_metrics_file_holds_the_runs_values() {
     let m = samples(&std::fs::read_to_string(&prom).unwrap());
     assert_eq!(get(&m, "ssmsend_messages_total{outcome=\"sent\"}"), 1.0);
     assert_eq!(get(&m, "ssmsend_messages_total{outcome=\"rejected\"}"), 1.0);
-    assert_eq!(get(&m, "ssmsend_queue_depth"), 0.0);
+    assert_eq!(
+        get(&m, "ssmsend_messages_total{outcome=\"locked_elsewhere\"}"),
+        1.0
+    );
+    assert_eq!(get(&m, "ssmsend_queue_depth"), 1.0);
+    assert_eq!(queue.count().unwrap(), 1);
+    let age = get(&m, "ssmsend_oldest_message_age_seconds");
+    assert!((0.0..600.0).contains(&age), "{age}");
     assert_outcome(&m, "ssmsend", "partial");
     assert_eq!(get(&m, "ssmsend_runs_total{outcome=\"partial\"}"), 1.0);
     assert_eq!(get(&m, "ssmsend_last_success_timestamp_seconds"), t1);

@@ -9,3 +9,4 @@ mod metrics;
 mod migration;
 mod operator_logs;
 mod run_report;
+mod status;

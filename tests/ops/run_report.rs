@@ -83,6 +83,16 @@ impl Site {
         conf
     }
 
+    /// `caso-extract status ARGS --now NOW` on the files the runs left.
+    fn status(&self, now: Timestamp, args: &[&str]) -> (Option<i32>, String) {
+        let conf = self.dir.path().join("ours/caso.conf");
+        let now = now.to_string();
+        let mut all = vec!["status", "--now", &now];
+        all.extend_from_slice(args);
+        let out = run_ours(&conf, &all);
+        (out.status.code(), text(&out.stdout))
+    }
+
     fn run(&self, sim: &Sim, args: &[&str]) -> std::process::Output {
         self.run_with(sim, "secret", args)
     }
@@ -226,6 +236,25 @@ async fn a_clean_run_reports_every_project_with_the_summarys_counts() {
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(tmp.is_empty(), "{tmp:?}");
+
+    // status reads this report: every project ok, the probe OK.
+    let later = to.add_seconds(3600);
+    let (code, line) = site.status(later, &["--check"]);
+    assert_eq!(code, Some(0), "{line}");
+    assert!(
+        line.starts_with("OK - 3 projects, oldest lastrun 59m59s ago; last run ok "),
+        "{line}"
+    );
+    let (code, json) = site.status(later, &["--json"]);
+    assert_eq!(code, Some(0), "{json}");
+    let st: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(st["last_run"]["outcome"], "ok", "{st:#}");
+    assert_eq!(st["queue"]["messages"].as_u64(), Some(messages), "{st:#}");
+    for p in st["projects"].as_array().unwrap() {
+        assert_eq!(p["outcome"], "ok", "{p}");
+        assert_eq!(p["period"]["from"], BEFORE, "{p}");
+        assert_eq!(p["lastrun_age_seconds"], 3599, "{p}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -274,6 +303,33 @@ async fn a_failing_project_makes_a_partial_report_listing_its_error() {
             .any(|p| p["id"] == bad.as_str()),
         "the failed project is listed: {r:#}"
     );
+
+    // status names the failed project and its error; the probe is
+    // CRITICAL, as that project's lastrun is still at BEFORE.
+    let (code, json) = site.status(to, &["--json"]);
+    assert_eq!(code, Some(0), "{json}");
+    let st: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(st["last_run"]["outcome"], "partial", "{st:#}");
+    assert_eq!(st["last_run"]["failed_projects"], 1, "{st:#}");
+    let p = st["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == bad.as_str())
+        .unwrap();
+    assert_eq!(p["outcome"], "failed", "{p}");
+    assert_eq!(p["lastrun"], BEFORE, "{p}");
+    assert!(
+        p["error"].as_str().unwrap().starts_with("nova servers: "),
+        "{p}"
+    );
+    let (code, line) = site.status(to, &["--check"]);
+    assert_eq!(code, Some(2), "{line}");
+    assert!(
+        line.starts_with(&format!("CRITICAL - project {bad} last extracted ")),
+        "{line}"
+    );
+    assert!(line.contains("; last run partial: "), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

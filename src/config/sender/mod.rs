@@ -208,6 +208,21 @@ impl SenderLogging {
     }
 }
 
+/// `[messaging] path` and `path_type`: all that `ssmsend status` needs
+/// (it signs and sends nothing, so no certificate or broker is required).
+pub fn outgoing_queue(e: &Effective) -> Result<(PathBuf, Layout), ConfigError> {
+    let path = required(
+        e.path("messaging", "path"),
+        "messaging",
+        "path",
+        "(the outgoing message queue)",
+    )?;
+    Ok((
+        path,
+        layout(e, e.choice_or_default("messaging", "path_type")?)?,
+    ))
+}
+
 impl SenderSettings {
     /// Types and checks everything sending needs; a missing value names its
     /// section and option.
@@ -271,7 +286,7 @@ impl SenderSettings {
                 })
             }
         };
-        let path_type = layout(e, e.choice_or_default("messaging", "path_type")?)?;
+        let (path, path_type) = outgoing_queue(e)?;
         let encryption = e.typed(
             "messaging",
             "encryption",
@@ -303,12 +318,7 @@ impl SenderSettings {
                     "destination",
                     "(the queue or topic to send to)",
                 )?,
-                path: required(
-                    e.path("messaging", "path"),
-                    "messaging",
-                    "path",
-                    "(the outgoing message queue)",
-                )?,
+                path,
                 path_type,
                 encryption,
             },
