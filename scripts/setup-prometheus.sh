@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The real Prometheus the energy tests query: Debian's `prometheus` package
 # (never its system service), one server per test on 127.0.0.1, a free port,
-# a storage directory of the test's own, no scrape targets.
+# a storage directory of the test's own, no scrape targets (or one, given
+# with --scrape: the metrics tests).
 #
 #   scripts/setup-prometheus.sh                          install if needed
 #   scripts/setup-prometheus.sh backfill FILE|DIR TSDB-DIR  OpenMetrics FILE (or DIR/*.om) into TSDB-DIR
-#   scripts/setup-prometheus.sh start TSDB-DIR STATE-DIR start, wait for /-/ready;
-#                                                        writes STATE-DIR/port, /pid, /log
+#   scripts/setup-prometheus.sh start TSDB-DIR STATE-DIR [--scrape HOST:PORT]
+#                                                        start, wait for /-/ready;
+#                                                        writes STATE-DIR/port, /pid, /log;
+#                                                        --scrape: scrape HOST:PORT/metrics
+#                                                        every second (job "scrape")
 #   scripts/setup-prometheus.sh stop STATE-DIR           stop the server of STATE-DIR (by pid)
 #
 # Idempotent: installing twice does nothing; `start` on a STATE-DIR whose
-# server is alive and ready reuses it.
+# server is alive, ready and has the same configuration reuses it.
 set -euo pipefail
 
 log() { echo "setup-prometheus: $*" >&2; }
@@ -69,17 +73,33 @@ elapsed() { local ms=$((($(date +%s%N) - $1) / 1000000)); printf '%d.%03d s' $((
 
 ready() { curl -fsS -m 2 "http://127.0.0.1:$1/-/ready" >/dev/null 2>&1; }
 
+# The configuration: no scrape targets (the data are what the tests
+# backfilled), or the one target given.
+config() {
+  local target=$1
+  if [ -z "$target" ]; then
+    printf 'global:\n  scrape_interval: 1h\nscrape_configs: []\n'
+  else
+    printf 'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: scrape\n    static_configs:\n      - targets: ["%s"]\n' "$target"
+  fi
+}
+
 start_server() {
-  local tsdb=$1 state=$2 pid port
+  local tsdb=$1 state=$2 target=${3:-} pid port
+  local re='^[][A-Za-z0-9.:-]+:[0-9]+$'
+  if [ -n "$target" ] && ! [[ "$target" =~ $re ]]; then
+    log "--scrape wants HOST:PORT, not $target"
+    return 2
+  fi
   mkdir -p "$tsdb" "$state"
   state=$(cd "$state" && pwd)
   tsdb=$(cd "$tsdb" && pwd)
-  if pid=$(running_pid "$state") && [ -s "$state/port" ] && ready "$(cat "$state/port")"; then
+  if pid=$(running_pid "$state") && [ -s "$state/port" ] && ready "$(cat "$state/port")" &&
+    [ "$(config "$target")" = "$(cat "$state/prometheus.yml")" ]; then
     return 0
   fi
   stop_server "$state"
-  # No scrape targets: the data are what the tests backfilled.
-  printf 'global:\n  scrape_interval: 1h\nscrape_configs: []\n' >"$state/prometheus.yml"
+  config "$target" >"$state/prometheus.yml"
   port=$(free_port)
   local t0
   t0=$(date +%s%N)
@@ -142,10 +162,19 @@ backfill() {
 case "${1:-install}" in
 install) install_prometheus ;;
 backfill) install_prometheus && backfill "$2" "$3" ;;
-start) install_prometheus && start_server "$2" "$3" ;;
+start)
+  target=""
+  if [ "${4:-}" = "--scrape" ]; then
+    target=${5:?--scrape needs HOST:PORT}
+  elif [ -n "${4:-}" ]; then
+    log "start: unknown argument $4"
+    exit 2
+  fi
+  install_prometheus && start_server "$2" "$3" "$target"
+  ;;
 stop) stop_server "$2" ;;
 *)
-  log "usage: $0 [install | backfill FILE TSDB-DIR | start TSDB-DIR STATE-DIR | stop STATE-DIR]"
+  log "usage: $0 [install | backfill FILE TSDB-DIR | start TSDB-DIR STATE-DIR [--scrape HOST:PORT] | stop STATE-DIR]"
   exit 2
   ;;
 esac

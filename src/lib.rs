@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Both programs use `cli`, `config`, `exit`, `daemon`, `logging`, `check`, `report`, `status`,
-//! `access`, `secret`, `time`, `sys` and `spool`; only `caso-extract` uses
+//! `metrics`, `access`, `secret`, `time`, `sys` and `spool`; only `caso-extract` uses
 //! `extract`, `openstack`, `record`, `lastrun` and `runlock`; only `ssmsend`
 //! uses `send`, `stomp`, `ams` and `smime`; `net` serves the clients of
 //! both. Dependencies point from the programs down to the formats and never
@@ -30,7 +30,9 @@
 //!   programs write atomically at the end of every run
 //!   (`caso-extract.last-run.json`, `ssmsend.last-run.json`); [`status`]:
 //!   the `status` subcommand (lastrun files, run reports, the queue and
-//!   its reject directory, from the files alone) and its `--check` probe.
+//!   its reject directory, from the files alone) and its `--check` probe;
+//!   [`metrics`]: their Prometheus metrics, written at the end of every run
+//!   (`--metrics-file`) or served to Prometheus (`--metrics-listen`).
 //! - [`config`]: caso.conf (oslo.config dialect), sender.cfg (configparser),
 //!   voms.json: layers, interpolation, typed settings, `--print-config`; all
 //!   checking (`[keystone_auth]` into the client's `AuthConfig` included), so a
@@ -72,6 +74,7 @@ pub mod exit;
 pub mod extract;
 pub mod lastrun;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod openstack;
 pub mod prometheus;

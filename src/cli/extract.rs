@@ -102,6 +102,21 @@ pub struct CasoCli {
     /// let another program run first (default: run at once).
     #[arg(long, value_name = "DURATION", value_parser = daemon::parse_delay)]
     pub initial_delay: Option<Duration>,
+    /// Write Prometheus metrics to PATH at the end of every run (ours;
+    /// node_exporter's textfile collector format, atomically, mode 0644;
+    /// not for a dry run).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub metrics_file: Option<PathBuf>,
+    /// With --interval (ours): serve the last run's metrics on
+    /// http://ADDR/metrics. ADDR: HOST:PORT with an IP address or
+    /// localhost, or a PORT alone (127.0.0.1:PORT); a loopback address
+    /// unless --metrics-allow-remote.
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Let --metrics-listen use an address other hosts can reach, e.g.
+    /// 0.0.0.0:9101 in a container (ours).
+    #[arg(long, requires = "metrics_listen")]
+    pub metrics_allow_remote: bool,
     #[command(subcommand)]
     pub command: Option<CasoCommand>,
 }
@@ -118,6 +133,15 @@ pub enum CasoCommand {
 }
 
 impl CasoCli {
+    /// The metrics flags.
+    pub fn metrics(&self) -> super::MetricsFlags {
+        super::MetricsFlags {
+            file: self.metrics_file.clone(),
+            listen: self.metrics_listen,
+            allow_remote: self.metrics_allow_remote,
+        }
+    }
+
     /// What to read: the files, directories and option flags of this command
     /// line, as config's own [`CasoSources`].
     pub fn sources(&self) -> CasoSources {
@@ -224,6 +248,7 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     for w in eff.warnings() {
         tracing::warn!("{w}");
     }
+    cli.metrics().check(cli.interval.is_some())?;
     if let Some(CasoCommand::Status(args)) = cli.command {
         if cli.check_network
             || cli.print_config
@@ -266,6 +291,7 @@ fn run(cli: &CasoCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
         None => extract(
             settings,
             daemon::Schedule::from_flags(cli.interval, cli.initial_delay)?,
+            &cli.metrics(),
         ),
     }
 }
@@ -311,8 +337,13 @@ fn probe(cli: &CasoCli, args: &super::status::StatusArgs) -> ExitCode {
 
 /// Extraction with checked settings: one run ([`crate::extract::run_once`])
 /// or, with a `schedule`, daemon mode ([`daemon::run`]). SIGTERM/SIGINT stop
-/// gracefully in both modes.
-pub fn extract(settings: CasoSettings, schedule: Option<daemon::Schedule>) -> anyhow::Result<()> {
+/// gracefully in both modes. Each run's metrics go where `metrics` says.
+pub fn extract(
+    settings: CasoSettings,
+    schedule: Option<daemon::Schedule>,
+    metrics: &super::MetricsFlags,
+) -> anyhow::Result<()> {
+    metrics.check(schedule.is_some())?;
     if schedule.is_some() {
         // Each run extracts from each project's lastrun up to now; a fixed
         // period would be extracted again and again.
@@ -329,7 +360,13 @@ pub fn extract(settings: CasoSettings, schedule: Option<daemon::Schedule>) -> an
         }
     }
     let shutdown = Shutdown::on_signals()?;
-    daemon::run(schedule, &shutdown, |stop| {
-        crate::extract::run_once(&settings, stop)
-    })
+    let (outputs, server) = metrics.start(&shutdown)?;
+    let mut metrics = outputs
+        .active()
+        .then(|| crate::metrics::ExtractMetrics::new(outputs));
+    let result = daemon::run(schedule, &shutdown, |stop| {
+        crate::extract::run_once(&settings, stop, metrics.as_mut())
+    });
+    drop(server);
+    result
 }

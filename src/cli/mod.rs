@@ -7,9 +7,61 @@ pub mod extract;
 pub mod send;
 pub mod status;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::anyhow;
+
+use crate::daemon::Shutdown;
 use crate::logging::LogHandle;
+use crate::metrics::{Latest, Outputs, Server};
+
+/// `--metrics-file`, `--metrics-listen` and `--metrics-allow-remote`, as
+/// both programs take them.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsFlags {
+    pub file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub allow_remote: bool,
+}
+
+impl MetricsFlags {
+    /// Usage errors (exit 2): `--metrics-listen` without `--interval` (a
+    /// cron run ends before any scrape), a non-loopback address without
+    /// `--metrics-allow-remote`.
+    pub fn check(&self, daemon: bool) -> anyhow::Result<()> {
+        let Some(addr) = self.listen else {
+            return Ok(());
+        };
+        if !daemon {
+            return Err(crate::exit::usage(anyhow!(
+                "--metrics-listen is for daemon mode: give --interval too (a single run: --metrics-file)"
+            )));
+        }
+        crate::metrics::check_listen(addr, self.allow_remote)
+            .map_err(|e| crate::exit::usage(anyhow!(e)))
+    }
+
+    /// Where the metrics go, the server started (listening already) when
+    /// asked for; it stops on `shutdown` or when dropped.
+    pub fn start(&self, shutdown: &Shutdown) -> anyhow::Result<(Outputs, Option<Server>)> {
+        if let Some(f) = &self.file
+            && f.extension().is_none_or(|e| e != "prom")
+        {
+            tracing::warn!(
+                "--metrics-file {}: node_exporter's textfile collector reads only files named *.prom",
+                f.display()
+            );
+        }
+        let Some(addr) = self.listen else {
+            return Ok((Outputs::new(self.file.clone(), None), None));
+        };
+        let latest = Latest::default();
+        let server = Server::start(addr, latest.clone(), shutdown)?;
+        Ok((Outputs::new(self.file.clone(), Some(latest)), Some(server)))
+    }
+}
 
 /// Reports a fatal error once: through the log when the console gets log lines,
 /// else on stderr (and in the log file, if there is one). Returns the exit code.

@@ -69,8 +69,34 @@ pub struct SenderCli {
     /// let another program run first (default: run at once).
     #[arg(long, value_name = "DURATION", value_parser = daemon::parse_delay)]
     pub initial_delay: Option<Duration>,
+    /// Write Prometheus metrics to PATH at the end of every run (ours;
+    /// node_exporter's textfile collector format, atomically, mode 0644;
+    /// not for --dry-run or --check).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// With --interval (ours): serve the last run's metrics on
+    /// http://ADDR/metrics. ADDR: HOST:PORT with an IP address or
+    /// localhost, or a PORT alone (127.0.0.1:PORT); a loopback address
+    /// unless --metrics-allow-remote.
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Let --metrics-listen use an address other hosts can reach, e.g.
+    /// 0.0.0.0:9102 in a container (ours).
+    #[arg(long, requires = "metrics_listen")]
+    pub metrics_allow_remote: bool,
     #[command(subcommand)]
     pub command: Option<SendCommand>,
+}
+
+impl SenderCli {
+    /// The metrics flags.
+    pub fn metrics(&self) -> super::MetricsFlags {
+        super::MetricsFlags {
+            file: self.metrics_file.clone(),
+            listen: self.metrics_listen,
+            allow_remote: self.metrics_allow_remote,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +143,7 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
     for w in eff.warnings() {
         tracing::warn!("{w}");
     }
+    cli.metrics().check(cli.interval.is_some())?;
     if let Some(p) = &cli.log_config {
         tracing::warn!(
             "-l/--log_config {} is ignored: logging is configured by [logging] in {}",
@@ -154,7 +181,11 @@ fn run(cli: &SenderCli, log: &mut Option<LogHandle>) -> anyhow::Result<()> {
         return crate::send::dry_run::dry_run(&SenderSettings::from_effective(&eff)?);
     }
     let schedule = daemon::Schedule::from_flags(cli.interval, cli.initial_delay)?;
-    send(SenderSettings::from_effective(&eff)?, schedule)
+    send(
+        SenderSettings::from_effective(&eff)?,
+        schedule,
+        &cli.metrics(),
+    )
 }
 
 fn send_status(
@@ -201,10 +232,21 @@ fn probe(cli: &SenderCli, args: &super::status::StatusArgs) -> ExitCode {
 
 /// Sending with checked settings: one run ([`crate::send::run`]) or,
 /// with a `schedule`, daemon mode ([`daemon::run`]). SIGTERM/SIGINT stop
-/// gracefully in both modes.
-pub fn send(settings: SenderSettings, schedule: Option<daemon::Schedule>) -> anyhow::Result<()> {
+/// gracefully in both modes. Each run's metrics go where `metrics` says.
+pub fn send(
+    settings: SenderSettings,
+    schedule: Option<daemon::Schedule>,
+    metrics: &super::MetricsFlags,
+) -> anyhow::Result<()> {
+    metrics.check(schedule.is_some())?;
     let shutdown = Shutdown::on_signals()?;
-    daemon::run(schedule, &shutdown, |stop| {
-        crate::send::run(&settings, stop)
-    })
+    let (outputs, server) = metrics.start(&shutdown)?;
+    let mut metrics = outputs
+        .active()
+        .then(|| crate::metrics::SendMetrics::new(outputs));
+    let result = daemon::run(schedule, &shutdown, |stop| {
+        crate::send::run(&settings, stop, metrics.as_mut())
+    });
+    drop(server);
+    result
 }

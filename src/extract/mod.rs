@@ -41,10 +41,10 @@ use futures_util::future::join_all;
 use crate::config::caso::{self, CasoSettings, Extractor};
 use crate::daemon::Shutdown;
 use crate::exit;
-use crate::openstack::Session;
 use crate::openstack::glance::ImageCache;
 use crate::openstack::keystone::UserNames;
 use crate::openstack::nova::FlavorCache;
+use crate::openstack::{RequestCounts, Session};
 use crate::record::RecordType;
 use crate::time::Timestamp;
 pub use auth::auth_config;
@@ -175,6 +175,21 @@ pub async fn run(
     out: &mut (dyn Write + Send),
     stop: &Shutdown,
 ) -> anyhow::Result<Report> {
+    let mut requests = RequestCounts::default();
+    run_counting(settings, stores, now, out, stop, &mut requests).await
+}
+
+/// [`run`]; when it fails after the first request (Keystone refused us, the
+/// project list failed), `requests` holds the requests it sent (for the
+/// metrics: a report has them otherwise).
+async fn run_counting(
+    settings: &CasoSettings,
+    stores: Stores,
+    now: Timestamp,
+    out: &mut (dyn Write + Send),
+    stop: &Shutdown,
+    requests: &mut RequestCounts,
+) -> anyhow::Result<Report> {
     let site_name = settings.site_name()?.to_string();
     let service_name = settings.service_name()?.to_string();
     let max_records = NonZeroUsize::new(settings.ssm.max_size)
@@ -276,7 +291,7 @@ pub async fn run(
         anyhow::Ok((admin_scope, discovery))
     };
     let (admin_scope, discovery) = tokio::select! {
-        found = found => found?,
+        found = found => found.inspect_err(|_| *requests = session.request_counts())?,
         _ = stop.requested() => {
             tracing::warn!("stopped on request before any project was started");
             return Ok(Report {
@@ -390,7 +405,13 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// takes the run lock, opens the stores and [`run`]s, stopping gracefully
 /// when `stop` is requested. Takes and releases the run lock itself, so in daemon
 /// mode a cron run of cASO or of ours can go between two runs.
-pub fn run_once(settings: &CasoSettings, stop: &Shutdown) -> anyhow::Result<()> {
+/// With `metrics`, the run's metrics are published where the run report is
+/// written (a dry run: neither).
+pub fn run_once(
+    settings: &CasoSettings,
+    stop: &Shutdown,
+    metrics: Option<&mut crate::metrics::ExtractMetrics>,
+) -> anyhow::Result<()> {
     settings.ready_to_extract()?;
     auth_config(settings)?;
     if stop.is_requested() {
@@ -409,10 +430,27 @@ pub fn run_once(settings: &CasoSettings, stop: &Shutdown) -> anyhow::Result<()> 
     let rt = runtime()?;
     let mut stdout = std::io::stdout();
     let started = Timestamp::now();
-    let report = rt.block_on(run(settings, stores, started, &mut stdout, stop));
-    // A dry run writes nothing, not even its report.
+    let clock = std::time::Instant::now();
+    let mut requests = RequestCounts::default();
+    let report = rt.block_on(run_counting(
+        settings,
+        stores,
+        started,
+        &mut stdout,
+        stop,
+        &mut requests,
+    ));
+    // A dry run writes nothing, not even its report or metrics.
     if !settings.dry_run {
-        report::write_run_report(&settings.spooldir, started, &report);
+        let ended = report::write_run_report(&settings.spooldir, started, &report);
+        if let Some(m) = metrics {
+            m.record(report::metrics_run(
+                &report,
+                &requests,
+                ended,
+                clock.elapsed(),
+            ));
+        }
     }
     let report = report?;
     stdout.flush().context("cannot write to stdout")?;

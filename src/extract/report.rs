@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use super::Period;
+use crate::metrics::ExtractRun;
 use crate::openstack::RequestCounts;
 use crate::record::RecordType;
 use crate::report::{self, Outcome, RunReport};
@@ -194,28 +195,86 @@ impl Report {
 
 /// The run report of a run that ended with `result`, written to
 /// `<spooldir>/caso-extract.last-run.json` (a failure to write is a warning).
+/// Returns when the run ended, as the report says.
 pub fn write_run_report(
     spooldir: &std::path::Path,
     started: Timestamp,
     result: &anyhow::Result<Report>,
-) {
+) -> Timestamp {
     let path = spooldir.join(report::EXTRACT_FILE);
     match result {
-        Ok(r) => report::write_or_warn(
-            &path,
-            &RunReport::new(PROGRAM, started, r.outcome(), r.details()),
-        ),
+        Ok(r) => {
+            let run = RunReport::new(PROGRAM, started, r.outcome(), r.details());
+            report::write_or_warn(&path, &run);
+            run.ended
+        }
         Err(e) => {
             let empty = Report::default();
             let details = ExtractDetails {
                 error: Some(crate::exit::Chain(e).to_string()),
                 ..empty.details()
             };
-            report::write_or_warn(
-                &path,
-                &RunReport::new(PROGRAM, started, Outcome::Failed, details),
-            )
+            let run = RunReport::new(PROGRAM, started, Outcome::Failed, details);
+            report::write_or_warn(&path, &run);
+            run.ended
         }
+    }
+}
+
+/// The metrics' view of a run that ended at `ended` after `duration`
+/// (`Err`: nothing could be done, outcome failed, with the requests it sent
+/// in `failed_requests`).
+pub fn metrics_run(
+    result: &anyhow::Result<Report>,
+    failed_requests: &RequestCounts,
+    ended: Timestamp,
+    duration: std::time::Duration,
+) -> ExtractRun {
+    let requests = |counts: &RequestCounts| {
+        counts
+            .by_status
+            .iter()
+            .map(|c| {
+                (
+                    c.service.service_type().to_string(),
+                    c.answer.to_string(),
+                    c.requests,
+                )
+            })
+            .collect()
+    };
+    let Ok(r) = result else {
+        return ExtractRun {
+            ended,
+            duration,
+            outcome: None,
+            failures: 1,
+            requests: requests(failed_requests),
+            ..ExtractRun::default()
+        };
+    };
+    let failed = r.failed_ids();
+    ExtractRun {
+        ended,
+        duration,
+        outcome: Some(r.outcome()),
+        failures: r.failures.len() as u64,
+        succeeded: r
+            .projects
+            .iter()
+            .filter(|p| !failed.contains(&p.id.as_str()))
+            .map(|p| p.id.clone())
+            .collect(),
+        records: r
+            .projects
+            .iter()
+            .flat_map(|p| {
+                p.records
+                    .iter()
+                    .map(|(t, n)| (p.id.clone(), t.as_str().to_string(), *n as u64))
+            })
+            .collect(),
+        requests: requests(&r.requests),
     }
 }
 

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 pub use cache::Cache;
 pub use paging::{MAX_LIST_VALUES, MAX_PAGES};
-pub use session::{RequestCounts, Session};
+pub use session::{Answer, RequestCounts, Session, StatusCount};
 pub use transport::{MAX_BODY_BYTES, MAX_JSON_VALUES};
 
 use crate::secret::Secret;
@@ -220,7 +220,7 @@ impl AuthConfig {
 }
 
 /// The OpenStack services we call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Service {
     Identity,
     Compute,
@@ -246,6 +246,17 @@ impl Service {
             Service::Image => "glance",
             Service::Volume => "cinder",
             Service::Network => "neutron",
+        }
+    }
+
+    /// The service type (the run report's and the metrics' name for it).
+    pub fn service_type(self) -> &'static str {
+        match self {
+            Service::Identity => "identity",
+            Service::Compute => "compute",
+            Service::Image => "image",
+            Service::Volume => "volume",
+            Service::Network => "network",
         }
     }
 

@@ -4,7 +4,7 @@
 //! counting. Authentication bodies are in `auth`, endpoint selection in
 //! `catalog`, sending with retries in `transport`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,8 +21,9 @@ type Result<T> = std::result::Result<T, OpenStackError>;
 
 /// How many HTTP requests a session has sent (every attempt counts,
 /// retries included), by service. `tokens` counts the Keystone
-/// authentication requests among the `identity` ones.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+/// authentication requests among the `identity` ones; `by_status` splits
+/// the same attempts by service and answer (not in the run report).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RequestCounts {
     pub identity: u64,
     pub compute: u64,
@@ -30,6 +31,37 @@ pub struct RequestCounts {
     pub volume: u64,
     pub network: u64,
     pub tokens: u64,
+    /// Every attempt by service and answer, sorted; its counts add up to
+    /// [`RequestCounts::total`] once the requests in flight have ended.
+    #[serde(skip)]
+    pub by_status: Vec<StatusCount>,
+}
+
+/// What came back for one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Answer {
+    /// The HTTP status of the response (whatever its body turned out to be).
+    Status(u16),
+    /// No response: connection refused or reset, timeout, TLS failure.
+    NoAnswer,
+}
+
+impl fmt::Display for Answer {
+    /// The status code, or `error` when no answer came.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Status(code) => write!(f, "{code}"),
+            Answer::NoAnswer => f.write_str("error"),
+        }
+    }
+}
+
+/// The attempts to one service that got one answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StatusCount {
+    pub service: Service,
+    pub answer: Answer,
+    pub requests: u64,
 }
 
 impl RequestCounts {
@@ -107,6 +139,7 @@ pub(super) struct Inner {
     /// OIDC: the unscoped federated token, rescoped to each scope.
     pub(super) federated: tokio::sync::Mutex<Option<Arc<Token>>>,
     counts: [AtomicU64; 5],
+    answers: Mutex<BTreeMap<(Service, Answer), u64>>,
     pub(super) token_requests: AtomicU64,
     /// Index into the Nova microversion ladder (see `nova`).
     nova_version: AtomicUsize,
@@ -155,6 +188,7 @@ impl Session {
                 tokens: Mutex::new(HashMap::new()),
                 federated: tokio::sync::Mutex::new(None),
                 counts: Default::default(),
+                answers: Mutex::new(BTreeMap::new()),
                 token_requests: AtomicU64::new(0),
                 nova_version: AtomicUsize::new(0),
             }),
@@ -196,7 +230,23 @@ impl Session {
             volume: c(Service::Volume),
             network: c(Service::Network),
             tokens: self.inner.token_requests.load(Ordering::Relaxed),
+            by_status: self
+                .answers()
+                .iter()
+                .map(|(&(service, answer), &requests)| StatusCount {
+                    service,
+                    answer,
+                    requests,
+                })
+                .collect(),
         }
+    }
+
+    fn answers(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Service, Answer), u64>> {
+        self.inner
+            .answers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn nova_version_index(&self) -> usize {
@@ -308,6 +358,11 @@ impl Session {
 
     pub(super) fn count(&self, service: Service) {
         self.inner.counts[service.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts what came back for an attempt [`Session::count`] counted.
+    pub(super) fn count_answer(&self, service: Service, answer: Answer) {
+        *self.answers().entry((service, answer)).or_default() += 1;
     }
 
     /// Application credentials get one token whatever is asked: key them all

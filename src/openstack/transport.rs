@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
 use super::decode::decode;
-use super::session::Session;
+use super::session::{Answer, Session};
 use super::{AuthConfig, AuthMethod, OpenStackError, Scope, Service};
 use crate::net::{
     BodyError, Redirect, RetryPolicy, error_chain, excerpt_chars, json_values_exceed, origin,
@@ -279,6 +279,13 @@ impl Session {
                 }
                 Err(e) => (Err(e), None),
             };
+            self.count_answer(
+                service,
+                match &sent {
+                    Ok(resp) => Answer::Status(resp.status().as_u16()),
+                    Err(_) => Answer::NoAnswer,
+                },
+            );
             let failure = match sent {
                 Ok(resp) => {
                     if let Some(redirect) = Redirect::from_response(&resp) {

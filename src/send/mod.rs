@@ -38,9 +38,11 @@ use anyhow::{Context, anyhow};
 use crate::config::sender::{SenderSettings, Transport};
 use crate::daemon::Shutdown;
 use crate::exit;
+use crate::metrics::{SendMetrics, SendRun};
 use crate::report::{Outcome, RunReport};
 use crate::smime::Signer;
 use crate::spool::{Queue, SpoolError};
+use crate::time::Timestamp;
 pub use outbox::Outbox;
 use outbox::Tally;
 
@@ -55,7 +57,13 @@ pub const PURGE_MAX_LOCK: Duration = Duration::from_secs(600);
 /// (SIGTERM): the messages already sent get their broker's answer within the
 /// grace ([`crate::daemon::STOP_GRACE`]) and are removed, or kept when none
 /// came; the others stay queued for the next run, which is then no failure.
-pub fn run(settings: &SenderSettings, stop: &Shutdown) -> anyhow::Result<()> {
+/// With `metrics`, the run's metrics are published where its run report is
+/// written.
+pub fn run(
+    settings: &SenderSettings,
+    stop: &Shutdown,
+    metrics: Option<&mut SendMetrics>,
+) -> anyhow::Result<()> {
     let signer = Signer::from_settings(&settings.certificates)
         .map_err(exit::usage)?
         .with_cipher(settings.messaging.encryption);
@@ -85,6 +93,7 @@ pub fn run(settings: &SenderSettings, stop: &Shutdown) -> anyhow::Result<()> {
         Arc::new(queue),
         Arc::new(signer),
         stop,
+        metrics,
     ))
 }
 
@@ -103,6 +112,7 @@ async fn send_queue(
     queue: Arc<Queue>,
     signer: Arc<Signer>,
     stop: &Shutdown,
+    metrics: Option<&mut SendMetrics>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let started_at = crate::time::Timestamp::now();
@@ -202,24 +212,30 @@ async fn send_queue(
     } else {
         Outcome::Failed
     };
-    write_run_report(
-        settings,
-        RunReport::new(
-            "ssmsend",
-            started_at,
-            outcome,
-            SendDetails {
-                queue: &settings.messaging.path,
-                destinations: [Destination {
-                    destination: &settings.messaging.destination,
-                    via: via(settings),
-                    tally: &tally,
-                    error: failure.as_ref().map(|e| exit::Chain(e).to_string()),
-                }],
-                seconds: secs,
-            },
-        ),
+    let report = RunReport::new(
+        "ssmsend",
+        started_at,
+        outcome,
+        SendDetails {
+            queue: &settings.messaging.path,
+            destinations: [Destination {
+                destination: &settings.messaging.destination,
+                via: via(settings),
+                tally: &tally,
+                error: failure.as_ref().map(|e| exit::Chain(e).to_string()),
+            }],
+            seconds: secs,
+        },
     );
+    let ended = report.ended;
+    write_run_report(settings, report);
+    if let Some(m) = metrics {
+        let duration = started.elapsed();
+        let path = settings.messaging.path.clone();
+        let layout = settings.messaging.path_type;
+        let queue = blocking(move || crate::status::queue_status(&path, layout, ended)).await?;
+        m.record(metrics_run(&tally, queue, outcome, ended, duration));
+    }
     macro_rules! summary {
         ($level:ident) => {
             tracing::$level!(
@@ -256,6 +272,44 @@ async fn send_queue(
     } else {
         summary!(error);
         Err(exit::reported(anyhow!(line)))
+    }
+}
+
+/// The metrics' view of a run; the queue as it is after the run (else, when
+/// it cannot be listed, what the tally says is left, age unknown).
+fn metrics_run(
+    t: &Tally,
+    queue: Result<crate::status::QueueStatus, SpoolError>,
+    outcome: Outcome,
+    ended: Timestamp,
+    duration: Duration,
+) -> SendRun {
+    let n = |v: usize| v as u64;
+    let (queue_depth, oldest_age) = match queue {
+        Ok(q) => (
+            n(q.messages),
+            q.oldest_age_seconds
+                .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0))),
+        ),
+        Err(e) => {
+            tracing::warn!("metrics: cannot list the queue after the run: {e}");
+            (n(t.unsent + t.not_removed + t.skipped), None)
+        }
+    };
+    SendRun {
+        ended,
+        duration,
+        outcome: Some(outcome),
+        messages: vec![
+            ("sent", n(t.sent)),
+            ("rejected", n(t.rejected)),
+            ("unsent", n(t.unsent)),
+            ("locked_elsewhere", n(t.skipped)),
+            ("not_removed", n(t.not_removed)),
+            ("not_a_message", n(t.bad())),
+        ],
+        queue_depth,
+        oldest_age,
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_accounting::openstack::{
-    AppCredentialRef, AuthConfig, AuthMethod, DomainRef, Interface, OpenStackError, Scope, Service,
-    Session, Target, UserRef, cinder, glance, keystone, neutron, nova,
+    Answer, AppCredentialRef, AuthConfig, AuthMethod, DomainRef, Interface, OpenStackError, Scope,
+    Service, Session, StatusCount, Target, UserRef, cinder, glance, keystone, neutron, nova,
 };
 use cloud_accounting::time::Timestamp;
 
@@ -94,6 +94,26 @@ async fn password_auth_one_token_for_every_call_of_a_project() {
     assert_eq!(counts.get(Service::Compute), 3 + 3);
     assert_eq!(counts.get(Service::Volume), 2);
     assert_eq!(counts.get(Service::Network), 2);
+    // By answer: the same attempts, each with its status.
+    let by_status: Vec<(Service, String, u64)> = counts
+        .by_status
+        .iter()
+        .map(|c| (c.service, c.answer.to_string(), c.requests))
+        .collect();
+    assert_eq!(
+        by_status,
+        [
+            (Service::Identity, "200".to_string(), counts.identity - 1),
+            (Service::Identity, "201".to_string(), 1),
+            (Service::Compute, "200".to_string(), 6),
+            (Service::Image, "200".to_string(), counts.image),
+            (Service::Volume, "200".to_string(), 2),
+            (Service::Network, "200".to_string(), 2),
+        ]
+        .into_iter()
+        .filter(|(_, _, n)| *n > 0)
+        .collect::<Vec<_>>()
+    );
 
     // changes-since went to Nova in UTC; the usage window is naive UTC.
     let first = &mock.seen_ending("/servers/detail")[0];
@@ -470,6 +490,16 @@ async fn connection_errors_are_retried_then_reported() {
     assert!(err.to_string().contains(&want), "{err}");
     assert_eq!(session.request_counts().tokens, 1);
     assert_eq!(session.request_counts().identity, 3);
+    // No answer came: counted as such (the metrics' status "error").
+    assert_eq!(
+        session.request_counts().by_status,
+        [StatusCount {
+            service: Service::Identity,
+            answer: Answer::NoAnswer,
+            requests: 3
+        }]
+    );
+    assert_eq!(Answer::NoAnswer.to_string(), "error");
 }
 
 #[tokio::test]

@@ -14,14 +14,14 @@ use crate::support::ams::{AmsDouble, AmsTestPki};
 use crate::support::sim;
 use crate::support::sim::Sim;
 
-fn sigterm(child: &Child) {
+pub(super) fn sigterm(child: &Child) {
     // SAFETY: kill(2) on our own child's pid.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0, "kill -TERM {}", child.id());
 }
 
 /// Waits for the child, killing it (and failing) after `limit`.
-fn wait(child: &mut Child, limit: Duration) -> ExitStatus {
+pub(super) fn wait(child: &mut Child, limit: Duration) -> ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -35,7 +35,7 @@ fn wait(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
-fn read_log(dir: &Path, name: &str) -> String {
+pub(super) fn read_log(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
 
@@ -300,7 +300,11 @@ async fn sigterm_while_sleeping_exits_0_and_fixed_periods_are_refused() {
 
 /// A sender site: the PKI's host certificate and capath, a dirq spool
 /// of `n` messages and a sender.cfg for `double`.
-fn sender_site(pki: &AmsTestPki, double: &AmsDouble, n: usize) -> (tempfile::TempDir, Queue) {
+pub(super) fn sender_site(
+    pki: &AmsTestPki,
+    double: &AmsDouble,
+    n: usize,
+) -> (tempfile::TempDir, Queue) {
     let dir = tempfile::Builder::new().prefix("sender").tempdir().unwrap();
     let p = |f: &str| dir.path().join(f);
     let d = dir.path().display();
@@ -331,7 +335,7 @@ fn sender_site(pki: &AmsTestPki, double: &AmsDouble, n: usize) -> (tempfile::Tem
     (dir, q)
 }
 
-fn ssmsend(dir: &Path, extra: &[&str], log: &str) -> Child {
+pub(super) fn ssmsend(dir: &Path, extra: &[&str], log: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ssmsend"))
         .arg("--config")
         .arg(dir.join("sender.cfg"))

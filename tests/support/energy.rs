@@ -42,8 +42,19 @@ impl PrometheusServer {
     }
 
     pub fn start(tsdb: &Path, state: &Path) -> PrometheusServer {
-        let log = setup_prometheus(&[Path::new("start"), tsdb, state])
-            .unwrap_or_else(|e| panic!("prometheus start: {e}"));
+        PrometheusServer::start_with(tsdb, state, &[])
+    }
+
+    /// One that scrapes `target` (`HOST:PORT`, its `/metrics`) every
+    /// second, as job `scrape`.
+    pub fn scraping(tsdb: &Path, state: &Path, target: &str) -> PrometheusServer {
+        PrometheusServer::start_with(tsdb, state, &[Path::new("--scrape"), Path::new(target)])
+    }
+
+    fn start_with(tsdb: &Path, state: &Path, extra: &[&Path]) -> PrometheusServer {
+        let mut args = vec![Path::new("start"), tsdb, state];
+        args.extend_from_slice(extra);
+        let log = setup_prometheus(&args).unwrap_or_else(|e| panic!("prometheus start: {e}"));
         let port = std::fs::read_to_string(state.join("port"))
             .unwrap()
             .trim()
