@@ -14,6 +14,7 @@ validate:
 - docker-compose.yml and the cron file say what the appliance said.
 Exits 1 with every failure listed.
 """
+import copy
 import json
 import pathlib
 import sys
@@ -198,6 +199,13 @@ def check_compose(root):
     for name, (interval, mounts) in want.items():
         s = services.get(name, {})
         w = f"docker-compose.yml: {name}"
+        # Metrics: every interface inside, published on the host's loopback only.
+        port = METRICS_PORTS[name]
+        cmd = s.get("command", [])
+        check(metrics_flags(cmd) == f"0.0.0.0:{port}" and "--metrics-allow-remote" in cmd,
+              f"{w}: command {cmd} does not serve metrics on 0.0.0.0:{port} with --metrics-allow-remote")
+        check(s.get("ports") == [f"127.0.0.1:{port}:{port}"],
+              f"{w}: ports {s.get('ports')}, expected the metrics port on the host's loopback only")
         check(s.get("read_only") is True, f"{w}: read_only is not true")
         check(str(s.get("user")) == f"{UID}:{UID}", f"{w}: user {s.get('user')}")
         check(s.get("pull_policy") == "never", f"{w}: pull_policy {s.get('pull_policy')}, expected never")
@@ -221,6 +229,66 @@ def check_compose(root):
           "and configuration (read-only), --interval 1h/6h, the sender 15 min after the extractor")
 
 
+METRICS_PORTS = {"caso-extract": 9101, "ssmsend": 9102}
+DAEMON_ARGS = {
+    "caso-extract": ["--config-file", "/etc/caso/caso.conf"],
+    "ssmsend": ["--config", "/etc/apel/sender.cfg"],
+}
+INTERVALS = {"caso-extract": ["--interval", "1h"], "ssmsend": ["--interval", "6h", "--initial-delay", "15m"]}
+
+
+def metrics_flags(args):
+    """The address after --metrics-listen, or None."""
+    if "--metrics-listen" not in args:
+        return None
+    i = args.index("--metrics-listen")
+    return args[i + 1] if i + 1 < len(args) else None
+
+
+def check_daemons(root, objs):
+    """deploy/kubernetes/daemons: each program as a one-replica Deployment with
+    the CronJob's own pod (so the two never drift apart), serving /metrics on
+    its port, annotated for Prometheus' pod discovery."""
+    d = root / "deploy/kubernetes/daemons"
+    deps = {}
+    for path in sorted(d.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in load_all(path):
+            deps[(doc["kind"], doc["metadata"]["name"])] = (f"daemons/{path.name}", doc)
+    validate_schemas(deps)
+    kust = yaml.safe_load(open(d / "kustomization.yaml"))
+    files = {p.name for p in d.glob("*.yaml")} - {"kustomization.yaml"}
+    check(set(kust.get("resources", [])) == files, f"daemons/kustomization.yaml lists {kust.get('resources')}, the directory has {sorted(files)}")
+    for name, port in METRICS_PORTS.items():
+        file, dep = deps.get(("Deployment", name), (None, None))
+        if not check(dep is not None, f"daemons: no Deployment {name}"):
+            continue
+        w = f"{file}: Deployment {name}"
+        spec = dep["spec"]
+        check(spec.get("replicas") == 1, f"{w}: replicas {spec.get('replicas')}, expected 1")
+        check(spec.get("strategy", {}).get("type") == "Recreate", f"{w}: strategy is not Recreate (a rolling update runs two at once)")
+        tmpl = spec["template"]
+        ann = tmpl["metadata"].get("annotations", {})
+        check(ann == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"},
+              f"{w}: annotations {ann}")
+        pod = copy.deepcopy(tmpl["spec"])
+        c = pod["containers"][0]
+        args = c.pop("args", [])
+        want_args = DAEMON_ARGS[name] + ["--metrics-listen", f"0.0.0.0:{port}", "--metrics-allow-remote"] + INTERVALS[name]
+        check(args == want_args, f"{w}: args {args}, expected {want_args}")
+        check(c.pop("ports", None) == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}], f"{w}: no metrics port {port}")
+        c.pop("readinessProbe", None)
+        check(pod.pop("restartPolicy", None) == "Always", f"{w}: restartPolicy is not Always")
+        _, cj = objs.get(("CronJob", name), (None, None))
+        if cj is not None:
+            cj_pod = copy.deepcopy(pod_of(cj))
+            cj_pod.pop("restartPolicy", None)
+            cj_pod["containers"][0].pop("args", None)
+            check(pod == cj_pod, f"{w}: its pod differs from CronJob {name}'s (beyond args, port, probe, restart policy)")
+    print("ok: daemons/: one-replica Recreate Deployments with the CronJobs' pods, /metrics on 9101/9102, annotated")
+
+
 def check_cron(root):
     lines = [l for l in (root / "deploy/cron/cloud-accounting").read_text().splitlines()
              if l.strip() and not l.startswith("#") and "=" not in l.split()[0]]
@@ -241,6 +309,7 @@ def main():
         json.dump(cm["data"], sys.stdout)
         return
     check_kubernetes(root)
+    check_daemons(root, objects(root))
     check_compose(root)
     check_cron(root)
     if failures:
