@@ -442,11 +442,15 @@ EOF
   # Host network (the doubles listen on 127.0.0.1 only), the names, the
   # Keystone CA, and ssmsend every 2 s instead of 6 h, first after 5 s
   # instead of 15 min; caso-extract keeps the file's 1 h: one run per `up`.
+  # The metrics on a free port of the host's loopback (host network: the
+  # file's 0.0.0.0 would be every interface of this machine).
+  mport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   cat >"$e2e/override.yml" <<EOF
 services:
   caso-extract:
     network_mode: host
     extra_hosts: ["keystone.test:127.0.0.1"]
+    command: ["--config-file", "/etc/caso/caso.conf", "--metrics-listen", "127.0.0.1:$mport", "--interval", "1h"]
     volumes:
       - $e2e/keystone-ca.pem:/etc/caso/keystone-ca.pem:ro
   ssmsend:
@@ -499,6 +503,11 @@ EOF
 
   dc up -d >"$e2e/up.log" 2>&1 || fail "docker-compose up: $(cat "$e2e/up.log")"
   wait_delivered 1
+  # The daemon in the scratch image serves its last run's metrics.
+  curl -fsS "http://127.0.0.1:$mport/metrics" >"$e2e/metrics" || fail "compose: no /metrics on 127.0.0.1:$mport"
+  grep -q '^caso_extract_last_success_timestamp_seconds{project="' "$e2e/metrics" ||
+    fail "compose: /metrics has no last success per project: $(head -20 "$e2e/metrics")"
+  pass "docker-compose up: caso-extract's daemon serves /metrics ($(grep -c '^caso_extract_records{' "$e2e/metrics") record series)"
   [ "$(spool_left)" = 0 ] || fail "compose: messages left in the host's /var/spool/apel after delivery"
   lastruns >"$e2e/lastruns.1"
   stop_and_check_exit 1

@@ -183,6 +183,54 @@ fn kind_of(dir: &Dir, entry: &super::at::Entry) -> io::Result<Option<Kind>> {
     }
 }
 
+/// The names of the intermediate directories, sorted; entries of the root
+/// that cannot be one go to `bad`.
+fn intermediate_names(
+    root: &Dir,
+    root_path: &Path,
+    bad: &mut Vec<BadEntry>,
+) -> Result<Vec<String>, SpoolError> {
+    let mut names = Vec::new();
+    for entry in root.list().map_err(io_err("list", root_path))? {
+        let mut flag =
+            |defect| bad.push(BadEntry::new(root_path, None, entry.name.clone(), defect));
+        match entry.name.to_str() {
+            None => flag(Defect::NotUtf8),
+            Some(name) if !is_dir_name(name) => flag(Defect::ForeignName {
+                expected: EXPECTED_IN_ROOT,
+            }),
+            Some(name) => names.push(name.to_owned()),
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// Opens the intermediate directory `name`; `None` when it is gone (a
+/// concurrent purge) or is no directory (then in `bad`).
+fn open_intermediate(
+    root: &Dir,
+    root_path: &Path,
+    name: &str,
+    bad: &mut Vec<BadEntry>,
+) -> Option<Dir> {
+    let os = OsStr::new(name);
+    let mut flag = |defect| bad.push(BadEntry::new(root_path, None, os.to_owned(), defect));
+    match root.open_dir(os) {
+        Ok(d) => return Some(d),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            match root.lstat(os) {
+                Ok(st) => flag(Defect::NotADirectory(st.kind)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => flag(Defect::Unlistable(e.to_string())),
+            }
+        }
+        Err(e) => flag(Defect::Unlistable(e.to_string())),
+    }
+    None
+}
+
 /// The intermediate directories, sorted, each open; entries of the root
 /// that are not one go to `bad`.
 fn intermediate_dirs(
@@ -190,39 +238,16 @@ fn intermediate_dirs(
     root_path: &Path,
     bad: &mut Vec<BadEntry>,
 ) -> Result<Vec<(String, Dir)>, SpoolError> {
-    let mut dirs = Vec::new();
-    for entry in root.list().map_err(io_err("list", root_path))? {
-        let mut flag =
-            |defect| bad.push(BadEntry::new(root_path, None, entry.name.clone(), defect));
-        let Some(name) = entry.name.to_str().map(str::to_owned) else {
-            flag(Defect::NotUtf8);
-            continue;
-        };
-        if !is_dir_name(&name) {
-            flag(Defect::ForeignName {
-                expected: EXPECTED_IN_ROOT,
-            });
-            continue;
-        }
-        match root.open_dir(&entry.name) {
-            Ok(d) => dirs.push((name, d)),
-            // Removed by a concurrent purge.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
-                match root.lstat(&entry.name) {
-                    Ok(st) => flag(Defect::NotADirectory(st.kind)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => flag(Defect::Unlistable(e.to_string())),
-                }
-            }
-            Err(e) => flag(Defect::Unlistable(e.to_string())),
-        }
-    }
-    dirs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    Ok(dirs)
+    let names = intermediate_names(root, root_path, bad)?;
+    Ok(names
+        .into_iter()
+        .filter_map(|n| open_intermediate(root, root_path, &n, bad).map(|d| (n, d)))
+        .collect())
 }
 
-/// One intermediate directory's entries, sorted and classified.
+/// One intermediate directory's entries, sorted and classified; elements
+/// and locks by their id (`dir/name`), made once (a scan of 100,000
+/// messages is mostly these strings).
 #[derive(Default)]
 struct Listing {
     elements: Vec<String>,
@@ -231,8 +256,12 @@ struct Listing {
     bad: Vec<BadEntry>,
 }
 
-fn list_one(root_path: &Path, dir: &str, d: &Dir) -> Listing {
+fn list_one(root: &Dir, root_path: &Path, dir: &str) -> Listing {
     let mut listing = Listing::default();
+    let Some(d) = open_intermediate(root, root_path, dir, &mut listing.bad) else {
+        return listing;
+    };
+    let d = &d;
     let entries = match d.list() {
         Ok(e) => e,
         Err(e) => {
@@ -245,14 +274,22 @@ fn list_one(root_path: &Path, dir: &str, d: &Dir) -> Listing {
             return listing;
         }
     };
+    let id = |name: &str| {
+        let mut id = String::with_capacity(dir.len() + 1 + name.len());
+        id.push_str(dir);
+        id.push('/');
+        id.push_str(name);
+        id
+    };
+    listing.elements.reserve(entries.len());
     for entry in entries {
         let defect = match classify(d, &entry) {
             Ok(Ok(Found::Element(name))) => {
-                listing.elements.push(name);
+                listing.elements.push(id(name));
                 continue;
             }
             Ok(Ok(Found::Lock(name))) => {
-                listing.locks.push(name);
+                listing.locks.push(id(name));
                 continue;
             }
             Ok(Ok(Found::Temporary)) => {
@@ -280,11 +317,9 @@ const MAX_LISTERS: usize = 4;
 
 /// [`list_one`] for every directory, in order, on up to [`MAX_LISTERS`]
 /// threads (one per core); on one thread if a thread cannot be started.
-fn list_all(root_path: &Path, dirs: &[(String, Dir)]) -> Vec<Listing> {
-    let serial = |part: &[(String, Dir)]| -> Vec<Listing> {
-        part.iter()
-            .map(|(n, d)| list_one(root_path, n, d))
-            .collect()
+fn list_all(root: &Dir, root_path: &Path, dirs: &[String]) -> Vec<Listing> {
+    let serial = |part: &[String]| -> Vec<Listing> {
+        part.iter().map(|n| list_one(root, root_path, n)).collect()
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let listers = cores.min(MAX_LISTERS).min(dirs.len() / DIRS_PER_LISTER);
@@ -292,7 +327,7 @@ fn list_all(root_path: &Path, dirs: &[(String, Dir)]) -> Vec<Listing> {
         return serial(dirs);
     }
     std::thread::scope(|s| {
-        let chunks: Vec<&[(String, Dir)]> = dirs.chunks(dirs.len().div_ceil(listers)).collect();
+        let chunks: Vec<&[String]> = dirs.chunks(dirs.len().div_ceil(listers)).collect();
         let handles: Vec<_> = chunks
             .iter()
             .map(|&part| std::thread::Builder::new().spawn_scoped(s, move || serial(part)))
@@ -315,20 +350,14 @@ fn list_all(root_path: &Path, dirs: &[(String, Dir)]) -> Vec<Listing> {
 /// names), and every entry that is not part of the layout.
 pub(super) fn scan(root: &Dir, root_path: &Path) -> Result<Scan, SpoolError> {
     let mut scan = Scan::default();
-    let dirs = intermediate_dirs(root, root_path, &mut scan.bad)?;
-    for ((dir, _), listing) in dirs.iter().zip(list_all(root_path, &dirs)) {
-        scan.elements.extend(
-            listing
-                .elements
-                .into_iter()
-                .map(|n| ElementId(format!("{dir}/{n}"))),
-        );
-        scan.locked.extend(
-            listing
-                .locks
-                .into_iter()
-                .map(|n| ElementId(format!("{dir}/{n}"))),
-        );
+    let dirs = intermediate_names(root, root_path, &mut scan.bad)?;
+    let listings = list_all(root, root_path, &dirs);
+    scan.elements
+        .reserve(listings.iter().map(|l| l.elements.len()).sum());
+    for listing in listings {
+        scan.elements
+            .extend(listing.elements.into_iter().map(ElementId));
+        scan.locked.extend(listing.locks.into_iter().map(ElementId));
         scan.temporaries += listing.temporaries;
         scan.bad.extend(listing.bad);
     }
@@ -338,17 +367,17 @@ pub(super) fn scan(root: &Dir, root_path: &Path) -> Result<Scan, SpoolError> {
 }
 
 /// What one entry of an intermediate directory is.
-enum Found {
-    Element(String),
+enum Found<'a> {
+    Element(&'a str),
     /// `<element>.lck`, by its element's name.
-    Lock(String),
+    Lock(&'a str),
     Temporary,
     /// Removed while we looked.
     Gone,
 }
 
 /// What one entry of an intermediate directory is, or its defect.
-fn classify(d: &Dir, entry: &super::at::Entry) -> io::Result<Result<Found, Defect>> {
+fn classify<'a>(d: &Dir, entry: &'a super::at::Entry) -> io::Result<Result<Found<'a>, Defect>> {
     let Some(name) = entry.name.to_str() else {
         return Ok(Err(Defect::NotUtf8));
     };
@@ -366,9 +395,9 @@ fn classify(d: &Dir, entry: &super::at::Entry) -> io::Result<Result<Found, Defec
     Ok(match kind_of(d, entry)? {
         None => Ok(Found::Gone),
         Some(Kind::File) => Ok(match lock {
-            Some(element) => Found::Lock(element.to_owned()),
+            Some(element) => Found::Lock(element),
             None if temporary => Found::Temporary,
-            None => Found::Element(name.to_owned()),
+            None => Found::Element(name),
         }),
         Some(kind) => Err(Defect::NotAFile(kind)),
     })

@@ -234,6 +234,36 @@ Queue $D/apel/outgoing (dirq): does not exist (nothing spooled yet?)
 Last send: none recorded
 "#,
     );
+    // The whole JSON, exactly.
+    same(
+        site.caso(&["--json"]),
+        0,
+        r#"{
+  "now": "2026-12-02T12:00:00Z",
+  "spooldir": "$D/caso",
+  "projects": [],
+  "last_run": null,
+  "queue": {
+    "path": "$D/apel/outgoing",
+    "layout": "dirq",
+    "exists": false,
+    "messages": 0,
+    "oldest_added": null,
+    "oldest_age_seconds": null,
+    "locked": [],
+    "temporary_files": 0,
+    "not_messages": [],
+    "rejected": {
+      "dir": "$D/apel/reject",
+      "count": 0,
+      "newest": []
+    }
+  },
+  "last_send": null,
+  "problems": []
+}
+"#,
+    );
     let v = site.caso_json();
     assert_eq!(v["projects"], serde_json::json!([]));
     assert_eq!(v["queue"]["exists"], false);
@@ -321,6 +351,125 @@ Last send: ok, ended 2026-12-02T11:30:02Z (29m58s ago): 5 found, 5 sent, 0 rejec
     assert_eq!(v["queue"]["messages"], 2);
     assert_eq!(v["queue"]["oldest_age_seconds"], 3597);
     assert_eq!(v["last_send"]["sent"], 5);
+    same(
+        site.ssmsend(&["--json"]),
+        0,
+        r#"{
+  "now": "2026-12-02T12:00:00Z",
+  "queue": {
+    "path": "$D/apel/outgoing",
+    "layout": "dirq",
+    "exists": true,
+    "messages": 2,
+    "oldest_added": "2026-12-02T11:00:03Z",
+    "oldest_age_seconds": 3597,
+    "locked": [],
+    "temporary_files": 0,
+    "not_messages": [],
+    "rejected": {
+      "dir": "$D/apel/reject",
+      "count": 0,
+      "newest": []
+    }
+  },
+  "last_send": {
+    "file": "$D/apel/ssmsend.last-run.json",
+    "started": "2026-12-02T11:30:00Z",
+    "ended": "2026-12-02T11:30:02Z",
+    "age_seconds": 1798,
+    "outcome": "ok",
+    "error": null,
+    "destination": "eu-egi-cloud-accounting",
+    "via": "broker 127.0.0.1:61613",
+    "found": 5,
+    "sent": 5,
+    "rejected": 0,
+    "left": 0
+  },
+  "problems": []
+}
+"#,
+    );
+    same(
+        site.caso(&["--json"]),
+        0,
+        r#"{
+  "now": "2026-12-02T12:00:00Z",
+  "spooldir": "$D/caso",
+  "projects": [
+    {
+      "id": "p1",
+      "lastrun": "2026-12-02T11:00:00Z",
+      "lastrun_age_seconds": 3600,
+      "period": {
+        "from": "2026-12-02T10:00:00Z",
+        "to": "2026-12-02T11:00:00Z"
+      },
+      "outcome": "ok",
+      "error": null,
+      "lastrun_error": null
+    },
+    {
+      "id": "p2",
+      "lastrun": "2026-12-02T11:00:00Z",
+      "lastrun_age_seconds": 3600,
+      "period": {
+        "from": "2026-12-02T10:00:00Z",
+        "to": "2026-12-02T11:00:00Z"
+      },
+      "outcome": "ok",
+      "error": null,
+      "lastrun_error": null
+    }
+  ],
+  "last_run": {
+    "file": "$D/caso/caso-extract.last-run.json",
+    "started": "2026-12-02T11:00:01Z",
+    "ended": "2026-12-02T11:00:05Z",
+    "age_seconds": 3595,
+    "outcome": "ok",
+    "error": null,
+    "projects": 2,
+    "failed_projects": 0,
+    "records": {
+      "cloud": 6,
+      "ip": 2
+    }
+  },
+  "queue": {
+    "path": "$D/apel/outgoing",
+    "layout": "dirq",
+    "exists": true,
+    "messages": 2,
+    "oldest_added": "2026-12-02T11:00:03Z",
+    "oldest_age_seconds": 3597,
+    "locked": [],
+    "temporary_files": 0,
+    "not_messages": [],
+    "rejected": {
+      "dir": "$D/apel/reject",
+      "count": 0,
+      "newest": []
+    }
+  },
+  "last_send": {
+    "file": "$D/apel/ssmsend.last-run.json",
+    "started": "2026-12-02T11:30:00Z",
+    "ended": "2026-12-02T11:30:02Z",
+    "age_seconds": 1798,
+    "outcome": "ok",
+    "error": null,
+    "destination": "eu-egi-cloud-accounting",
+    "via": "broker 127.0.0.1:61613",
+    "found": 5,
+    "sent": 5,
+    "rejected": 0,
+    "left": 0
+  },
+  "problems": []
+}
+"#,
+    );
     let s = site.ssmsend_json();
     assert_eq!(s["queue"]["messages"], 2);
     assert_eq!(s["queue"]["oldest_added"], "2026-12-02T11:00:03Z");
@@ -515,6 +664,70 @@ Last send: failed, ended 2026-12-02T11:30:02Z (29m58s ago): 2 found, 0 sent, 0 r
         site.ssmsend(&["--check"]),
         1,
         r#"WARNING - 3 rejected in $D/apel/reject (newest: refused by the broker: too large); 2 entries in the queue are not messages; last send failed: connection refused by 127.0.0.1:61613 | queued=2;;;0 oldest_age=7200s;25200;108000;0 rejected=3;0;;0 locked=1;;;0 not_messages=2;0;;0 last_send_age=1798s;;;0
+"#,
+    );
+    same(
+        site.ssmsend(&["--json"]),
+        0,
+        r#"{
+  "now": "2026-12-02T12:00:00Z",
+  "queue": {
+    "path": "$D/apel/outgoing",
+    "layout": "dirq",
+    "exists": true,
+    "messages": 2,
+    "oldest_added": "2026-12-02T10:00:00Z",
+    "oldest_age_seconds": 7200,
+    "locked": [
+      {
+        "id": "6b0fec20/6b0fec20000001",
+        "since": "2026-12-02T11:55:00Z",
+        "age_seconds": 300
+      }
+    ],
+    "temporary_files": 1,
+    "not_messages": [
+      "\"$D/apel/outgoing/6b0fec20/6930f5c0000040\": a symbolic link where a message (or its lock or temporary file) should be, not a regular file: never followed or read",
+      "\"$D/apel/outgoing/6b0fec20/notes.txt\": not a name of this queue (dirq elements are named with 14 lowercase hex digits, plus .tmp or .lck for temporary files and locks): never read"
+    ],
+    "rejected": {
+      "dir": "$D/apel/reject",
+      "count": 3,
+      "newest": [
+        {
+          "name": "6930f5c0000060",
+          "when": "2026-12-02T09:00:00Z",
+          "reason": "refused by the broker: too large"
+        },
+        {
+          "name": "6930f5c0000050",
+          "when": "2026-12-01T10:00:00Z",
+          "reason": "not a message: no APEL header line"
+        },
+        {
+          "name": "stray",
+          "when": "2026-11-30T10:00:00Z",
+          "reason": null
+        }
+      ]
+    }
+  },
+  "last_send": {
+    "file": "$D/apel/ssmsend.last-run.json",
+    "started": "2026-12-02T11:30:00Z",
+    "ended": "2026-12-02T11:30:02Z",
+    "age_seconds": 1798,
+    "outcome": "failed",
+    "error": "connection refused by 127.0.0.1:61613",
+    "destination": "eu-egi-cloud-accounting",
+    "via": "broker 127.0.0.1:61613",
+    "found": 2,
+    "sent": 0,
+    "rejected": 0,
+    "left": 2
+  },
+  "problems": []
+}
 "#,
     );
     let s = site.ssmsend_json();
