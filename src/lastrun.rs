@@ -119,9 +119,10 @@ pub fn read(spooldir: &Path, project: &str) -> Result<Option<Timestamp>, Lastrun
 pub fn write(spooldir: &Path, project: &str, t: Timestamp) -> Result<(), LastrunError> {
     let path = checked_path(spooldir, project)?;
     // The dot-name temporary cannot clash with another project's `lastrun.*`.
-    crate::spool::write_atomic(&path, t.to_python_str().as_bytes()).map_err(|e| match e {
-        crate::spool::SpoolError::Io { op, path, error } => LastrunError::Io { op, path, error },
-        other => io_err("write", &path)(io::Error::other(other.to_string())),
+    crate::spool::write_atomic(&path, t.to_python_str().as_bytes()).map_err(|e| LastrunError::Io {
+        op: e.op,
+        path: e.path,
+        error: e.error,
     })
 }
 

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::spool::SpoolError;
 use crate::time::Timestamp;
 
 /// The report's schema version (`"schema"`).
@@ -105,9 +104,10 @@ impl<T: Serialize> RunReport<T> {
 /// Writes `bytes` to `path` atomically ([`crate::spool::write_atomic`]):
 /// a crash leaves the previous report whole; a symlink is never followed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    crate::spool::write_atomic(path, bytes).map_err(|e| match e {
-        SpoolError::Io { op, path, error } => ReportError { op, path, error },
-        other => io_err("write", path)(io::Error::other(other.to_string())),
+    crate::spool::write_atomic(path, bytes).map_err(|e| ReportError {
+        op: e.op,
+        path: e.path,
+        error: e.error,
     })
 }
 

@@ -4,10 +4,24 @@
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::at::Dir;
-use super::{SpoolError, io_err, parent_of, sync_dir};
+use super::{parent_of, sync_dir};
+
+/// What [`write_atomic`] could not do, to which path.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {op} {path}: {error}")]
+pub struct WriteError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> WriteError {
+    let path = path.to_path_buf();
+    move |error| WriteError { op, path, error }
+}
 
 /// Replaces the file at `path` with `bytes`, atomically: a temporary
 /// `.<name>.tmp` beside it, fsync, rename, fsync the directory. A crash
@@ -15,7 +29,7 @@ use super::{SpoolError, io_err, parent_of, sync_dir};
 /// replaced, never followed (rename replaces the directory entry); one at
 /// the temporary name is removed, not written through. The one writer of
 /// the small state files: run reports, lastrun files, metrics files.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new(""));
