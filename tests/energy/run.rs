@@ -122,12 +122,15 @@ fn accepted(cim: &CimDouble) -> BTreeMap<String, Value> {
 
 /// The simulator, its manifest and a real Prometheus holding power series
 /// of its servers over [FROM, TO].
+/// Fields drop in order: the servers before `dir`, since Prometheus is
+/// stopped through the state directory inside it (dropping `dir` first
+/// left one Prometheus running after every test run).
 struct Stack {
-    dir: tempfile::TempDir,
     sim: sim::Sim,
     manifest: Value,
     voms: PathBuf,
     prom: PrometheusServer,
+    dir: tempfile::TempDir,
 }
 
 fn stack() -> Option<Stack> {
@@ -166,11 +169,11 @@ fn stack() -> Option<Stack> {
     setup_prometheus(&[Path::new("backfill"), &series, &tsdb]).unwrap();
     let prom = PrometheusServer::start(&tsdb, &dir.path().join("prom"));
     Some(Stack {
-        dir,
         sim,
         manifest,
         voms,
         prom,
+        dir,
     })
 }
 
