@@ -78,14 +78,15 @@ fn sanitize(s: &str) -> String {
 }
 
 impl Thresholds {
-    fn judge(&self, age_secs: i64) -> State {
+    /// The state an age gives and the threshold it is over (`None`: OK).
+    fn exceeded(&self, age_secs: i64) -> Option<(State, Duration)> {
         let age = u64::try_from(age_secs).unwrap_or(0);
         if age > self.crit.as_secs() {
-            State::Critical
+            Some((State::Critical, self.crit))
         } else if age > self.warn.as_secs() {
-            State::Warning
+            Some((State::Warning, self.warn))
         } else {
-            State::Ok
+            None
         }
     }
 
@@ -159,13 +160,7 @@ pub fn extract(st: &ExtractStatus, t: Thresholds) -> Verdict {
             }
             Some(age) => {
                 oldest = Some(oldest.map_or(age, |o| o.max(age)));
-                let state = t.judge(age);
-                if state != State::Ok {
-                    let over = if state == State::Critical {
-                        t.crit
-                    } else {
-                        t.warn
-                    };
+                if let Some((state, over)) = t.exceeded(age) {
                     findings.push((
                         state,
                         format!(
@@ -236,24 +231,18 @@ pub fn send(st: &SendStatus, t: Thresholds) -> Verdict {
         return unknown(&format!("queue {} does not exist", q.path.display()));
     }
     let mut findings = Vec::new();
-    if let Some(age) = q.oldest_age_seconds {
-        let state = t.judge(age);
-        if state != State::Ok {
-            let over = if state == State::Critical {
-                t.crit
-            } else {
-                t.warn
-            };
-            findings.push((
-                state,
-                format!(
-                    "{} queued, the oldest added {} ago (more than {})",
-                    plural(q.messages, "message"),
-                    age_text(age),
-                    limit(over)
-                ),
-            ));
-        }
+    if let Some(age) = q.oldest_age_seconds
+        && let Some((state, over)) = t.exceeded(age)
+    {
+        findings.push((
+            state,
+            format!(
+                "{} queued, the oldest added {} ago (more than {})",
+                plural(q.messages, "message"),
+                age_text(age),
+                limit(over)
+            ),
+        ));
     }
     if q.rejected.count > 0 {
         let newest = q.rejected.newest.first().and_then(|m| m.reason.clone());

@@ -82,7 +82,7 @@ struct ReportError {
     cause: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ReportDestination {
     destination: String,
     via: String,
@@ -167,31 +167,22 @@ pub(super) fn last_send(
 ) -> Option<LastRun> {
     let path = report::send_path(queue)?;
     let file = read(&path, "ssmsend", problems)?;
-    let d = file.destinations.into_iter().next();
+    // A run sends to one destination; none listed reads as nothing sent.
+    let d = file.destinations.into_iter().next().unwrap_or_default();
     Some(LastRun {
         file: path,
         started: file.started,
         ended: file.ended,
         age_seconds: age(now, file.ended),
         outcome: file.outcome,
-        error: d.as_ref().and_then(|d| d.error.clone()).or(file.error),
-        counts: match d {
-            Some(d) => RunCounts::Send {
-                destination: d.destination,
-                via: d.via,
-                found: d.found,
-                sent: d.sent,
-                rejected: d.rejected,
-                left: d.left,
-            },
-            None => RunCounts::Send {
-                destination: String::new(),
-                via: String::new(),
-                found: 0,
-                sent: 0,
-                rejected: 0,
-                left: 0,
-            },
+        error: d.error.or(file.error),
+        counts: RunCounts::Send {
+            destination: d.destination,
+            via: d.via,
+            found: d.found,
+            sent: d.sent,
+            rejected: d.rejected,
+            left: d.left,
         },
     })
 }
