@@ -16,7 +16,8 @@
 //! any field ([`json_text`], [`xml_text`]), no `%%` inside cloud values, times in
 //! UTC whatever the host zone, `Benchmark` (not `benchmark_value`) in
 //! accelerator records, storage `EndTime` = end of the period, and the
-//! per-message size limit.
+//! per-message size limit. [`loader`] checks a message as the APEL
+//! server's loader will, before it is sent.
 
 mod accelerator;
 mod ascii;
@@ -25,6 +26,7 @@ mod energy;
 #[cfg(test)]
 mod escape_props;
 mod ip;
+pub mod loader;
 mod message;
 mod pyfmt;
 mod storage;

@@ -140,7 +140,8 @@ async fn send_queue(
             READ_AHEAD,
             sealers(),
         )
-        .context("cannot start the queue thread")?;
+        .context("cannot start the queue thread")?
+        .with_loader_checks(settings.loader_checks);
         let credentials = signer.credentials();
         let capath = &settings.certificates.capath;
         let destination = &settings.messaging.destination;

@@ -37,6 +37,8 @@ pub enum Invalid {
     Empty,
     TooLarge(usize),
     NotAscii { offset: usize, byte: u8 },
+    /// The APEL server's loader would reject it (`[sender] loader_checks`).
+    Loader(crate::record::loader::LoaderRejection),
 }
 
 impl std::fmt::Display for Invalid {
@@ -52,12 +54,19 @@ impl std::fmt::Display for Invalid {
                 f,
                 "not ASCII text: byte 0x{byte:02x} at offset {offset} (APEL messages are ASCII)"
             ),
+            Invalid::Loader(why) => why.fmt(f),
         }
     }
 }
 
-/// Whether a queued message can be sent at all.
+/// Whether a queued message can be sent at all, the APEL loader's rules
+/// included.
 pub fn check(body: &[u8]) -> Result<(), Invalid> {
+    check_with(body, true)
+}
+
+/// [`check`], with the APEL loader's rules only when `loader_checks`.
+pub fn check_with(body: &[u8], loader_checks: bool) -> Result<(), Invalid> {
     if body.is_empty() {
         return Err(Invalid::Empty);
     }
@@ -66,6 +75,9 @@ pub fn check(body: &[u8]) -> Result<(), Invalid> {
     }
     // The vectorised check first: nearly every message passes it.
     if body.is_ascii() {
+        if loader_checks {
+            crate::record::loader::check(body).map_err(Invalid::Loader)?;
+        }
         return Ok(());
     }
     let offset = body.iter().position(|b| !b.is_ascii()).unwrap_or(0);
@@ -160,6 +172,8 @@ pub struct Outbox {
     /// Messages being read and sealed at once (one per core: signing is
     /// CPU-bound).
     sealing: Arc<Semaphore>,
+    /// Check each message as the APEL loader will (`[sender] loader_checks`).
+    loader_checks: bool,
 }
 
 impl Outbox {
@@ -184,7 +198,14 @@ impl Outbox {
             stop: Arc::new(AtomicBool::new(false)),
             read_ahead: read_ahead.max(1),
             sealing: Arc::new(Semaphore::new(sealers.max(1))),
+            loader_checks: true,
         })
+    }
+
+    /// Whether messages are checked against the APEL loader's rules.
+    pub fn with_loader_checks(mut self, on: bool) -> Outbox {
+        self.loader_checks = on;
+        self
     }
 
     /// Stops taking new elements (those already taken still come out of
@@ -214,6 +235,7 @@ impl Outbox {
         let settle = self.settle.clone();
         let settle_dropped = self.settle.clone();
         let sealing = Arc::clone(&self.sealing);
+        let loader_checks = self.loader_checks;
         let (jobs, pending) = tokio::sync::mpsc::channel(self.read_ahead);
         tokio::spawn(async move {
             for id in ids {
@@ -226,7 +248,7 @@ impl Outbox {
                 };
                 let (queue, signer) = (Arc::clone(&queue), Arc::clone(&signer));
                 let job = tokio::task::spawn_blocking(move || {
-                    let prepared = prepare(&queue, &signer, id);
+                    let prepared = prepare(&queue, &signer, id, loader_checks);
                     drop(permit);
                     prepared
                 });
@@ -322,7 +344,7 @@ impl Prepared {
 }
 
 /// Lock, read, check, seal one element (blocking).
-fn prepare(queue: &Queue, signer: &Signer, id: ElementId) -> Prepared {
+fn prepare(queue: &Queue, signer: &Signer, id: ElementId, loader_checks: bool) -> Prepared {
     let span = crate::logging::message_span(&id);
     let _entered = span.enter();
     match queue.lock(&id) {
@@ -340,7 +362,7 @@ fn prepare(queue: &Queue, signer: &Signer, id: ElementId) -> Prepared {
         Ok(b) => b,
         Err(e) => return Prepared::Reject(id, format!("unreadable: {e}")),
     };
-    if let Err(why) = check(&body) {
+    if let Err(why) = check_with(&body, loader_checks) {
         return Prepared::Reject(id, why.to_string());
     }
     match signer.seal(&body) {

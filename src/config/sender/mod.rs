@@ -147,6 +147,9 @@ pub struct SenderSettings {
     /// Ours, `[sender] *_timeout`. Default 30 s connect, 60 s receipt, 120 s idle.
     pub timeouts: Timeouts,
     pub logging: SenderLogging,
+    /// Ours, `[sender] loader_checks`. Default true: a message the APEL
+    /// server's loader would reject goes to reject/ instead of being sent.
+    pub loader_checks: bool,
 }
 
 fn required<T>(v: Option<T>, section: &str, key: &str, purpose: &str) -> Result<T, ConfigError> {
@@ -293,6 +296,9 @@ impl SenderSettings {
             e.choice_or_default("messaging", "encryption")?,
         )?;
         let settings = SenderSettings {
+            // Default true (the table's default): only an explicit value turns it off.
+            loader_checks: e.get("sender", "loader_checks").is_none()
+                || e.boolean("sender", "loader_checks")?,
             transport,
             certificates: CertificateSettings {
                 certificate: required(

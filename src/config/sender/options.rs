@@ -29,6 +29,7 @@ static OPTIONS: &[OptSpec] = &[
     opt("sender", "connect_timeout", Kind::Duration, Some("30s"), "TCP/TLS connect timeout.").ours(),
     opt("sender", "receipt_timeout", Kind::Duration, Some("60s"), "Wait for a STOMP RECEIPT or AMS reply.").ours(),
     opt("sender", "idle_timeout", Kind::Duration, Some("120s"), "Give up on a connection silent this long.").ours(),
+    opt("sender", "loader_checks", Kind::Bool, Some("true"), "Reject, not send, a message the APEL server's loader would reject.").ours(),
     opt("broker", "host", Kind::List, None, "Broker or AMS host; ours: several `host[:port]`, comma-separated, for STOMP failover."),
     opt("broker", "port", Kind::Int { min: 1, max: 65535 }, None, "Broker port (STOMP; AMS uses HTTPS 443)."),
     opt("broker", "use_ssl", Kind::Bool, Some("true"), "STOMP over TLS with the host certificate (AMS is always HTTPS)."),
