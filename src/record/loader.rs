@@ -59,7 +59,10 @@ pub fn check(body: &[u8]) -> Result<(), LoaderRejection> {
 
 /// Python's `str.strip()` whitespace (ASCII part).
 fn py_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' | '\x1c'..='\x1f')
+    matches!(
+        c,
+        ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' | '\x1c'..='\x1f'
+    )
 }
 
 /// `str(value).lower() in ['none', 'null', '']` (apel/db/records/record.py).

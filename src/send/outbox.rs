@@ -36,7 +36,10 @@ pub struct Sealed {
 pub enum Invalid {
     Empty,
     TooLarge(usize),
-    NotAscii { offset: usize, byte: u8 },
+    NotAscii {
+        offset: usize,
+        byte: u8,
+    },
     /// The APEL server's loader would reject it (`[sender] loader_checks`).
     Loader(crate::record::loader::LoaderRejection),
 }

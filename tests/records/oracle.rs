@@ -634,3 +634,41 @@ fn tz_child_renders_corpus() {
     let all: Vec<Vec<String>> = corpus().iter().map(render).collect();
     std::fs::write(out, serde_json::to_vec(&all).unwrap()).unwrap();
 }
+
+/// No false positive in the pre-send loader check (issue 15): every message
+/// we render and every message cASO 5.2.2 writes passes it. The exceptions
+/// are true rejections: raw cASO output where one of our documented fixes
+/// applies (a `%%` or a newline in a value splits or forges a record,
+/// `benchmark_value` is an unknown accelerator field), and an empty
+/// StorageSystem, which the server refuses (research case S08).
+#[test]
+fn caso_messages_pass_the_loader_checks() {
+    use cloud_accounting::record::loader::check;
+    let cases = corpus();
+    let results = oracle(&cases);
+    let mut wrong = Vec::new();
+    for (case, result) in cases.iter().zip(&results) {
+        let mut texts: Vec<(&str, String)> =
+            render(case).into_iter().map(|t| ("ours", t)).collect();
+        texts.extend(
+            strings(&result["expected"])
+                .into_iter()
+                .map(|t| ("cASO fixed", t)),
+        );
+        if result["raw"].is_array() && case.fixes.is_empty() {
+            texts.extend(strings(&result["raw"]).into_iter().map(|t| ("cASO", t)));
+        }
+        for (who, text) in texts {
+            if let Err(e) = check(text.as_bytes()) {
+                let why = e.to_string();
+                if case.name == "storage: empty texts"
+                    && why.ends_with("mandatory field sr:StorageSystem is empty")
+                {
+                    continue;
+                }
+                wrong.push(format!("{} ({who}): {why}", case.name));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -86,8 +86,8 @@ fn is_int(v: &Value) -> bool {
 }
 
 pub(super) fn check(text: &str) -> Result<(), LoaderRejection> {
-    let msg: Value = serde_json::from_str(text)
-        .map_err(|e| whole(format!("malformed JSON: {e}")))?;
+    let msg: Value =
+        serde_json::from_str(text).map_err(|e| whole(format!("malformed JSON: {e}")))?;
     let Some(kind) = msg.get("Type") else {
         return Err(whole("the JSON message has no \"Type\"".into()));
     };

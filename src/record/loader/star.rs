@@ -85,7 +85,9 @@ fn star_time(name: &str, v: Option<&str>) -> Result<(), Broken> {
 
 fn check_record(r: &Rec) -> Result<(), Broken> {
     if !r.identity {
-        return Err(Broken("mandatory element sr:RecordIdentity is missing".into()));
+        return Err(Broken(
+            "mandatory element sr:RecordIdentity is missing".into(),
+        ));
     }
     match r.record_id.as_deref() {
         Some(v) if !is_null(v.trim()) => {}
@@ -116,7 +118,10 @@ fn check_record(r: &Rec) -> Result<(), Broken> {
             && !(is_null(v) && *name != "ResourceCapacityUsed")
             && py_int(v).is_none()
         {
-            return Err(Broken(format!("sr:{name} \"{}\" is not an integer", clip(v))));
+            return Err(Broken(format!(
+                "sr:{name} \"{}\" is not an integer",
+                clip(v)
+            )));
         }
     }
     Ok(())
@@ -157,12 +162,22 @@ fn scan(text: &str) -> Result<Vec<Rec>, String> {
             let end = body.find('>').ok_or("unclosed declaration")?;
             rest = &body[end + 1..];
         } else if let Some(body) = tag.strip_prefix("</") {
-            let end = body.find('>').ok_or("unclosed end tag (not well-formed XML)")?;
+            let end = body
+                .find('>')
+                .ok_or("unclosed end tag (not well-formed XML)")?;
             let name = body[..end].trim();
-            let open = stack.pop().ok_or_else(|| format!("end tag </{}> without a start (not well-formed XML)", clip(name)))?;
+            let open = stack.pop().ok_or_else(|| {
+                format!(
+                    "end tag </{}> without a start (not well-formed XML)",
+                    clip(name)
+                )
+            })?;
             let local = name.rsplit(':').next().unwrap_or(name);
             if local != open.local {
-                return Err(format!("mismatched tag </{}> (not well-formed XML)", clip(name)));
+                return Err(format!(
+                    "mismatched tag </{}> (not well-formed XML)",
+                    clip(name)
+                ));
             }
             ns.truncate(ns.len() - open.decls);
             close(&mut records, &mut current, stack.len(), open);
@@ -202,7 +217,9 @@ fn scan(text: &str) -> Result<Vec<Rec>, String> {
             {
                 r.identity = true;
                 for (k, v) in &attrs {
-                    let Some((p, l)) = k.split_once(':') else { continue };
+                    let Some((p, l)) = k.split_once(':') else {
+                        continue;
+                    };
                     if p == "xmlns" || lookup(&ns, p) != Some(NS) {
                         continue;
                     }
@@ -282,7 +299,9 @@ fn start_tag(s: &str) -> Result<StartTag<'_>, String> {
         if let Some(after) = rest.strip_prefix('>') {
             return Ok((name, attrs, false, after));
         }
-        let eq = rest.find('=').ok_or("unclosed token (not well-formed XML)")?;
+        let eq = rest
+            .find('=')
+            .ok_or("unclosed token (not well-formed XML)")?;
         let key = rest[..eq].trim().to_owned();
         let value = rest[eq + 1..].trim_start();
         let quote = value
@@ -291,7 +310,9 @@ fn start_tag(s: &str) -> Result<StartTag<'_>, String> {
             .filter(|c| *c == '"' || *c == '\'')
             .ok_or("an attribute value without quotes (not well-formed XML)")?;
         let body = &value[1..];
-        let end = body.find(quote).ok_or("unclosed token (not well-formed XML)")?;
+        let end = body
+            .find(quote)
+            .ok_or("unclosed token (not well-formed XML)")?;
         attrs.push((key, body[..end].to_owned()));
         rest = &body[end + 1..];
     }

@@ -39,13 +39,25 @@ const ACC_OK: &str = r#"{"SiteName": "S", "AssociatedRecord": "a1", "FQAN": "vo"
 fn cases() -> Vec<(&'static str, String, &'static str)> {
     vec![
         ("C01 base record", cloud(""), ""),
-        ("C02 two records", format!("{H}{REC}\n%%\n{}\n%%\n", REC.replace("vm-1", "vm-2")), ""),
+        (
+            "C02 two records",
+            format!("{H}{REC}\n%%\n{}\n%%\n", REC.replace("vm-1", "vm-2")),
+            "",
+        ),
         ("C03 no trailing %%", format!("{H}{REC}"), ""),
         ("C45 header only", H.to_string(), ""),
         ("C46 empty chunk", format!("{H}{REC}\n%%\n%%\n"), ""),
-        ("C48 CRLF", format!("{H}{REC}\n%%\n").replace('\n', "\r\n"), ""),
+        (
+            "C48 CRLF",
+            format!("{H}{REC}\n%%\n").replace('\n', "\r\n"),
+            "",
+        ),
         ("C49 leading blanks", format!("\n  {H}{REC}"), ""),
-        ("C06 other version", format!("APEL-cloud-message: v0.2\n{REC}"), ""),
+        (
+            "C06 other version",
+            format!("APEL-cloud-message: v0.2\n{REC}"),
+            "",
+        ),
         ("C11 no space", cloud("MachineName:x"), ""),
         ("C13 ignored field", cloud("MeasurementTime: 123"), ""),
         ("C24 None int", cloud("CpuDuration: None"), ""),
@@ -57,7 +69,11 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ("C54 underscore int", cloud("Disk: 3_600"), ""),
         ("C32 float CpuCount", cloud("CpuCount: 1.5"), ""),
         ("C38 nan Benchmark", cloud("Benchmark: nan"), ""),
-        ("summary header known", "APEL-summary-job-message: v0.2\nSite: X\n%%\n".into(), ""),
+        (
+            "summary header known",
+            "APEL-summary-job-message: v0.2\nSite: X\n%%\n".into(),
+            "",
+        ),
         (
             "C04 missing %% merges",
             format!("{H}{REC}\n{}\n%%\n", REC.replace("vm-1", "vm-2")),
@@ -149,8 +165,19 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
             "APEL loader would reject record 1 of 1 (VMUUID \"vm-1\"): CpuCount \"two\" is not a number",
         ),
         ("S01 StAR ok", star(STAR_OK), ""),
-        ("S23 lone record root", STAR_OK.replace("<sr:StorageUsageRecord>", &format!("<sr:StorageUsageRecord xmlns:sr=\"{NS}\">")), ""),
-        ("S18b unknown element", star(&STAR_OK.replace("<sr:StartTime>", "<sr:Bogus>1</sr:Bogus><sr:StartTime>")), ""),
+        (
+            "S23 lone record root",
+            STAR_OK.replace(
+                "<sr:StorageUsageRecord>",
+                &format!("<sr:StorageUsageRecord xmlns:sr=\"{NS}\">"),
+            ),
+            "",
+        ),
+        (
+            "S18b unknown element",
+            star(&STAR_OK.replace("<sr:StartTime>", "<sr:Bogus>1</sr:Bogus><sr:StartTime>")),
+            "",
+        ),
         (
             "S02 no namespace",
             STAR_OK.to_string(),
@@ -188,17 +215,28 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ),
         (
             "S07 second record without StorageSystem",
-            star(&format!("{STAR_OK}{}", STAR_OK.replace("r1", "r2").replace("<sr:StorageSystem>s</sr:StorageSystem>", ""))),
+            star(&format!(
+                "{STAR_OK}{}",
+                STAR_OK
+                    .replace("r1", "r2")
+                    .replace("<sr:StorageSystem>s</sr:StorageSystem>", "")
+            )),
             "APEL loader would reject record 2 of 2 (recordId \"r2\"): mandatory field sr:StorageSystem is missing",
         ),
         (
             "S20 epoch StartTime",
-            star(&STAR_OK.replace("<sr:StartTime>2020-01-01T00:00:00", "<sr:StartTime>1577836800")),
+            star(&STAR_OK.replace(
+                "<sr:StartTime>2020-01-01T00:00:00",
+                "<sr:StartTime>1577836800",
+            )),
             "APEL loader would reject record 1 of 1 (recordId \"r1\"): sr:StartTime \"1577836800\" is not an ISO 8601 time (StAR takes no epoch seconds)",
         ),
         (
             "S11 bad createTime",
-            star(&STAR_OK.replace("sr:createTime=\"2020-01-01T00:00:00\"", "sr:createTime=\"yesterday\"")),
+            star(&STAR_OK.replace(
+                "sr:createTime=\"2020-01-01T00:00:00\"",
+                "sr:createTime=\"yesterday\"",
+            )),
             "APEL loader would reject record 1 of 1 (recordId \"r1\"): sr:createTime \"yesterday\" is not an ISO 8601 time (StAR takes no epoch seconds)",
         ),
         (
@@ -207,7 +245,11 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
             "APEL loader would reject record 1 of 1 (recordId \"r1\"): sr:ResourceCapacityUsed \"10.5\" is not an integer",
         ),
         ("A01 accelerator ok", acc(ACC_OK), ""),
-        ("A16 integral float", acc(&ACC_OK.replace("3600", "3600.0")), ""),
+        (
+            "A16 integral float",
+            acc(&ACC_OK.replace("3600", "3600.0")),
+            "",
+        ),
         (
             "A02 no Type",
             r#"{"Version": "0.1", "UsageRecords": []}"#.into(),
@@ -290,7 +332,14 @@ fn site() -> impl Strategy<Value = String> {
 }
 
 fn records() -> impl Strategy<Value = Vec<Record>> {
-    let cloud = (site(), word(), word(), any::<u128>(), 0i64..4_000_000_000, any::<Option<u32>>())
+    let cloud = (
+        site(),
+        word(),
+        word(),
+        any::<u128>(),
+        0i64..4_000_000_000,
+        any::<Option<u32>>(),
+    )
         .prop_map(|(site, text, name, id, start, wall)| {
             Record::Cloud(CloudRecord {
                 vm_uuid: Uuid::from_u128(id),
@@ -315,8 +364,8 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
                 benchmark: None,
             })
         });
-    let storage = (site(), word(), any::<u128>(), 0i64..4_000_000_000).prop_map(
-        |(site, text, id, start)| {
+    let storage =
+        (site(), word(), any::<u128>(), 0i64..4_000_000_000).prop_map(|(site, text, id, start)| {
             Record::Storage(StorageRecord {
                 volume_id: Uuid::from_u128(id),
                 site_name: site,
@@ -330,8 +379,7 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
                 end_time: ts(start + 10),
                 capacity_gib: 1,
             })
-        },
-    );
+        });
     let ip = (site(), word(), any::<u128>()).prop_map(|(site, text, id)| {
         Record::Ip(IpRecord {
             uuid: Uuid::from_u128(id),
