@@ -550,3 +550,34 @@ fn the_run_report_beside_the_queue_has_the_counts() {
     assert_eq!(r["outcome"], "ok", "{r:#}");
     assert_eq!(r["destinations"][0]["found"], 0, "{r:#}");
 }
+
+/// A message the APEL loader would reject (record 2 has no SiteName) goes to
+/// reject/ with a reason naming the record; the good ones are published.
+/// With `loader_checks = false` it is sent as it is.
+#[test]
+fn a_message_the_apel_loader_would_reject_is_not_sent() {
+    let bad =
+        b"APEL-cloud-message: v0.4\nVMUUID: ok-1\nSiteName: S\n%%\nVMUUID: no-site\n%%\n".to_vec();
+    let mut bodies: Vec<Vec<u8>> = (0..3).map(|i| message(i, 500)).collect();
+    bodies.insert(1, bad.clone());
+    let s = Setup::new(&[], bodies);
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    let stored = assert_stored_intact(&s);
+    let mut want: BTreeSet<String> = s.names.iter().cloned().collect();
+    want.remove(&s.names[1]);
+    assert_eq!(stored, want);
+    let reasons = send::rejected(&s.dir.path().join("reject"));
+    let file = s.names[1].split('/').nth(1).unwrap();
+    assert!(
+        reasons[file].contains(
+            "APEL loader would reject record 2 of 2 (VMUUID \"no-site\"): mandatory field SiteName is missing"
+        ),
+        "{reasons:?}"
+    );
+
+    let s = Setup::new(&[], vec![bad]);
+    let outcome = s.run(s.cfg().set("sender", "loader_checks", "false"));
+    assert_eq!(outcome.code, 0, "{}", outcome.log);
+    assert_eq!(assert_stored_intact(&s).len(), 1);
+}

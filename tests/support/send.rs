@@ -139,7 +139,8 @@ pub fn run_unprivileged(cfg: &Path, owned: &[&Path]) -> Run {
 
 /// An APEL-like ASCII message of about `size` bytes, unique to `i`.
 pub fn message(i: usize, size: usize) -> Vec<u8> {
-    let mut m = format!("APEL-cloud-message: v0.4\nMessage: {i}\n");
+    // MachineName, not a made-up key: ssmsend checks the APEL loader's rules.
+    let mut m = format!("APEL-cloud-message: v0.4\nMachineName: message-{i}\n");
     let mut n = 0;
     while m.len() < size {
         m.push_str(&format!(
