@@ -76,7 +76,7 @@ impl World {
         let marker = format!("MARKER-{}", uuid::Uuid::new_v4().simple());
         // Outside files are valid messages: only never reading them keeps
         // the marker off the wire.
-        let secret = format!("APEL-cloud-message: v0.4\n{marker}\n");
+        let secret = format!("APEL-cloud-message: v0.4\nVMUUID: {marker}\nSiteName: HOSTILE\n");
         fs::create_dir_all(outside.join("dirq")).unwrap();
         fs::create_dir_all(outside.join("rejectdir")).unwrap();
         fs::write(outside.join("secret.txt"), &secret).unwrap();
@@ -88,7 +88,7 @@ impl World {
         let mut good = BTreeMap::new();
         for i in 0..3 {
             let token = format!("good-{i}-{}", uuid::Uuid::new_v4().simple());
-            let id = q.add(format!("APEL-cloud-message: v0.4\n{token}\n").as_bytes());
+            let id = q.add(format!("APEL-cloud-message: v0.4\nVMUUID: {token}\nSiteName: HOSTILE\n").as_bytes());
             good.insert(id.unwrap().to_string(), token);
         }
         World {
@@ -601,7 +601,7 @@ fn unlistable_intermediate_directory_is_reported_and_left_in_place() {
     let locked_dir = w.queue.join("60000000");
     fs::create_dir(&locked_dir).unwrap();
     let kept = locked_dir.join("60000000000001");
-    fs::write(&kept, "APEL-cloud-message: v0.4\nkept\n").unwrap();
+    fs::write(&kept, "APEL-cloud-message: v0.4\nVMUUID: kept\nSiteName: HOSTILE\n").unwrap();
     let before = snapshot(&w.outside);
     let run = w.run_as_nobody(|| {
         fs::set_permissions(&locked_dir, fs::Permissions::from_mode(0o000)).unwrap();
@@ -612,7 +612,7 @@ fn unlistable_intermediate_directory_is_reported_and_left_in_place() {
     assert!(run.log.contains("Permission denied"), "{}", run.log);
     assert_eq!(
         fs::read(&kept).unwrap(),
-        b"APEL-cloud-message: v0.4\nkept\n"
+        b"APEL-cloud-message: v0.4\nVMUUID: kept\nSiteName: HOSTILE\n"
     );
 }
 
@@ -954,7 +954,7 @@ mod random_trees {
             let queue = dir.path().join("spool/outgoing");
             let outside = dir.path().join("outside");
             let marker = format!("MARKER-{}", uuid::Uuid::new_v4().simple());
-            let secret = format!("APEL-cloud-message: v0.4\n{marker}\n");
+            let secret = format!("APEL-cloud-message: v0.4\nVMUUID: {marker}\nSiteName: HOSTILE\n");
             fs::create_dir_all(outside.join("dirq")).unwrap();
             fs::write(outside.join("secret.txt"), &secret).unwrap();
             fs::write(outside.join("dirq/61000000000001"), &secret).unwrap();
@@ -976,7 +976,7 @@ mod random_trees {
                     Plant::Good(d) => {
                         let token = format!("good-{i}-{}", uuid::Uuid::new_v4().simple());
                         let path = element(d);
-                        fs::write(&path, format!("APEL-cloud-message: v0.4\n{token}\n")).unwrap();
+                        fs::write(&path, format!("APEL-cloud-message: v0.4\nVMUUID: {token}\nSiteName: HOSTILE\n")).unwrap();
                         good.insert(path, token);
                     }
                     Plant::ElementSymlink(d) => {
@@ -1018,7 +1018,7 @@ mod random_trees {
                     Plant::GoodWithLinkedLock(d) => {
                         let token = format!("good-{i}-{}", uuid::Uuid::new_v4().simple());
                         let path = element(d);
-                        fs::write(&path, format!("APEL-cloud-message: v0.4\n{token}\n")).unwrap();
+                        fs::write(&path, format!("APEL-cloud-message: v0.4\nVMUUID: {token}\nSiteName: HOSTILE\n")).unwrap();
                         let mut lock = path.clone().into_os_string();
                         lock.push(".lck");
                         symlink(outside.join("secret.txt"), &lock).unwrap();
