@@ -1,5 +1,5 @@
-//! The AMS publisher: the token (configured, or fetched via authx509), one-message
-//! publishes with retries, and [`Client::publish_all`] with several requests in flight.
+//! The AMS publisher: the token (configured, or fetched via authx509), publishes with
+//! retries, and [`Client::publish_all`]: filled requests, several in flight.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::{Stream, StreamExt};
+use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::{AmsConfig, AmsError, RetryPolicy, TokenSource};
+use super::batch::{Encoded, batches, request_body};
+use super::{AmsConfig, AmsError, BatchLimits, RetryPolicy, TokenSource};
 use crate::net::{BodyError, Redirect, error_chain, excerpt, read_body, scrub, server_message};
 use crate::secret::Secret;
 use crate::smime::ClientIdentity;
@@ -51,6 +52,7 @@ pub struct Client {
     token: Mutex<TokenState>,
     retry: RetryPolicy,
     concurrency: NonZeroUsize,
+    batch: BatchLimits,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +147,7 @@ impl Client {
             }),
             retry: cfg.retry,
             concurrency: cfg.concurrency,
+            batch: cfg.batch,
         })
     }
 
@@ -251,15 +254,33 @@ impl Client {
     }
 
     /// Publishes one message (one request, retried as the policy says) and returns the id AMS
-    /// gave it. A 401 with an authx509 token fetches a new token once and tries again.
+    /// gave it.
     pub async fn publish(&self, msg_id: &str, signed: &[u8]) -> Result<String, AmsError> {
-        let body = publish_body(msg_id, signed)?;
+        let m = Encoded::new(Outgoing {
+            key: (),
+            msg_id: msg_id.to_owned(),
+            body: signed.to_vec(),
+        });
+        let mut ids = self.publish_request(std::slice::from_ref(&m)).await?;
+        ids.pop().ok_or_else(|| AmsError::Protocol {
+            url: self.publish_url.clone(),
+            detail: "no message id for the published message".into(),
+        })
+    }
+
+    /// One request for `batch` (retried as the policy says): AMS's ids, one per message in
+    /// order. A 401 with an authx509 token fetches a new token once and tries again.
+    async fn publish_request<K>(&self, batch: &[Encoded<K>]) -> Result<Vec<String>, AmsError> {
+        let body = request_body(batch);
+        let label = label(batch);
         let url = &self.publish_url;
         let mut refetched = false;
         loop {
             let (generation, token) = self.current_token().await?;
             let result = self
-                .with_retries(url, |_| self.publish_attempt(url, msg_id, &token, &body))
+                .with_retries(url, |_| {
+                    self.publish_attempt(url, &label, batch.len(), &token, &body)
+                })
                 .await;
             match result {
                 Err(AmsError::Unauthorized { status: 401, .. })
@@ -274,13 +295,63 @@ impl Client {
         }
     }
 
+    /// Publishes `batch`, one outcome per message in order. A request of several messages
+    /// that AMS refuses as too large (413) is sent again as two halves, down to single
+    /// messages: only a message too large on its own gets [`AmsError::TooLarge`].
+    async fn publish_splitting<K>(&self, batch: &[Encoded<K>]) -> Vec<Result<String, AmsError>> {
+        let mut outcomes: Vec<Option<Result<String, AmsError>>> =
+            std::iter::repeat_with(|| None).take(batch.len()).collect();
+        // Ranges still to publish, the first on top: order is kept.
+        let mut todo = vec![(0, batch.len())];
+        while let Some((start, end)) = todo.pop() {
+            let part = &batch[start..end];
+            match self.publish_request(part).await {
+                Ok(ids) => {
+                    for (slot, id) in outcomes[start..end].iter_mut().zip(ids) {
+                        *slot = Some(Ok(id));
+                    }
+                }
+                Err(AmsError::TooLarge { request_bytes, .. }) if part.len() > 1 => {
+                    // AMS stores a request's messages one by one and stops at one over its
+                    // limit: those before it may be stored already and arrive twice.
+                    tracing::warn!(
+                        messages = part.len(),
+                        request_bytes,
+                        "AMS refused a request as too large (413): sending it in halves; \
+                         messages AMS stored before the refusal may arrive twice"
+                    );
+                    let mid = start + part.len() / 2;
+                    todo.push((mid, end));
+                    todo.push((start, mid));
+                }
+                Err(e) => {
+                    for (slot, m) in outcomes[start..end].iter_mut().zip(part) {
+                        *slot = Some(Err(e.for_message(&m.msg_id)));
+                    }
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .zip(batch)
+            .map(|(o, m)| {
+                o.unwrap_or_else(|| {
+                    Err(AmsError::NotAttempted {
+                        msg_id: m.msg_id.clone(),
+                    })
+                })
+            })
+            .collect()
+    }
+
     async fn publish_attempt(
         &self,
         url: &str,
-        msg_id: &str,
+        label: &str,
+        messages: usize,
         token: &Secret,
         body: &Bytes,
-    ) -> Attempt<String> {
+    ) -> Attempt<Vec<String>> {
         let resp = match self
             .http
             .post(url)
@@ -291,7 +362,7 @@ impl Client {
             .await
         {
             Ok(r) => r,
-            Err(e) => return publish_transport_error(url, msg_id, e),
+            Err(e) => return publish_transport_error(url, label, e),
         };
         if let Some(redirect) = Redirect::from_response(&resp) {
             return Attempt::Fail(AmsError::Redirected {
@@ -304,7 +375,7 @@ impl Client {
         let reply = match read_body(resp, MAX_REPLY_BYTES).await {
             Ok(b) => b,
             Err(BodyError::TooLarge { limit }) => return too_large(url, limit),
-            Err(BodyError::Transport(e)) => return publish_transport_error(url, msg_id, e),
+            Err(BodyError::Transport(e)) => return publish_transport_error(url, label, e),
         };
         // An error page may echo the request, token included.
         let reply = if status == 200 {
@@ -314,13 +385,11 @@ impl Client {
         };
         match status {
             200 => match serde_json::from_slice::<PublishReply>(&reply) {
-                Ok(r) if r.message_ids.len() == 1 => {
-                    Attempt::Done(r.message_ids.into_iter().next().unwrap_or_default())
-                }
+                Ok(r) if r.message_ids.len() == messages => Attempt::Done(r.message_ids),
                 Ok(r) => Attempt::Fail(AmsError::Protocol {
                     url: url.to_owned(),
                     detail: format!(
-                        "{} message ids for one published message",
+                        "{} message ids for {messages} published message(s)",
                         r.message_ids.len()
                     ),
                 }),
@@ -337,9 +406,19 @@ impl Client {
                 message: server_message(&reply, EMPTY_REPLY),
             },
             413 => Attempt::Fail(AmsError::TooLarge {
-                msg_id: msg_id.to_owned(),
+                msg_id: label.to_owned(),
                 request_bytes: body.len(),
                 message: server_message(&reply, EMPTY_REPLY),
+            }),
+            // AMS's own "Backend Error": it may have stored the first messages of the
+            // request already, so a repeat could store them twice.
+            500 if messages > 1 => Attempt::Fail(AmsError::Unconfirmed {
+                url: url.to_owned(),
+                msg_id: label.to_owned(),
+                error: format!(
+                    "HTTP 500: {} (AMS stores a request's messages one by one)",
+                    server_message(&reply, EMPTY_REPLY)
+                ),
             }),
             _ => classify_status(url, status, &reply, retry_after),
         }
@@ -381,9 +460,10 @@ impl Client {
         }
     }
 
-    /// Publishes every message with at most `concurrency` requests in flight and yields each
-    /// outcome as soon as it is known (in completion order), so the caller can remove a
-    /// message from the spool the moment it is published.
+    /// Publishes every message in requests filled up to the configured [`BatchLimits`], with
+    /// at most `concurrency` requests in flight, and yields each message's outcome as soon as
+    /// its request is answered (in completion order), so the caller can remove a message from
+    /// the spool the moment it is published.
     ///
     /// Any failure other than [`AmsError::TooLarge`] (refused access, AMS still unreachable
     /// after every retry, a wrong topic, ...) would repeat for every later message, so once one
@@ -398,34 +478,48 @@ impl Client {
         S: Stream<Item = Outgoing<K>> + 'a,
     {
         let stopped = Arc::new(AtomicBool::new(false));
-        messages
-            .map(move |m| {
+        batches(messages, self.batch)
+            .map(move |batch| {
                 let stopped = Arc::clone(&stopped);
                 async move {
-                    if stopped.load(Ordering::Acquire) {
-                        return (m.key, Err(AmsError::NotAttempted { msg_id: m.msg_id }));
-                    }
-                    let result = self.publish(&m.msg_id, &m.body).await;
-                    if let Err(e) = &result
-                        && !e.is_message_specific()
-                    {
-                        stopped.store(true, Ordering::Release);
-                    }
-                    (m.key, result)
+                    let outcomes = if stopped.load(Ordering::Acquire) {
+                        batch
+                            .iter()
+                            .map(|m| {
+                                Err(AmsError::NotAttempted {
+                                    msg_id: m.msg_id.clone(),
+                                })
+                            })
+                            .collect()
+                    } else {
+                        let outcomes = self.publish_splitting(&batch).await;
+                        if outcomes
+                            .iter()
+                            .any(|o| o.as_ref().is_err_and(|e| !e.is_message_specific()))
+                        {
+                            stopped.store(true, Ordering::Release);
+                        }
+                        outcomes
+                    };
+                    stream::iter(batch.into_iter().map(|m| m.key).zip(outcomes))
                 }
             })
             .buffer_unordered(self.concurrency.get())
+            .flatten()
     }
 }
 
-/// The JSON body of a one-message publish request.
-fn publish_body(msg_id: &str, signed: &[u8]) -> Result<Bytes, AmsError> {
-    let data = openssl::base64::encode_block(signed);
-    serde_json::to_vec(&serde_json::json!({
-        "messages": [{"attributes": {"empaid": msg_id}, "data": data}]
-    }))
-    .map(Bytes::from)
-    .map_err(|e| AmsError::Config(format!("message {msg_id}: cannot encode: {e}")))
+/// How errors name a request: its message id, or its first and how many more.
+fn label<K>(batch: &[Encoded<K>]) -> String {
+    match batch {
+        [one] => one.msg_id.clone(),
+        [first, rest @ ..] => format!(
+            "{} (and {} more in the same request)",
+            first.msg_id,
+            rest.len()
+        ),
+        [] => String::new(),
+    }
 }
 
 fn reqwest_identity(id: &ClientIdentity) -> Result<reqwest::Identity, AmsError> {
@@ -509,7 +603,12 @@ mod tests {
 
     #[test]
     fn publish_body_is_what_argo_ams_library_sends() {
-        let body = publish_body("00a1b2c3d4e5f6", b"hello\n").unwrap();
+        let m = Encoded::new(Outgoing {
+            key: (),
+            msg_id: "00a1b2c3d4e5f6".into(),
+            body: b"hello\n".to_vec(),
+        });
+        let body = request_body(&[m]);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v,

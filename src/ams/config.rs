@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use openssl::x509::X509;
 
-use super::RetryPolicy;
+use super::{BatchLimits, RetryPolicy};
 use crate::secret::Secret;
 use crate::smime::ClientIdentity;
 
@@ -66,6 +66,8 @@ pub struct AmsConfig {
     pub retry: RetryPolicy,
     /// Publish requests in flight at once in [`Client::publish_all`].
     pub concurrency: NonZeroUsize,
+    /// How [`Client::publish_all`] fills its requests.
+    pub batch: BatchLimits,
 }
 
 impl AmsConfig {
@@ -89,6 +91,7 @@ impl AmsConfig {
             request_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             concurrency: NonZeroUsize::new(DEFAULT_CONCURRENCY).unwrap_or(NonZeroUsize::MIN),
+            batch: BatchLimits::default(),
         }
     }
 }

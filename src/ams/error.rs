@@ -12,7 +12,7 @@ topic. Ask whoever issued it for a new one (for EGI: a GGUS ticket to the ARGO o
 support unit), or remove the token so that ssmsend gets one from authx509 with the host \
 certificate";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AmsError {
     #[error("AMS client configuration: {0}")]
     Config(String),
@@ -87,6 +87,19 @@ impl AmsError {
                 | AmsError::NotAttempted { .. }
                 | AmsError::Redirected { .. }
         )
+    }
+
+    /// The failure of a request of several messages, as one of them sees it: the ids
+    /// the error names become `msg_id`.
+    pub fn for_message(&self, msg_id: &str) -> AmsError {
+        let mut e = self.clone();
+        match &mut e {
+            AmsError::TooLarge { msg_id: id, .. }
+            | AmsError::Unconfirmed { msg_id: id, .. }
+            | AmsError::NotAttempted { msg_id: id } => msg_id.clone_into(id),
+            _ => {}
+        }
+        e
     }
 
     /// True when the failure belongs to this message alone (413): the others may go on.

@@ -1,5 +1,6 @@
-//! Delivery to the ARGO Messaging Service: publish each sealed message with
-//! its element name as `empaid`, remove it once AMS gave it an id.
+//! Delivery to the ARGO Messaging Service: publish the sealed messages, in
+//! filled requests, each with its element name as `empaid`; remove each once
+//! AMS gave it an id.
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
@@ -9,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use futures_util::StreamExt;
 
 use super::Outbox;
-use crate::ams::{AmsConfig, AmsError, Client, Outgoing, ServerTrust};
+use crate::ams::{AmsConfig, AmsError, BatchLimits, Client, Outgoing, ServerTrust};
 use crate::config::sender::{Ams, Timeouts};
 use crate::daemon::Shutdown;
 use crate::smime::{ClientIdentity, CredentialError, Credentials, ca_certificates_from_dir};
@@ -37,6 +38,11 @@ pub fn client_config(
     config.connect_timeout = timeouts.connect;
     config.request_timeout = timeouts.receipt;
     config.concurrency = NonZeroUsize::new(settings.concurrency).unwrap_or(NonZeroUsize::MIN);
+    config.batch = BatchLimits {
+        max_bytes: settings.max_request_bytes,
+        max_messages: NonZeroUsize::new(settings.max_messages_per_request)
+            .unwrap_or(NonZeroUsize::MIN),
+    };
     Ok(config)
 }
 

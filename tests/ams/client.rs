@@ -13,7 +13,7 @@ use crate::support::ams::{AmsDouble, AmsTestPki, HOST_DN, TOKEN};
 use crate::support::send;
 
 /// An APEL-like message of roughly `size` bytes, distinct per `i`.
-fn message(i: usize, size: usize) -> Vec<u8> {
+pub(super) fn message(i: usize, size: usize) -> Vec<u8> {
     let mut m = format!("APEL-cloud-message: v0.4\nVMUUID: vm-{i:06}\nSiteName: TEST-SITE\n");
     let mut n = 0;
     while m.len() < size {
@@ -25,12 +25,12 @@ fn message(i: usize, size: usize) -> Vec<u8> {
     m.into_bytes()
 }
 
-fn msg_id(i: usize) -> String {
+pub(super) fn msg_id(i: usize) -> String {
     format!("{:08x}{:05x}{:01x}", 0x6900_0000 + i, i % 100_000, i % 16)
 }
 
 /// Signs `n` messages of about `size` bytes; returns (id, plain content, signed) per message.
-fn batch(pki: &AmsTestPki, n: usize, size: usize) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+pub(super) fn batch(pki: &AmsTestPki, n: usize, size: usize) -> Vec<(String, Vec<u8>, Vec<u8>)> {
     (0..n)
         .map(|i| {
             let content = message(i, size);
@@ -40,7 +40,7 @@ fn batch(pki: &AmsTestPki, n: usize, size: usize) -> Vec<(String, Vec<u8>, Vec<u
         .collect()
 }
 
-async fn publish_batch(
+pub(super) async fn publish_batch(
     client: &Client,
     batch: &[(String, Vec<u8>, Vec<u8>)],
 ) -> BTreeMap<String, Result<String, AmsError>> {
@@ -56,7 +56,7 @@ async fn publish_batch(
 }
 
 /// Every id stored exactly once (a stalled request is never repeated).
-async fn assert_each_stored_once(double: &AmsDouble, ids: &[String]) {
+pub(super) async fn assert_each_stored_once(double: &AmsDouble, ids: &[String]) {
     let stats = double.stats().await;
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for m in double.messages().await {
@@ -74,7 +74,7 @@ async fn assert_each_stored_once(double: &AmsDouble, ids: &[String]) {
 
 /// The content stored for every message is byte-identical to what was signed and sent, it
 /// verifies with `openssl smime -verify` against the test CA, and its signer is the host DN.
-async fn assert_delivered_intact(
+pub(super) async fn assert_delivered_intact(
     double: &AmsDouble,
     pki: &AmsTestPki,
     batch: &[(String, Vec<u8>, Vec<u8>)],

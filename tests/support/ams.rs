@@ -160,6 +160,8 @@ impl AmsDouble {
             base_backoff: std::time::Duration::from_millis(10),
             max_backoff: std::time::Duration::from_millis(100),
         };
+        // These tests count requests per message; `tests/ams/batch.rs` fills them.
+        cfg.batch.max_messages = std::num::NonZeroUsize::MIN;
         cfg
     }
 

@@ -51,6 +51,11 @@ pub struct Ams {
     pub token: Option<Secret>,
     /// Ours, `[sender] ams_concurrency`. Default 8.
     pub concurrency: usize,
+    /// Ours, `[sender] ams_max_messages_per_request`. Default 100; 1 is
+    /// SSM's one message per request.
+    pub max_messages_per_request: usize,
+    /// Ours, `[sender] ams_max_request_bytes`. Default 1,000,000.
+    pub max_request_bytes: usize,
     /// Ours, `[sender] ams_port`. Default 443 (`[broker] port` is only for
     /// STOMP, as in SSM).
     pub port: u16,
@@ -281,6 +286,11 @@ impl SenderSettings {
                     )?,
                     token: e.secret("messaging", "token"),
                     concurrency: e.int_or_default("sender", "ams_concurrency")? as usize,
+                    max_messages_per_request: e
+                        .int_or_default("sender", "ams_max_messages_per_request")?
+                        as usize,
+                    max_request_bytes: e.int_or_default("sender", "ams_max_request_bytes")?
+                        as usize,
                     port: e.int_or_default("sender", "ams_port")? as u16,
                     authn_port: e.int_or_default("sender", "ams_authn_port")? as u16,
                 })

@@ -67,9 +67,16 @@ struct Args {
     /// `401:after=10`, `413:size>50000`. The first matching fault applies.
     #[arg(long = "fault", value_parser = Fault::parse)]
     faults: Vec<Fault>,
-    /// Requests with a larger body get 413, as AMS does above about 1 MB.
+    /// Requests with a larger body get 413 before any message is stored, as a proxy in
+    /// front of AMS may answer (AMS itself reads the body whole).
     #[arg(long, default_value_t = 1_000_000)]
     max_size: usize,
+    /// AMS's own limit, per message: each message, as AMS exports it to Kafka (its JSON
+    /// with `messageId` and `publishTime`), must fit Kafka's producer limit of 1,500,000
+    /// bytes (argo-messaging `brokers/kafka.go`). Messages are stored one by one in request
+    /// order; the first one over the limit gets 413 and those before it stay stored.
+    #[arg(long, default_value_t = 1_500_000)]
+    max_message_size: usize,
     /// CA to verify message signatures against (APEL receiver style); off when absent.
     #[arg(long)]
     verify_ca: Option<PathBuf>,
@@ -371,6 +378,8 @@ async fn publish_reply(ctx: &Ctx, req: Request<Incoming>) -> Resp {
 /// One message of a publish request.
 struct Received {
     empaid: Option<String>,
+    /// The length of the message as AMS exports it to Kafka.
+    exported: usize,
     /// `data`, base64-decoded.
     data: Vec<u8>,
 }
@@ -407,7 +416,18 @@ fn parse_publish(body: &[u8]) -> Result<Vec<Received>, String> {
         if data.is_empty() && m.attributes.is_empty() {
             return Err("Invalid Message Arguments: message without data or attributes".into());
         }
-        out.push(Received { empaid, data });
+        // {"messageId":"<offset>","attributes":{..},"data":"..","publishTime":"<30 chars>"}
+        let attributes: usize = m
+            .attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum();
+        let exported = 100 + attributes + m.data.as_deref().map_or(0, str::len);
+        out.push(Received {
+            empaid,
+            exported,
+            data,
+        });
     }
     Ok(out)
 }
@@ -415,7 +435,16 @@ fn parse_publish(body: &[u8]) -> Result<Vec<Received>, String> {
 fn store(ctx: &Ctx, messages: Vec<Received>) -> Resp {
     let mut g = ctx.state.lock();
     let mut ids = Vec::with_capacity(messages.len());
-    for Received { empaid, data } in messages {
+    for Received {
+        empaid,
+        exported,
+        data,
+    } in messages
+    {
+        if exported > ctx.args.max_message_size {
+            drop(g);
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "Message size too large");
+        }
         let seq = g.messages.len() as u64;
         let message_id = seq.to_string();
         ids.push(message_id.clone());
