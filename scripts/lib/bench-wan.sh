@@ -44,9 +44,7 @@ print("%d stored, %d duplicates, signatures verified: %s" % (s["messages"], s["d
     "$(aport admin_port)" >"$work/$name.stats"
   kill "$double" 2>/dev/null || true
 }
-# Until the sender knows ams_max_messages_per_request, it warns and ignores it
-# (unknown options are warnings unless --strict-config): both runs then batch
-# the same way, and the one-per-request row says so.
+# 1 message per request is SSM's way; the sender's defaults batch.
 ams_run ams-single "ams_max_messages_per_request: 1"
 ams_run ams-batched
 
