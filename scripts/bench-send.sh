@@ -12,9 +12,19 @@
 # ago, and its JVM compiles the TLS and STOMP paths during the first thousand
 # messages or so. So one untimed warm-up run of the same 1,000 messages goes
 # first; its figure is printed too, as "cold broker".
-# Usage: scripts/bench-send.sh [MESSAGES=1000]
+#
+# --wan (issue 15): the same 1,000 messages over a simulated WAN, 30 ms added
+# (a) by the AMS double to every publish request, one message per request as
+# APEL's SSM sends; (b) the same, batched (the sender's defaults); (c) by a
+# delaying TCP proxy each way between ssmsend and ActiveMQ (STOMP+SSL).
+# Usage: scripts/bench-send.sh [--wan] [MESSAGES=1000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+wan=false
+if [ "${1:-}" = --wan ]; then
+  wan=true
+  shift
+fi
 messages=${1:-1000}
 records_per_message=100
 
@@ -23,7 +33,7 @@ records_per_message=100
 bench_need_gnu_time bench-send
 scripts/setup-activemq.sh
 cargo build --release --locked --bin ssmsend --example bench-spool --example ams-double \
-  --example send-bench-consumer >&2
+  --example send-bench-consumer --example delay-proxy >&2
 # shellcheck disable=SC1091
 . target/activemq/env
 pki=$ACTIVEMQ_PKI_DIR
@@ -52,7 +62,7 @@ stomp_run() {
 protocol: STOMP
 [broker]
 host: 127.0.0.1
-port: $ACTIVEMQ_STOMP_SSL_PORT
+port: ${stomp_port:-$ACTIVEMQ_STOMP_SSL_PORT}
 use_ssl: true
 [certificates]
 certificate: $ACTIVEMQ_CLIENT_CERT
@@ -74,9 +84,14 @@ EOF
   awk -v a="$before" -v b="$after" -v hz="$(getconf CLK_TCK)" -v n="$messages" \
     'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }' >"$work/$name.broker"
 }
+received() { sed -n 's/^received=\([0-9]*\) distinct=\([0-9]*\)$/\1 received, \2 distinct/p' "$1"; }
+if $wan; then
+  # shellcheck source=scripts/lib/bench-wan.sh
+  . scripts/lib/bench-wan.sh
+  exit 0
+fi
 stomp_run warmup
 stomp_run stomp
-received() { sed -n 's/^received=\([0-9]*\) distinct=\([0-9]*\)$/\1 received, \2 distinct/p' "$1"; }
 
 # --- AMS double -----------------------------------------------------------------
 host_dn=$(openssl x509 -in "$ACTIVEMQ_CLIENT_CERT" -noout -subject -nameopt compat | sed 's/^subject=//')

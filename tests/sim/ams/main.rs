@@ -83,6 +83,9 @@ struct Args {
     /// Signer DNs accepted by the signature check (repeatable); none = any.
     #[arg(long = "allowed-dn")]
     allowed_dns: Vec<String>,
+    /// Milliseconds added to every publish request before it is answered (a WAN round trip).
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
     #[arg(long, default_value_t = 0)]
     ams_port: u16,
     #[arg(long, default_value_t = 0)]
@@ -301,6 +304,9 @@ fn authx509_reply(ctx: &Ctx, peer_dn: Option<String>, req: &Request<Incoming>) -
 
 async fn publish(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     let reply = publish_reply(ctx, req).await;
+    if ctx.args.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(ctx.args.latency_ms)).await;
+    }
     ctx.state.count("publish", reply.status().as_u16());
     reply
 }
