@@ -88,7 +88,10 @@ impl World {
         let mut good = BTreeMap::new();
         for i in 0..3 {
             let token = format!("good-{i}-{}", uuid::Uuid::new_v4().simple());
-            let id = q.add(format!("APEL-cloud-message: v0.4\nVMUUID: {token}\nSiteName: HOSTILE\n").as_bytes());
+            let id = q.add(
+                format!("APEL-cloud-message: v0.4\nVMUUID: {token}\nSiteName: HOSTILE\n")
+                    .as_bytes(),
+            );
             good.insert(id.unwrap().to_string(), token);
         }
         World {
@@ -127,6 +130,9 @@ impl World {
         )
         .credentials(&self.host.cert_path, &self.host.key_path, self.pki.capath())
         .queue(&self.queue, self.layout)
+        // About the queue's entries, not their content: the Python writer
+        // queues plain text, which the loader check would reject.
+        .set("sender", "loader_checks", false)
         .write(&self.dir.path().join("sender.cfg"))
     }
 
@@ -601,7 +607,11 @@ fn unlistable_intermediate_directory_is_reported_and_left_in_place() {
     let locked_dir = w.queue.join("60000000");
     fs::create_dir(&locked_dir).unwrap();
     let kept = locked_dir.join("60000000000001");
-    fs::write(&kept, "APEL-cloud-message: v0.4\nVMUUID: kept\nSiteName: HOSTILE\n").unwrap();
+    fs::write(
+        &kept,
+        "APEL-cloud-message: v0.4\nVMUUID: kept\nSiteName: HOSTILE\n",
+    )
+    .unwrap();
     let before = snapshot(&w.outside);
     let run = w.run_as_nobody(|| {
         fs::set_permissions(&locked_dir, fs::Permissions::from_mode(0o000)).unwrap();
@@ -976,7 +986,13 @@ mod random_trees {
                     Plant::Good(d) => {
                         let token = format!("good-{i}-{}", uuid::Uuid::new_v4().simple());
                         let path = element(d);
-                        fs::write(&path, format!("APEL-cloud-message: v0.4\nVMUUID: {token}\nSiteName: HOSTILE\n")).unwrap();
+                        fs::write(
+                            &path,
+                            format!(
+                                "APEL-cloud-message: v0.4\nVMUUID: {token}\nSiteName: HOSTILE\n"
+                            ),
+                        )
+                        .unwrap();
                         good.insert(path, token);
                     }
                     Plant::ElementSymlink(d) => {
@@ -1018,7 +1034,13 @@ mod random_trees {
                     Plant::GoodWithLinkedLock(d) => {
                         let token = format!("good-{i}-{}", uuid::Uuid::new_v4().simple());
                         let path = element(d);
-                        fs::write(&path, format!("APEL-cloud-message: v0.4\nVMUUID: {token}\nSiteName: HOSTILE\n")).unwrap();
+                        fs::write(
+                            &path,
+                            format!(
+                                "APEL-cloud-message: v0.4\nVMUUID: {token}\nSiteName: HOSTILE\n"
+                            ),
+                        )
+                        .unwrap();
                         let mut lock = path.clone().into_os_string();
                         lock.push(".lck");
                         symlink(outside.join("secret.txt"), &lock).unwrap();

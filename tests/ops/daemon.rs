@@ -299,7 +299,8 @@ async fn sigterm_while_sleeping_exits_0_and_fixed_periods_are_refused() {
 }
 
 /// A sender site: the PKI's host certificate and capath, a dirq spool
-/// of `n` messages and a sender.cfg for `double`.
+/// of `n` messages and a sender.cfg for `double`, one message per AMS
+/// request (SSM's): slow enough that a SIGTERM finds messages queued.
 pub(super) fn sender_site(
     pki: &AmsTestPki,
     double: &AmsDouble,
@@ -312,6 +313,7 @@ pub(super) fn sender_site(
         p("sender.cfg"),
         format!(
             "[sender]\nprotocol: AMS\nams_port: {}\nams_authn_port: {}\nams_concurrency: 2\n\
+             ams_max_messages_per_request: 1\n\
              [broker]\nhost: 127.0.0.1\n\
              [certificates]\ncertificate: {}\nkey: {}\ncapath: {}\n\
              [messaging]\nams_project: accounting\ndestination: eu-egi-cloud-accounting\n\
