@@ -328,4 +328,4 @@ mod star;
 mod json;
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -29,6 +29,7 @@ mod ip;
 pub mod loader;
 mod message;
 mod pyfmt;
+pub mod split;
 mod storage;
 
 use std::fmt;

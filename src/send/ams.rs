@@ -1,6 +1,7 @@
 //! Delivery to the ARGO Messaging Service: publish the sealed messages, in
 //! filled requests, each with its element name as `empaid`; remove each once
-//! AMS gave it an id.
+//! AMS gave it an id. One AMS refuses as too large (413) is sent in parts
+//! once the others are ([`super::parts`]).
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
@@ -10,6 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use futures_util::StreamExt;
 
 use super::Outbox;
+use super::parts::{PartOutcome, send_in_parts};
 use crate::ams::{AmsConfig, AmsError, BatchLimits, Client, Outgoing, ServerTrust};
 use crate::config::sender::{Ams, Timeouts};
 use crate::daemon::Shutdown;
@@ -84,6 +86,8 @@ pub async fn send_all(
             .fuse()
     );
     let mut failure = None;
+    // Refused whole for their size (413): sent in parts once the rest is.
+    let mut oversize = Vec::new();
     {
         let mut results = std::pin::pin!(client.publish_all(outgoing.as_mut()));
         let mut grace = std::pin::pin!(stop.grace_over());
@@ -106,7 +110,7 @@ pub async fn send_all(
                     tracing::info!("sent, Argo ID {argo_id}");
                     spool.delivered(id);
                 }
-                Err(e) if e.is_message_specific() => spool.reject(id, e.to_string()),
+                Err(e) if e.is_message_specific() => oversize.push((id, e.to_string())),
                 Err(AmsError::NotAttempted { .. }) => spool.keep(id),
                 Err(e) => {
                     tracing::error!("not published, kept for the next run: {e}");
@@ -123,6 +127,28 @@ pub async fn send_all(
     while outgoing.next().await.is_some() {}
     for id in pending().drain() {
         spool.keep(id);
+    }
+    for (id, refusal) in oversize {
+        if failure.is_some() || stop.is_requested() {
+            spool.keep(id);
+            continue;
+        }
+        let sent = send_in_parts(spool, id, &refusal, stop, |part_id, sealed| async move {
+            tokio::select! {
+                r = client.publish(&part_id, &sealed) => match r {
+                    Ok(_) => PartOutcome::Confirmed,
+                    Err(e) if e.is_message_specific() => PartOutcome::TooLarge(e.to_string()),
+                    Err(e) => PartOutcome::Failed(Some(e)),
+                },
+                // Stopped, and AMS did not answer within the grace.
+                _ = stop.grace_over() => PartOutcome::Failed(None),
+            }
+        })
+        .await;
+        if let Err(Some(e)) = sent {
+            tracing::error!("not published, kept for the next run: {e}");
+            failure = Some(e);
+        }
     }
     failure.map_or(Ok(()), Err)
 }

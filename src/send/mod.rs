@@ -14,7 +14,9 @@
 //!    [`ams`]: publish): a message is removed from the queue only once the
 //!    broker confirmed it, and unlocked (kept for the next run) otherwise.
 //!    The message id (STOMP `receipt`/`empa-id`, AMS `empaid`) is the spool
-//!    element name, as in SSM.
+//!    element name, as in SSM. A message AMS refuses for its size (413) is
+//!    sent in parts split at record boundaries ([`parts`]); the element is
+//!    removed once every part is confirmed.
 //! 4. The queue is purged (stale locks and temporary files, dirq's defaults).
 //!
 //! Exit status: `Ok` only when every message found was delivered (or was
@@ -28,6 +30,7 @@ pub mod ams;
 pub mod check;
 pub mod dry_run;
 pub mod outbox;
+pub mod parts;
 pub mod stomp;
 
 use std::sync::Arc;
@@ -415,6 +418,18 @@ fn problems(t: &Tally) -> Vec<String> {
     }
     if t.skipped > 0 {
         parts.push(format!("{} locked by another sender", t.skipped));
+    }
+    if t.sent_in_parts > 0 {
+        parts.push(format!(
+            "{} sent in parts after a refusal for size",
+            t.sent_in_parts
+        ));
+    }
+    if t.parts_rejected > 0 {
+        parts.push(format!(
+            "{} record(s) too large to send on their own (written to the reject directory, with the reason)",
+            t.parts_rejected
+        ));
     }
     parts
 }

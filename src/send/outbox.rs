@@ -111,13 +111,28 @@ pub struct Tally {
     pub bad_set_aside: usize,
     /// Bad entries left in the queue (not movable, or the move failed).
     pub bad_left: usize,
+    /// Of `sent`: sent in parts after a refusal for size (see `send::parts`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sent_in_parts: usize,
+    /// Records of those, each too large on its own, written to the reject
+    /// directory.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub parts_rejected: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Tally {
     /// Nothing left behind, nothing moved aside, nothing to repeat, nothing
     /// in the queue that is not a message.
     pub fn clean(&self) -> bool {
-        self.unsent == 0 && self.rejected == 0 && self.not_removed == 0 && self.bad() == 0
+        self.unsent == 0
+            && self.rejected == 0
+            && self.not_removed == 0
+            && self.bad() == 0
+            && self.parts_rejected == 0
     }
 
     /// Bad entries found in the queue.
@@ -154,6 +169,8 @@ pub fn set_aside_all(queue: &Queue, bad: &[BadEntry], tally: &mut Tally) {
 /// What to do with a settled element.
 enum Settle {
     Remove(ElementId),
+    /// Sent in parts, `usize` of its records rejected: remove it.
+    RemoveInParts(ElementId, usize),
     Unlock(ElementId),
     Reject(ElementId, String),
     /// Could not be locked (or read, and not rejected): left as it is.
@@ -294,6 +311,47 @@ impl Outbox {
         let _ = self.settle.send(Settle::Remove(id));
     }
 
+    /// Delivered in parts (see `send::parts`), `rejected` of its records
+    /// in the reject directory: remove it.
+    pub fn delivered_in_parts(&self, id: ElementId, rejected: usize) {
+        let _ = self.settle.send(Settle::RemoveInParts(id, rejected));
+    }
+
+    /// The message of a locked element, read again (to send it in parts).
+    pub async fn read_locked(&self, id: &ElementId) -> Result<Vec<u8>, String> {
+        let (queue, id) = (Arc::clone(&self.queue), id.clone());
+        tokio::task::spawn_blocking(move || queue.get(&id, MAX_MESSAGE_BYTES))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// `body` signed (and encrypted) as every message is.
+    pub async fn seal(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        let (signer, body) = (Arc::clone(&self.signer), body.to_vec());
+        tokio::task::spawn_blocking(move || signer.seal(&body))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Writes one part of the locked element `id` to the reject directory
+    /// ([`Queue::reject_part`]).
+    pub async fn reject_part(
+        &self,
+        id: &ElementId,
+        label: &str,
+        body: Vec<u8>,
+        reason: &str,
+    ) -> Result<std::path::PathBuf, String> {
+        let queue = Arc::clone(&self.queue);
+        let (id, label, reason) = (id.clone(), label.to_owned(), reason.to_owned());
+        tokio::task::spawn_blocking(move || queue.reject_part(&id, &label, &body, &reason))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
     /// Not delivered: leave it queued for the next run.
     pub fn keep(&self, id: ElementId) {
         let _ = self.settle.send(Settle::Unlock(id));
@@ -391,6 +449,11 @@ fn settle_all(queue: &Queue, rx: mpsc::Receiver<Settle>) -> Tally {
         while let Some(action) = next {
             match action {
                 Settle::Remove(id) => removals.push(id),
+                Settle::RemoveInParts(id, rejected) => {
+                    tally.sent_in_parts += 1;
+                    tally.parts_rejected += rejected;
+                    removals.push(id);
+                }
                 other => settle_one(queue, other, &mut tally),
             }
             if removals.len() >= REMOVAL_BATCH {
@@ -427,7 +490,7 @@ fn settle_one(queue: &Queue, action: Settle, tally: &mut Tally) {
     match action {
         Settle::Skipped => tally.skipped += 1,
         Settle::Unsent => tally.unsent += 1,
-        Settle::Remove(_) => {}
+        Settle::Remove(_) | Settle::RemoveInParts(..) => {}
         Settle::Unlock(id) => {
             let _s = crate::logging::message_span(&id).entered();
             if let Err(e) = queue.unlock(&id) {
@@ -469,7 +532,8 @@ mod tests {
                 byte: 0xc3
             })
         );
-        assert_eq!(check(&vec![b'a'; MAX_MESSAGE_BYTES]), Ok(()));
+        // The size limit alone (a line of `a` is no APEL message).
+        assert_eq!(check_with(&vec![b'a'; MAX_MESSAGE_BYTES], false), Ok(()));
         assert_eq!(
             check(&vec![b'a'; MAX_MESSAGE_BYTES + 1]),
             Err(Invalid::TooLarge(MAX_MESSAGE_BYTES + 1))

@@ -410,6 +410,20 @@ impl Queue {
         reject::element(self, id, reason)
     }
 
+    /// Writes `body`, one part of the locked element `id` (sent in parts,
+    /// see `send::parts`), into the reject directory as `<name>.part-<label>`
+    /// with its `.reason`; the element itself stays in the queue. Never
+    /// overwrites a file there. Returns the path written.
+    pub fn reject_part(
+        &self,
+        id: &ElementId,
+        label: &str,
+        body: &[u8],
+        reason: &str,
+    ) -> Result<PathBuf, SpoolError> {
+        reject::part(self, id, label, body, reason)
+    }
+
     /// Moves an entry [`Queue::scan`] found bad into the reject directory
     /// (renamed as itself: a symlink stays a link, a directory a directory,
     /// nothing is read), with a `.reason` file naming where it was and why.

@@ -119,6 +119,46 @@ pub(super) fn element(q: &Queue, id: &ElementId, reason: &str) -> Result<PathBuf
     })
 }
 
+/// [`Queue::reject_part`]: the part, then its reason, each a new file.
+pub(super) fn part(
+    q: &Queue,
+    id: &ElementId,
+    label: &str,
+    body: &[u8],
+    reason: &str,
+) -> Result<PathBuf, SpoolError> {
+    let (_, name) = q.locate(id)?;
+    // The label is ours ("1.2"), but a name must never leave the directory.
+    if !label.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(SpoolError::InvalidElement {
+            id: format!("{id} part {label}"),
+            layout: q.layout,
+            root: q.root.clone(),
+        });
+    }
+    let (rd, rpath) = open_reject_dir(q)?;
+    let reason = with_newline(reason);
+    let part_name = OsString::from(format!("{name}.part-{label}"));
+    for n in 0..MAX_NAMES {
+        let base = numbered(&part_name, n);
+        if !place_new(&rd, &rpath, &base, |f| f.write_all(body))? {
+            continue;
+        }
+        if place_new(&rd, &rpath, &reason_name(&base), |f| {
+            f.write_all(reason.as_bytes())
+        })? {
+            rd.sync().map_err(reject_err("fsync", &rpath))?;
+            return Ok(rpath.join(base));
+        }
+        rd.unlink(&base)
+            .map_err(reject_err("remove a message from", &rpath))?;
+    }
+    Err(SpoolError::NoFreeName {
+        id: id.to_string(),
+        dir: rpath,
+    })
+}
+
 /// Puts `src_name` of `src` at `base` in the reject directory without
 /// replacing anything: a hard link (a symlink is linked as itself), or a
 /// synced copy of a regular file across file systems. `false` when `base`

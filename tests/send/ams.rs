@@ -348,23 +348,161 @@ fn stall_beyond_the_timeout_is_not_repeated() {
     assert_eq!(stats(&s)["publish_requests"], 4);
 }
 
-/// AMS refuses one message as too large (413): it goes to reject/, the
-/// others are published, exit 1.
+/// The VMUUIDs of a cloud message, in order.
+fn vmuuids(content: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(content)
+        .lines()
+        .filter_map(|l| l.strip_prefix("VMUUID: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What the double stored for the parts of element `name` (empaid
+/// `<name>.<label>`), by label in record order: each verified with the CLI.
+fn stored_parts(s: &Setup, name: &str) -> Vec<(String, Vec<u8>)> {
+    rt().block_on(async {
+        let mut parts = Vec::new();
+        for m in s.double.messages().await {
+            let id = m["empaid"].as_str().unwrap();
+            let Some(label) = id.strip_prefix(&format!("{name}.")) else {
+                continue;
+            };
+            let data = s.double.data(m["seq"].as_u64().unwrap()).await;
+            let v = openssl_verify(&data, s.pki.capath());
+            assert_eq!(v.signer_dn, HOST_DN, "{id}");
+            parts.push((label.to_owned(), v.content));
+        }
+        // "1.2" before "2": labels in record order.
+        parts.sort_by_key(|(l, _)| {
+            l.split('.')
+                .map(|n| n.parse::<u32>().unwrap())
+                .collect::<Vec<_>>()
+        });
+        parts
+    })
+}
+
+/// AMS refuses a message as too large (413, AMS's own per-message limit
+/// set low): it is sent in parts split at its `%%` separators, each signed,
+/// every record once and in order; the element is removed, the others sent
+/// whole, exit 0.
 #[test]
-fn too_large_for_ams_is_rejected_and_the_others_sent() {
+fn a_message_too_large_for_ams_is_sent_in_parts() {
     let mut bodies: Vec<Vec<u8>> = (0..8).map(|i| message(i, 1_000)).collect();
     bodies.insert(3, message(99, 80_000));
-    let s = Setup::new(&["--fault", "413:size>50000"], bodies);
+    let s = Setup::new(&["--max-message-size", "30000"], bodies);
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 0, "{}", outcome.log);
+    let big = &s.names[3];
+    let parts = stored_parts(&s, big);
+    assert!(parts.len() >= 4, "{} parts", parts.len());
+    let mut records = Vec::new();
+    for (label, content) in &parts {
+        assert!(
+            content.starts_with(b"APEL-cloud-message: v0.4\n"),
+            "part {label}"
+        );
+        records.extend(vmuuids(content));
+    }
+    assert_eq!(records, vmuuids(&s.queued[big]));
+    let stats = stats(&s);
+    assert_eq!(stats["duplicates"], 0, "{stats}");
+    assert_eq!(stats["signatures"]["all_verified"], true, "{stats}");
+    let whole: BTreeSet<String> = rt()
+        .block_on(s.double.messages())
+        .iter()
+        .map(|m| m["empaid"].as_str().unwrap().to_owned())
+        .filter(|id| !id.starts_with(&format!("{big}.")))
+        .collect();
+    let mut want: BTreeSet<String> = s.names.iter().cloned().collect();
+    want.remove(big);
+    assert_eq!(whole, want);
+    assert!(s.remaining().is_empty());
+    assert!(send::rejected(&s.dir.path().join("reject")).is_empty());
+    assert!(
+        summary_of(&outcome.log).contains("1 sent in parts after a refusal for size"),
+        "{}",
+        outcome.log
+    );
+}
+
+/// One record too large for AMS on its own, among small ones: it goes to
+/// reject/ as a part of its message, with the reason, every other record
+/// is sent, the element is removed, exit 1 (a record needs the operator).
+/// A message that is one record only is rejected whole, as before.
+#[test]
+fn a_record_too_large_on_its_own_goes_to_reject_and_the_rest_is_sent() {
+    let mut big = String::from("APEL-cloud-message: v0.4\n");
+    for n in 0..40 {
+        big.push_str(&format!("VMUUID: vm-{n}\nSiteName: S\n"));
+        if n == 25 {
+            big.push_str(&format!("MachineName: {}\n", "x".repeat(40_000)));
+        }
+        big.push_str("%%\n");
+    }
+    let alone = format!(
+        "APEL-cloud-message: v0.4\nVMUUID: alone\nSiteName: S\nMachineName: {}\n%%\n",
+        "y".repeat(40_000)
+    );
+    let bodies = vec![message(0, 1_000), big.into_bytes(), alone.into_bytes()];
+    let s = Setup::new(&["--max-message-size", "30000"], bodies);
     let outcome = s.run(s.cfg());
     assert_eq!(outcome.code, 1, "{}", outcome.log);
-    let stored = assert_stored_intact(&s);
-    let mut want: BTreeSet<String> = s.names.iter().cloned().collect();
-    want.remove(&s.names[3]);
-    assert_eq!(stored, want);
+    let parts = stored_parts(&s, &s.names[1]);
+    let sent: Vec<String> = parts.iter().flat_map(|(_, c)| vmuuids(c)).collect();
+    let want: Vec<String> = (0..40)
+        .filter(|&n| n != 25)
+        .map(|n| format!("vm-{n}"))
+        .collect();
+    assert_eq!(sent, want);
     let reasons = send::rejected(&s.dir.path().join("reject"));
-    let file = s.names[3].split('/').nth(1).unwrap();
-    assert!(reasons[file].contains("HTTP 413"), "{reasons:?}");
+    let file = |i: usize| s.names[i].split('/').nth(1).unwrap().to_owned();
+    let (part, reason) = reasons
+        .iter()
+        .find(|(k, _)| k.starts_with(&format!("{}.part-", file(1))))
+        .unwrap_or_else(|| panic!("{reasons:?}"));
+    assert!(
+        reason.contains("HTTP 413") && reason.contains("a single record of"),
+        "{reason}"
+    );
+    let rejected = std::fs::read(s.dir.path().join("reject").join(part)).unwrap();
+    assert_eq!(vmuuids(&rejected), ["vm-25"]);
+    // The lone record: rejected whole.
+    assert!(
+        reasons[&file(2)].contains("HTTP 413")
+            && reasons[&file(2)].contains("holds a single record"),
+        "{reasons:?}"
+    );
     assert!(s.remaining().is_empty());
+    let line = summary_of(&outcome.log);
+    assert!(
+        line.contains("1 rejected") && line.contains("1 record(s) too large to send on their own"),
+        "{line}"
+    );
+}
+
+/// AMS refuses access while parts are being sent: the element is kept
+/// whole in the queue for the next run (nothing lost), the parts already
+/// sent are counted (they will be sent again), exit 1.
+#[test]
+fn a_failure_between_parts_keeps_the_element_whole() {
+    // Request 1: the whole (413); 2: part 1 (413); 3, 4: parts 1.1, 1.2;
+    // then refused.
+    let s = Setup::new(
+        &["--max-message-size", "30000", "--fault", "403:after=4"],
+        vec![message(7, 80_000)],
+    );
+    let outcome = s.run(s.cfg());
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    assert_eq!(s.remaining(), s.names);
+    let parts = stored_parts(&s, &s.names[0]);
+    assert!(!parts.is_empty(), "{}", outcome.log);
+    assert!(
+        outcome.log.contains("already sent will be sent again"),
+        "{}",
+        outcome.log
+    );
+    assert!(send::rejected(&s.dir.path().join("reject")).is_empty());
 }
 
 /// Two ssmsend processes on one queue: every empaid stored once.
@@ -522,7 +660,12 @@ fn nothing_to_send_summary_line() {
 #[test]
 fn the_run_report_beside_the_queue_has_the_counts() {
     let mut bodies: Vec<Vec<u8>> = (0..4).map(|i| message(i, 1_000)).collect();
-    bodies.insert(1, message(99, 80_000));
+    // One record too large for AMS: it cannot be sent in parts.
+    let one = format!(
+        "APEL-cloud-message: v0.4\nVMUUID: big\nSiteName: S\nMachineName: {}\n%%\n",
+        "x".repeat(80_000)
+    );
+    bodies.insert(1, one.into_bytes());
     let s = Setup::new(&["--fault", "413:size>50000"], bodies);
     let path = s.queue.parent().unwrap().join("ssmsend.last-run.json");
     let outcome = s.run(s.cfg());

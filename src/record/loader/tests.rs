@@ -331,7 +331,8 @@ fn site() -> impl Strategy<Value = String> {
     "[A-Za-z][A-Za-z0-9-]{0,15}"
 }
 
-fn records() -> impl Strategy<Value = Vec<Record>> {
+/// Random records of every APEL type (also used by `record::split`'s tests).
+pub(crate) fn records() -> impl Strategy<Value = Vec<Record>> {
     let cloud = (
         site(),
         word(),
