@@ -111,7 +111,8 @@ fi
 if pid=$(running_pid) && [ -f "$envfile" ]; then
   # shellcheck disable=SC1090
   . "$envfile"
-  if port_open "$ACTIVEMQ_STOMP_PORT" && port_open "$ACTIVEMQ_STOMP_SSL_PORT"; then
+  if port_open "$ACTIVEMQ_STOMP_PORT" && port_open "$ACTIVEMQ_STOMP_SSL_PORT" &&
+    port_open "${ACTIVEMQ_STOMP_SMALL_FRAMES_PORT:-0}"; then
     exit 0
   fi
   stop_broker
@@ -128,15 +129,18 @@ stomp_port=26613
 ssl_port=26612
 if port_open "$stomp_port"; then stomp_port=$(free_port); fi
 if port_open "$ssl_port"; then ssl_port=$(free_port); fi
+small_port=26614
+if port_open "$small_port"; then small_port=$(free_port); fi
 
 mkdir -p "$conf" "$data" "$base/tmp"
 sed -e "s|@STOMP_PORT@|$stomp_port|g" -e "s|@STOMP_SSL_PORT@|$ssl_port|g" \
+  -e "s|@STOMP_SMALL_FRAMES_PORT@|$small_port|g" \
   -e "s|@PKI_DIR@|$pki|g" -e "s|@DATA_DIR@|$data|g" \
   -e "s|@STORE_PASSWORD@|$store_password|g" \
   tests/fixtures/activemq/activemq.xml.in >"$conf/activemq.xml"
 cp tests/fixtures/activemq/log4j.properties "$conf/log4j.properties"
 
-log "starting ActiveMQ on 127.0.0.1:$stomp_port (stomp) and 127.0.0.1:$ssl_port (stomp+ssl)"
+log "starting ActiveMQ on 127.0.0.1:$stomp_port (stomp), 127.0.0.1:$ssl_port (stomp+ssl) and 127.0.0.1:$small_port (stomp, frames up to 100 kB)"
 started=$(date +%s%N)
 # setsid: the broker must outlive this script and the test run that started it.
 setsid java -Xms64m -Xmx256m -XX:+UseSerialGC \
@@ -163,7 +167,7 @@ setsid java -Xms64m -Xmx256m -XX:+UseSerialGC \
 echo $! >"$pidfile"
 
 for _ in $(seq 1 600); do
-  if port_open "$stomp_port" && port_open "$ssl_port"; then break; fi
+  if port_open "$stomp_port" && port_open "$ssl_port" && port_open "$small_port"; then break; fi
   if ! running_pid >/dev/null; then
     log "ActiveMQ exited during startup; last log lines:"
     tail -n 30 "$data/console.log" "$data/activemq.log" >&2 2>/dev/null || true
@@ -171,7 +175,7 @@ for _ in $(seq 1 600); do
   fi
   sleep 0.2
 done
-if ! { port_open "$stomp_port" && port_open "$ssl_port"; }; then
+if ! { port_open "$stomp_port" && port_open "$ssl_port" && port_open "$small_port"; }; then
   log "ActiveMQ did not open its ports within 120 s; last log lines:"
   tail -n 30 "$data/console.log" "$data/activemq.log" >&2 2>/dev/null || true
   stop_broker
@@ -183,6 +187,7 @@ log "ActiveMQ up in ${elapsed_ms} ms"
 cat >"$envfile.tmp" <<EOF
 ACTIVEMQ_STOMP_PORT=$stomp_port
 ACTIVEMQ_STOMP_SSL_PORT=$ssl_port
+ACTIVEMQ_STOMP_SMALL_FRAMES_PORT=$small_port
 ACTIVEMQ_PKI_DIR=$pki
 ACTIVEMQ_CA_CERT=$pki/ca.pem
 ACTIVEMQ_CAPATH=$pki/certificates

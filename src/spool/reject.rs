@@ -12,6 +12,39 @@ use super::at::Dir;
 use super::scan::BadEntry;
 use super::{ElementId, Queue, SpoolError, dirq, io_err, parent_of};
 
+impl Queue {
+    /// Moves a locked element out of the queue for good, into the `reject`
+    /// directory beside the queue root (`/var/spool/apel/outgoing` ->
+    /// `/var/spool/apel/reject/`), with the reason in `<name>.reason` beside it.
+    /// Never overwrites a file there (a `.1`, `.2`... suffix is added instead).
+    /// Returns the path of the rejected message.
+    pub fn reject(&self, id: &ElementId, reason: &str) -> Result<PathBuf, SpoolError> {
+        element(self, id, reason)
+    }
+
+    /// Writes `body`, one part of the locked element `id` (sent in parts,
+    /// see `send::parts`), into the reject directory as `<name>.part-<label>`
+    /// with its `.reason`; the element itself stays in the queue. Never
+    /// overwrites a file there. Returns the path written.
+    pub fn reject_part(
+        &self,
+        id: &ElementId,
+        label: &str,
+        body: &[u8],
+        reason: &str,
+    ) -> Result<PathBuf, SpoolError> {
+        part(self, id, label, body, reason)
+    }
+
+    /// Moves an entry [`Queue::scan`] found bad into the reject directory
+    /// (renamed as itself: a symlink stays a link, a directory a directory,
+    /// nothing is read), with a `.reason` file naming where it was and why.
+    /// An entry that is not [`super::Defect::movable`] is left in place.
+    pub fn set_aside(&self, bad: &BadEntry) -> Result<SetAside, SpoolError> {
+        set_aside(self, bad)
+    }
+}
+
 /// Names tried in the reject directory: `<name>`, `<name>.1`, ...
 const MAX_NAMES: u32 = 1000;
 

@@ -79,6 +79,21 @@ pub enum StompError {
     NoBrokerReachable(Vec<StompError>),
 }
 
+impl StompError {
+    /// The broker refused a frame for its size and closed the connection
+    /// (ActiveMQ's `wireFormat.maxFrameSize`: "The maximum frame size was
+    /// exceeded"; other brokers say "too large"). Frames after it were never
+    /// read, so another connection may send them: what `ssmsend` does, the
+    /// refused message split in parts.
+    pub fn is_frame_too_large(&self) -> bool {
+        let StompError::Broker { message, .. } = self else {
+            return false;
+        };
+        let m = message.to_ascii_lowercase();
+        m.contains("frame size") || m.contains("too large") || m.contains("too big")
+    }
+}
+
 /// The first line of an ERROR body, as a short printable excerpt: a broker's
 /// words reach logs by the same rule as an HTTP server's.
 fn first_line(detail: &str) -> String {

@@ -9,7 +9,9 @@
 //! - [`Connection`]: SEND with exactly SSM's headers; up to
 //!   [`BrokerConfig::window`] messages await their RECEIPT at once; every sent
 //!   message gets one [`Outcome`]. A failed connection is never retried
-//!   within the run, so no message is sent twice.
+//!   within the run, so no message is sent twice; the one exception is the
+//!   broker's refusal of a frame for its size
+//!   ([`StompError::is_frame_too_large`]), after which it read nothing more.
 //!
 //! ```no_run
 //! # async fn demo(config: cloud_accounting::stomp::BrokerConfig) -> Result<(), Box<dyn std::error::Error>> {

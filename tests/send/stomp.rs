@@ -434,3 +434,108 @@ async fn unreachable_broker_exit_1_and_queue_intact() {
     assert_eq!(send::remaining(&s.queue, Layout::Dirq), s.names);
     assert!(send::locks(&s.queue).is_empty());
 }
+
+/// The VMUUIDs of a cloud message, in order.
+fn vmuuids(content: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(content)
+        .lines()
+        .filter_map(|l| l.strip_prefix("VMUUID: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// ActiveMQ with `wireFormat.maxFrameSize=100000` refuses a 250 kB message
+/// (ERROR, connection closed): the unconfirmed messages are sent again one at
+/// a time on a new connection, the big one in parts split at its `%%`
+/// separators, every record once and in order, then the rest of the queue;
+/// nothing sent twice. A message that is one record over the limit is
+/// rejected with the broker's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_brokers_limit_is_sent_in_parts() {
+    let broker = Broker::get();
+    let dest = unique_queue("send-frame-limit");
+    let mut bodies: Vec<Vec<u8>> = (0..12).map(|i| message(i, 2_000)).collect();
+    bodies.insert(4, message(99, 250_000));
+    let one = format!(
+        "APEL-cloud-message: v0.4\nVMUUID: alone\nSiteName: S\nMachineName: {}\n%%\n",
+        "y".repeat(150_000)
+    );
+    bodies.insert(9, one.into_bytes());
+    let s = Spooled::dirq(bodies);
+    let pki = Pki::new();
+    let host = pki.host();
+
+    let mut sub = Subscriber::subscribe(&broker, &dest).await;
+    let cfg = SenderCfg::stomp(broker.small_frames_port, false, &dest)
+        .credentials(&host.cert_path, &host.key_path, pki.capath())
+        .queue(&s.queue, Layout::Dirq)
+        .write(&s.path("sender.cfg"));
+    let outcome = run(cfg).await;
+    assert_eq!(outcome.code, 1, "{}", outcome.log);
+    let received = sub.collect_until_quiet(QUIET).await;
+    let got = ids(&received);
+    let distinct: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(distinct.len(), got.len(), "sent twice in one run: {got:?}");
+    let (big, alone) = (&s.names[4], &s.names[9]);
+    let mut whole: Vec<&String> = got
+        .iter()
+        .filter(|id| !id.starts_with(&format!("{big}.")))
+        .collect();
+    whole.sort();
+    let mut want: Vec<&String> = s
+        .names
+        .iter()
+        .filter(|n| *n != big && *n != alone)
+        .collect();
+    want.sort();
+    assert_eq!(whole, want, "{}", outcome.log);
+    // The parts: signed by the host, in record order.
+    let mut parts: Vec<(Vec<u32>, Vec<u8>)> = received
+        .iter()
+        .filter_map(|r| {
+            let label = r.empa_id.as_deref()?.strip_prefix(&format!("{big}."))?;
+            let v = openssl_verify(&r.body, pki.capath());
+            assert_eq!(v.signer_dn, HOST_DN);
+            Some((
+                label.split('.').map(|n| n.parse().unwrap()).collect(),
+                v.content,
+            ))
+        })
+        .collect();
+    assert!(parts.len() >= 3, "{} parts\n{}", parts.len(), outcome.log);
+    parts.sort();
+    let records: Vec<String> = parts.iter().flat_map(|(_, c)| vmuuids(c)).collect();
+    assert_eq!(records, vmuuids(&s.queued[big]));
+    let others: BTreeMap<String, Vec<u8>> = s
+        .queued
+        .iter()
+        .filter(|(k, _)| *k != big)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let whole_received: Vec<Received> = received
+        .iter()
+        .filter(|r| others.contains_key(r.empa_id.as_deref().unwrap_or("")))
+        .cloned()
+        .collect();
+    assert_intact(&whole_received, &others, pki.capath(), HOST_DN);
+    // The lone record: rejected, with the broker's words.
+    let reasons = send::rejected(&s.queue.parent().unwrap().join("reject"));
+    let file = alone.split('/').nth(1).unwrap();
+    assert!(
+        reasons[file].contains("maximum frame size") && reasons[file].contains("single record"),
+        "{reasons:?}"
+    );
+    assert!(
+        send::remaining(&s.queue, Layout::Dirq).is_empty(),
+        "{}",
+        outcome.log
+    );
+    assert!(send::locks(&s.queue).is_empty());
+    assert!(
+        outcome
+            .log
+            .contains("1 sent in parts after a refusal for size"),
+        "{}",
+        outcome.log
+    );
+}

@@ -23,6 +23,8 @@ use tokio_util::codec::Framed;
 pub struct Broker {
     pub stomp_port: u16,
     pub ssl_port: u16,
+    /// Plain STOMP refusing frames over 100,000 bytes (`maxFrameSize`).
+    pub small_frames_port: u16,
     pub ca_cert: PathBuf,
     pub capath: PathBuf,
     pub client_cert: PathBuf,
@@ -54,6 +56,7 @@ impl Broker {
         let broker = Broker {
             stomp_port: port("ACTIVEMQ_STOMP_PORT"),
             ssl_port: port("ACTIVEMQ_STOMP_SSL_PORT"),
+            small_frames_port: port("ACTIVEMQ_STOMP_SMALL_FRAMES_PORT"),
             ca_cert: var("ACTIVEMQ_CA_CERT").into(),
             capath: var("ACTIVEMQ_CAPATH").into(),
             client_cert: var("ACTIVEMQ_CLIENT_CERT").into(),
