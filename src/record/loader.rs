@@ -7,8 +7,6 @@
 //! No false positives: only what the research saw the server reject is
 //! refused; anything doubtful (DB column widths, NaN, blank lines) passes.
 
-use std::collections::HashSet;
-
 /// Which rule a message breaks, and in which record (1-based, of `total`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.describe())]
@@ -82,17 +80,25 @@ fn py_int(v: &str) -> Option<i128> {
     if !ok {
         return None;
     }
-    let clean: String = v.chars().filter(|&c| c != '_').collect();
     // Longer than i128: a number all the same, far out of any range.
-    Some(clean.parse::<i128>().unwrap_or(i128::MAX))
+    let parsed = if v.contains('_') {
+        v.replace('_', "").parse::<i128>()
+    } else {
+        v.parse::<i128>()
+    };
+    Some(parsed.unwrap_or(i128::MAX))
 }
 
 /// Python's `float(str)`, leniently: Rust's grammar (nan, inf, 1e3) plus
 /// underscores. Doubt passes.
 fn py_float(v: &str) -> bool {
     let v = v.trim_matches(py_space);
-    let clean: String = v.chars().filter(|&c| c != '_').collect();
-    py_int(v).is_some() || clean.parse::<f64>().is_ok()
+    py_int(v).is_some()
+        || if v.contains('_') {
+            v.replace('_', "").parse::<f64>().is_ok()
+        } else {
+            v.parse::<f64>().is_ok()
+        }
 }
 
 /// `datetime.utcfromtimestamp` accepts years 1..=9999.
@@ -258,7 +264,10 @@ fn kv_id(chunk: &str) -> Option<&str> {
 
 /// `Record.load_from_msg` (record.py) then cloud.py `_check_fields`.
 fn kv_record(t: &KvType, chunk: &str) -> Result<(), Broken> {
-    let mut seen: HashSet<&str> = HashSet::new();
+    // Keys seen, by their index in `fields` then `ignored` (at most 64: a
+    // bit each, no hashing on the path of every line of every message).
+    let mut seen: u64 = 0;
+    let mut next = 0;
     for line in chunk.trim_matches(py_space).lines() {
         let line = line.trim_matches(py_space);
         // A blank line inside a record: not seen rejected; let it pass.
@@ -272,16 +281,31 @@ fn kv_record(t: &KvType, chunk: &str) -> Result<(), Broken> {
             )));
         };
         let (key, value) = (key.trim_matches(py_space), value.trim_matches(py_space));
-        if !seen.insert(key) {
+        // Records list their keys in the table's order, nearly always: the
+        // search starts after the last key found.
+        let n = t.fields.len();
+        let field = (0..n)
+            .map(|i| (next + i) % n)
+            .find(|&i| t.fields[i].0 == key);
+        if let Some(i) = field {
+            next = i + 1;
+        }
+        let index = field.or_else(|| {
+            let i = t.ignored.iter().position(|k| *k == key)?;
+            Some(n + i)
+        });
+        let Some(index) = index else {
+            return Err(Broken(format!("unknown field \"{}\"", clip(key))));
+        };
+        let bit = 1u64 << index;
+        if seen & bit != 0 {
             return Err(Broken(format!(
                 "{key} given twice: a missing %% between two records merges them and the server keeps only the last"
             )));
         }
-        if t.ignored.contains(&key) {
-            continue;
-        }
-        let Some(&(_, kind)) = t.fields.iter().find(|(k, _)| *k == key) else {
-            return Err(Broken(format!("unknown field \"{}\"", clip(key))));
+        seen |= bit;
+        let Some(&(_, kind)) = field.map(|i| &t.fields[i]) else {
+            continue; // ignored
         };
         if is_null(value) {
             if t.mandatory.contains(&key) {
@@ -306,7 +330,13 @@ fn kv_record(t: &KvType, chunk: &str) -> Result<(), Broken> {
             Int | Float => {}
         }
     }
-    if let Some(missing) = t.mandatory.iter().find(|k| !seen.contains(**k)) {
+    let was_seen = |k: &str| {
+        t.fields
+            .iter()
+            .position(|(f, _)| *f == k)
+            .is_some_and(|i| seen & (1u64 << i) != 0)
+    };
+    if let Some(missing) = t.mandatory.iter().find(|k| !was_seen(k)) {
         return Err(Broken(format!("mandatory field {missing} is missing")));
     }
     Ok(())

@@ -88,7 +88,7 @@ impl Default for Timeouts {
 }
 
 /// The default number of SENDs that may await their RECEIPT at once.
-pub const DEFAULT_WINDOW: NonZeroUsize = match NonZeroUsize::new(32) {
+pub const DEFAULT_WINDOW: NonZeroUsize = match NonZeroUsize::new(64) {
     Some(n) => n,
     None => unreachable!(),
 };

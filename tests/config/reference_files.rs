@@ -187,7 +187,7 @@ fn sender_cfg_loads_unchanged() {
     }
     assert_eq!(
         printed(&out, "sender", "window"),
-        ("32".into(), "built-in default (ours)".into())
+        ("64".into(), "built-in default (ours)".into())
     );
     // The shipped file has an empty host: loading works, sending would not.
     assert!(stderr(&o).contains("not ready to send: [broker] host is required to send with AMS"));

@@ -22,7 +22,7 @@ static LEVELS: &[Choice] = &[
 #[rustfmt::skip]
 static OPTIONS: &[OptSpec] = &[
     opt("sender", "protocol", Kind::Choice(PROTOCOLS), None, "STOMP or AMS; unset means STOMP, with a warning."),
-    opt("sender", "window", Kind::Int { min: 1, max: 10_000 }, Some("32"), "STOMP messages in flight awaiting a receipt.").ours(),
+    opt("sender", "window", Kind::Int { min: 1, max: 10_000 }, Some("64"), "STOMP messages in flight awaiting a receipt.").ours(),
     opt("sender", "ams_concurrency", Kind::Int { min: 1, max: 64 }, Some("8"), "AMS publish requests in flight.").ours(),
     opt("sender", "ams_max_messages_per_request", Kind::Int { min: 1, max: 1000 }, Some("100"), "Messages per AMS publish request at most; 1 publishes one per request, as SSM does.").ours(),
     opt("sender", "ams_max_request_bytes", Kind::Int { min: 10_000, max: 100_000_000 }, Some("1000000"), "AMS publish requests are filled up to this many bytes of JSON (base64 data included); a larger message goes alone.").ours(),

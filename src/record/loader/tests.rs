@@ -438,3 +438,9 @@ proptest! {
         }
     }
 }
+
+/// `kv_record` keeps the keys seen as bits of a u64.
+#[test]
+fn cloud_keys_fit_the_seen_bitmask() {
+    assert!(super::CLOUD.fields.len() + super::CLOUD.ignored.len() <= 64);
+}
