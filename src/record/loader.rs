@@ -45,7 +45,7 @@ pub fn check(body: &[u8]) -> Result<(), LoaderRejection> {
         return Ok(());
     };
     // record_factory.py:71 strips the message first.
-    let text = text.trim_matches(py_space);
+    let text = text.py_strip();
     if text.starts_with('<') {
         star::check(text)
     } else if text.starts_with('{') {
@@ -56,11 +56,28 @@ pub fn check(body: &[u8]) -> Result<(), LoaderRejection> {
 }
 
 /// Python's `str.strip()` whitespace (ASCII part).
-fn py_space(c: char) -> bool {
-    matches!(
-        c,
-        ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' | '\x1c'..='\x1f'
-    )
+fn py_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1f)
+}
+
+/// `str.strip()` on the ASCII whitespace of [`py_space`], by bytes: an
+/// ASCII byte never occurs inside a multi-byte character, so the cuts fall
+/// on character boundaries. (The loader checks every line of every
+/// message: this is its hot path.)
+trait PyStrip {
+    fn py_strip(&self) -> &str;
+}
+
+impl PyStrip for str {
+    fn py_strip(&self) -> &str {
+        let b = self.as_bytes();
+        let start = b.iter().position(|&c| !py_space(c)).unwrap_or(b.len());
+        let end = b
+            .iter()
+            .rposition(|&c| !py_space(c))
+            .map_or(start, |i| i + 1);
+        self.get(start..end).unwrap_or("")
+    }
 }
 
 /// `str(value).lower() in ['none', 'null', '']` (apel/db/records/record.py).
@@ -70,15 +87,19 @@ fn is_null(v: &str) -> bool {
 
 /// Python 3's `int(str)`: sign, digits, single underscores between digits.
 fn py_int(v: &str) -> Option<i128> {
-    let v = v.trim_matches(py_space);
+    let v = v.py_strip();
     let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
-    let ok = !digits.is_empty()
-        && !digits.starts_with('_')
-        && !digits.ends_with('_')
-        && !digits.contains("__")
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_');
-    if !ok {
-        return None;
+    // Digits, with single underscores between them; one pass.
+    let mut prev_digit = false;
+    for b in digits.bytes() {
+        match b {
+            b'0'..=b'9' => prev_digit = true,
+            b'_' if prev_digit => prev_digit = false,
+            _ => return None,
+        }
+    }
+    if !prev_digit {
+        return None; // empty, or ending with `_`
     }
     // Longer than i128: a number all the same, far out of any range.
     let parsed = if v.contains('_') {
@@ -92,7 +113,7 @@ fn py_int(v: &str) -> Option<i128> {
 /// Python's `float(str)`, leniently: Rust's grammar (nan, inf, 1e3) plus
 /// underscores. Doubt passes.
 fn py_float(v: &str) -> bool {
-    let v = v.trim_matches(py_space);
+    let v = v.py_strip();
     py_int(v).is_some()
         || if v.contains('_') {
             v.replace('_', "").parse::<f64>().is_ok()
@@ -150,6 +171,20 @@ struct KvType {
     /// Accepted and dropped.
     ignored: &'static [&'static str],
     mandatory: &'static [&'static str],
+}
+
+impl KvType {
+    /// The bit of `key` in the seen-keys mask of `kv_record` (0: unknown).
+    fn bit(&self, key: &str) -> u64 {
+        self.fields
+            .iter()
+            .position(|(k, _)| *k == key)
+            .map_or(0, |i| 1u64 << i)
+    }
+
+    fn mandatory_bits(&self) -> u64 {
+        self.mandatory.iter().fold(0, |m, k| m | self.bit(k))
+    }
 }
 
 use Kind::{Float, Int, Text, Time};
@@ -227,8 +262,8 @@ fn key_value(text: &str) -> Result<(), LoaderRejection> {
             clip(header)
         )));
     };
-    let name = name.trim_matches(py_space);
-    let stripped = header.trim_matches(py_space);
+    let name = name.py_strip();
+    let stripped = header.py_strip();
     if OTHER_NAMES.contains(&name) || OTHER_HEADERS.contains(&stripped) {
         return Ok(());
     }
@@ -238,13 +273,13 @@ fn key_value(text: &str) -> Result<(), LoaderRejection> {
             clip(header)
         )));
     }
-    let chunks: Vec<&str> = rest
-        .split("%%")
-        .filter(|c| !c.trim_matches(py_space).is_empty())
+    let chunks: Vec<&str> = split_records(rest)
+        .filter(|c| !c.py_strip().is_empty())
         .collect();
     let total = chunks.len();
+    let mandatory = CLOUD.mandatory_bits();
     for (i, chunk) in chunks.iter().enumerate() {
-        if let Err(Broken(rule)) = kv_record(&CLOUD, chunk) {
+        if let Err(Broken(rule)) = kv_record(&CLOUD, mandatory, chunk) {
             let id = kv_id(chunk).map(|v| format!("VMUUID \"{}\"", clip(v)));
             return Err(LoaderRejection {
                 record: Some((i + 1, total, id)),
@@ -255,32 +290,78 @@ fn key_value(text: &str) -> Result<(), LoaderRejection> {
     Ok(())
 }
 
+/// `text.split("%%")`, by memchr's substring search.
+fn split_records(text: &str) -> impl Iterator<Item = &str> {
+    let mut cuts = memchr::memmem::find_iter(text.as_bytes(), b"%%");
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        // Non-overlapping, as str::split: a cut at `at` resumes at `at + 2`.
+        let mut next = cuts.next();
+        while let Some(at) = next
+            && at < from
+        {
+            next = cuts.next();
+        }
+        match next {
+            Some(at) => {
+                start = Some(at + 2);
+                text.get(from..at)
+            }
+            None => {
+                start = None;
+                text.get(from..)
+            }
+        }
+    })
+}
+
+/// `text.lines()` by memchr (a final `\r` is left to `py_strip`).
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b'\n', r.as_bytes()) {
+            Some(i) => {
+                rest = r.get(i + 1..).filter(|t| !t.is_empty());
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r).filter(|t| !t.is_empty())
+            }
+        }
+    })
+}
+
 fn kv_id(chunk: &str) -> Option<&str> {
     chunk.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        (k.trim() == "VMUUID").then(|| v.trim_matches(py_space))
+        (k.trim() == "VMUUID").then(|| v.py_strip())
     })
 }
 
 /// `Record.load_from_msg` (record.py) then cloud.py `_check_fields`.
-fn kv_record(t: &KvType, chunk: &str) -> Result<(), Broken> {
+fn kv_record(t: &KvType, mandatory: u64, chunk: &str) -> Result<(), Broken> {
     // Keys seen, by their index in `fields` then `ignored` (at most 64: a
     // bit each, no hashing on the path of every line of every message).
     let mut seen: u64 = 0;
     let mut next = 0;
-    for line in chunk.trim_matches(py_space).lines() {
-        let line = line.trim_matches(py_space);
+    for line in lines(chunk.py_strip()) {
+        let line = line.py_strip();
         // A blank line inside a record: not seen rejected; let it pass.
         if line.is_empty() {
             continue;
         }
-        let Some((key, value)) = line.split_once(':') else {
+        let colon = memchr::memchr(b':', line.as_bytes());
+        let Some((key, value)) = colon.and_then(|i| Some((line.get(..i)?, line.get(i + 1..)?)))
+        else {
             return Err(Broken(format!(
                 "line \"{}\" is not a Key: value pair",
                 clip(line)
             )));
         };
-        let (key, value) = (key.trim_matches(py_space), value.trim_matches(py_space));
+        let (key, value) = (key.py_strip(), value.py_strip());
         // Records list their keys in the table's order, nearly always: the
         // search starts after the last key found.
         let n = t.fields.len();
@@ -308,7 +389,7 @@ fn kv_record(t: &KvType, chunk: &str) -> Result<(), Broken> {
             continue; // ignored
         };
         if is_null(value) {
-            if t.mandatory.contains(&key) {
+            if mandatory & bit != 0 {
                 return Err(Broken(format!(
                     "mandatory field {key} is null (\"{value}\")"
                 )));
@@ -330,13 +411,12 @@ fn kv_record(t: &KvType, chunk: &str) -> Result<(), Broken> {
             Int | Float => {}
         }
     }
-    let was_seen = |k: &str| {
-        t.fields
+    if seen & mandatory != mandatory {
+        let missing = t
+            .mandatory
             .iter()
-            .position(|(f, _)| *f == k)
-            .is_some_and(|i| seen & (1u64 << i) != 0)
-    };
-    if let Some(missing) = t.mandatory.iter().find(|k| !was_seen(k)) {
+            .find(|k| t.bit(k) & seen == 0)
+            .unwrap_or(&"?");
         return Err(Broken(format!("mandatory field {missing} is missing")));
     }
     Ok(())

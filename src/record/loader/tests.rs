@@ -416,6 +416,18 @@ pub(crate) fn records() -> impl Strategy<Value = Vec<Record>> {
 }
 
 proptest! {
+    /// The fast paths agree with the std functions they replace.
+    #[test]
+    fn byte_strip_and_record_split_agree_with_std(s in "[ %\\t\\n\\x0b\\x0c\\x1c-\\x1fa_\u{e9}\u{2003}]{0,24}") {
+        use super::PyStrip;
+        let by_char = s.trim_matches(|c: char| {
+            matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' | '\x1c'..='\x1f')
+        });
+        prop_assert_eq!(s.py_strip(), by_char);
+        let split: Vec<&str> = super::split_records(&s).collect();
+        prop_assert_eq!(split, s.split("%%").collect::<Vec<_>>());
+    }
+
     #[test]
     fn never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
         let _ = check(&bytes);
