@@ -16,9 +16,10 @@
 //!
 //! Both programs use `cli`, `config`, `exit`, `daemon`, `logging`, `check`, `report`, `status`,
 //! `metrics`, `access`, `secret`, `time`, `sys` and `spool`; only `caso-extract` uses
-//! `extract`, `openstack`, `record`, `lastrun` and `runlock`; only `ssmsend`
-//! uses `send`, `stomp`, `ams` and `smime`; `net` serves the clients of
-//! both. Dependencies point from the programs down to the formats and never
+//! `extract`, `openstack`, `lastrun` and `runlock`; only `ssmsend`
+//! uses `send`, `stomp`, `ams` and `smime`; `record` writes the messages for
+//! the one and checks (`record::loader`) and splits (`record::split`) them
+//! for the other; `net` serves the clients of both. Dependencies point from the programs down to the formats and never
 //! back: `config` knows no program module and no transport knows `config`
 //! (`tests/architecture` checks the first and that no import cycle exists).
 //!
@@ -43,7 +44,7 @@
 //!   summary); [`openstack`]: the Keystone, Nova, Glance, Cinder and Neutron
 //!   client; [`lastrun`], [`runlock`]: cASO's lastrun files and run lock.
 //! - [`send`]: one `ssmsend` run (spool to transport through its `Outbox`,
-//!   `--dry-run`); [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO
+//!   a message refused for its size sent in parts, `--dry-run`); [`stomp`]: our STOMP 1.2 client; [`ams`]: the ARGO
 //!   Messaging Service client; [`smime`]: signing, encryption, the host
 //!   credentials and the TLS client identity both transports present.
 //! - Energy (cASO's `prometheus` extractor and `greendigit_cim` messenger):

@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -24,6 +25,10 @@ use super::codec::{Command, Frame, Outbound};
 use super::config::{BrokerAddress, Timeouts};
 use super::error::StompError;
 use super::io::{Event, Shared, Tasks};
+
+/// How long a connection whose write failed waits for the reader to read
+/// what the broker sent before closing (its ERROR frame, the reason).
+const READ_TAIL: Duration = Duration::from_secs(1);
 
 /// The fate of one message handed to [`Connection::send`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,9 +397,16 @@ impl Connection {
     /// outstanding message: queued confirmations first, the rest failed.
     async fn finish_tasks(&mut self, record_failure: bool) {
         self.shared.window.close();
-        if let Some(reader) = self.reader.take() {
-            reader.abort();
-            let _ = reader.await;
+        if let Some(mut reader) = self.reader.take() {
+            // A write that failed because the broker closed the connection:
+            // the ERROR frame it sent first is still to be read, and says why.
+            let lost_link =
+                record_failure && matches!(self.failure, None | Some(StompError::Io { .. }));
+            let ended = lost_link && timeout(READ_TAIL, &mut reader).await.is_ok();
+            if !ended {
+                reader.abort();
+                let _ = reader.await;
+            }
         }
         if let Some(writer) = self.writer.take() {
             let _ = writer.await;
@@ -405,7 +417,12 @@ impl Connection {
                 Event::Confirmed(id) => self.ready.push_back(Outcome::Confirmed(id)),
                 Event::Receipt(_) => {}
                 Event::Failed(e) => {
-                    if record_failure && self.failure.is_none() {
+                    // The broker's own words beat the broken pipe they caused.
+                    let better = matches!(
+                        (&self.failure, &e),
+                        (None, _) | (Some(StompError::Io { .. }), StompError::Broker { .. })
+                    );
+                    if record_failure && better {
                         self.failure = Some(e);
                     }
                 }

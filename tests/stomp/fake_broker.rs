@@ -231,3 +231,48 @@ async fn silent_broker_at_connect_times_out() {
         "{err}"
     );
 }
+
+/// A broker that refuses a frame for its size sends ERROR and closes at
+/// once, while the client is still writing: the failure reported is the
+/// broker's ERROR, the reason (what lets `ssmsend` send that message in
+/// parts), not the broken pipe it causes. (Which the client sees first is
+/// up to the scheduler: under load in CI the write failed first, and the
+/// reader was stopped before it read the ERROR; the connection now gives
+/// the reader a moment, `READ_TAIL`, and prefers the broker's words.)
+#[tokio::test]
+async fn the_brokers_error_beats_the_broken_pipe_it_causes() {
+    let config = fake_broker(|stream| async move {
+        let mut framed = Framed::new(stream, StompCodec::default());
+        let _connect = next_frame(&mut framed).await.unwrap();
+        let connected = Frame::new(Command::Connected).header("version", "1.2");
+        framed.send(Outbound::Frame(connected)).await.unwrap();
+        let _first = next_frame(&mut framed).await.unwrap();
+        let error = Frame::new(Command::Error)
+            .header("message", "The maximum frame size was exceeded")
+            .with_body(Bytes::from_static(
+                b"org.apache.activemq.transport.stomp.ProtocolException",
+            ));
+        framed.send(Outbound::Frame(error)).await.unwrap();
+        // Closed with the client's frames unread: a reset for its writes.
+        drop(framed);
+    })
+    .await;
+    let mut conn = stomp::connect(&config).await.unwrap();
+    let body = Bytes::from(vec![b'x'; 200_000]);
+    for i in 0..64 {
+        if conn
+            .send("/queue/q", &format!("id-{i}"), body.clone())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    while let Some(outcome) = conn.next_outcome().await {
+        assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    }
+    let failure = conn.failure().cloned().unwrap();
+    assert!(failure.is_frame_too_large(), "{failure}");
+    assert!(matches!(failure, StompError::Broker { .. }), "{failure}");
+}
