@@ -154,6 +154,8 @@ IMAGES = [
     ("img-plain", {}),
     ("img-appdb", {"vmcatcher_event_ad_mpuri": "https://appdb.example.org/store/vo/image/caso-test:1/"}),
 ]
+# Floating IPs (IPv4) by project.
+FLOATING_IPS = {"caso-byname": 2, "caso-vo": 1, "caso-ignored": 1}
 # label: (project, server name, flavor, image, final state)
 SERVERS = [
     ("active", "caso-byname", "active-1", "t.small", "img-appdb", "ACTIVE"),
@@ -198,6 +200,32 @@ def populate(envpath):
     # port_forwarding plugin otherwise fails on its first ports query).
     call("GET", f"{neutron}/v2.0/networks", tok)
     call("GET", f"{neutron}/v2.0/ports", tok)
+
+    # Floating IPs (no agents needed to allocate them): an external flat
+    # network with an IPv4 subnet, 2 IPs for caso-byname, 1 for caso-vo,
+    # 1 for caso-ignored.
+    _, r, _ = call("GET", f"{neutron}/v2.0/networks?name=caso-public", tok)
+    if r["networks"]:
+        net = r["networks"][0]
+    else:
+        _, r, _ = call("POST", f"{neutron}/v2.0/networks", tok, {"network": {
+            "name": "caso-public", "router:external": True, "shared": False,
+            "provider:network_type": "flat", "provider:physical_network": "public"}})
+        net = r["network"]
+        log("made network caso-public")
+    _, r, _ = call("GET", f"{neutron}/v2.0/subnets?network_id={net['id']}", tok)
+    if not r["subnets"]:
+        call("POST", f"{neutron}/v2.0/subnets", tok, {"subnet": {
+            "name": "caso-public-v4", "network_id": net["id"], "ip_version": 4,
+            "cidr": "198.51.100.0/24", "enable_dhcp": False}})
+        log("made subnet caso-public-v4")
+    for pname, want in FLOATING_IPS.items():
+        pid = projects[pname]["id"]
+        _, r, _ = call("GET", f"{neutron}/v2.0/floatingips?project_id={pid}", tok)
+        for _ in range(want - len(r["floatingips"])):
+            call("POST", f"{neutron}/v2.0/floatingips", tok, {"floatingip": {
+                "floating_network_id": net["id"], "project_id": pid}})
+            log("made a floating IP for", pname)
 
     # Flavors (admin), looked up among all of them, deleted included.
     # Made once when the flavor to delete was deleted (it is then not listed).
@@ -332,6 +360,7 @@ def populate(envpath):
         "flavors": {n: {"vcpus": v, "ram": r_, "disk": d, "extra_specs": s}
                     for n, v, r_, d, s in FLAVORS},
         "images": {n: {"id": images[n]["id"], "properties": p} for n, p in IMAGES},
+        "floating_ips": FLOATING_IPS,
         "reader": {"name": "caso-reader", "password": READER_PASSWORD, "id": reader["id"]},
         "appcred": appcred,
     }

@@ -6,6 +6,7 @@
 //! plus system reader, as cASO's docs ask); the records are compared field by
 //! field, every difference allowed named by its README item and checked to
 //! occur, and each special case of the cloud is asserted in the records.
+//! Cloud, accelerator and public IP records (floating IPs need no agents).
 //! Then an application credential: ours extracts with it, cASO cannot
 //! (defect 10), and that is checked too.
 //!
@@ -33,6 +34,8 @@ const CLOUD_TYPE: &str = "CloudType is our own";
 /// embedded flavor keeps its benchmark" (cASO lists only the flavors it can
 /// see: the deleted flavor gives it no vCPUs).
 const FLAVOR_CPU: &str = "CpuDuration = wall x vCPUs (flavor deleted, cASO cannot list it)";
+/// Public IP records carry a fresh uuid4 and the run's time in both.
+const IP_RUN_FIELDS: &str = "IP record uuid and MeasurementTime are per run";
 /// README, OpenStack: "application credentials work (no scope is requested;
 /// defect 10)": cASO 5.2.2 asks for a project scope keystoneauth refuses.
 const APPCRED: &str = "defect 10: cASO fails with an application credential";
@@ -73,15 +76,15 @@ fn venv_caso() -> PathBuf {
     crate::support::python::venv_bin("caso-extract")
 }
 
-/// `<dir>/caso.conf` for either tool: nova only (no Cinder in this cloud, and
-/// no floating IPs without agents), `projects` as given, voms.json mapping
+/// `<dir>/caso.conf` for either tool: nova and neutron (no Cinder in this
+/// cloud), `projects` as given, voms.json mapping
 /// the by-name and tagged projects, `auth` the `[keystone_auth]` lines.
 fn write_conf(dir: &Path, projects: &str, voms: &Path, auth: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("spool")).unwrap();
     let d = dir.display();
     let conf = format!(
         "[DEFAULT]\nsite_name = TEST-SITE\nservice_name = TEST-SITE\nprojects = {projects}\n\
-         messengers = ssm\nextractor = nova\nspooldir = {d}/spool\nlock_path = {d}/spool\n\
+         messengers = ssm\nextractor = nova,neutron\nspooldir = {d}/spool\nlock_path = {d}/spool\n\
          mapping_file = {}\n\n[keystone_auth]\n{auth}\n\n[ssm]\noutput_path = {d}/outgoing\n",
         voms.display()
     );
@@ -169,6 +172,8 @@ fn extract_matches_caso_on_a_real_openstack() {
     let caso = records(&caso_dir, "cloud", "VMUUID");
     let ours_acc = records(&ours_dir, "accelerator", "AssociatedRecord");
     let caso_acc = records(&caso_dir, "accelerator", "AssociatedRecord");
+    let ours_ip = records(&ours_dir, "ip", "LocalGroup");
+    let caso_ip = records(&caso_dir, "ip", "LocalGroup");
 
     // Field by field.
     let mut allowed: BTreeMap<&str, usize> = BTreeMap::new();
@@ -176,6 +181,7 @@ fn extract_matches_caso_on_a_real_openstack() {
     for (kind, o, k) in [
         ("cloud", &ours, &caso),
         ("accelerator", &ours_acc, &caso_acc),
+        ("ip", &ours_ip, &caso_ip),
     ] {
         let keys: BTreeSet<&String> = o.keys().chain(k.keys()).collect();
         for key in keys {
@@ -203,6 +209,8 @@ fn extract_matches_caso_on_a_real_openstack() {
                     && y.and_then(Value::as_str) == Some("caso/5.2.2 (OpenStack)")
                 {
                     *allowed.entry(CLOUD_TYPE).or_default() += 1;
+                } else if kind == "ip" && (f == "uuid" || f == "MeasurementTime") {
+                    *allowed.entry(IP_RUN_FIELDS).or_default() += 1;
                 } else if kind == "cloud" && f == "CpuDuration" && *key == sid("gone-flavor") {
                     let wall: u64 = a["WallDuration"].as_str().unwrap().parse().unwrap();
                     let cpus: u64 = a["CpuCount"].as_str().unwrap().parse().unwrap();
@@ -221,7 +229,7 @@ fn extract_matches_caso_on_a_real_openstack() {
     );
     assert_eq!(
         allowed.get(CLOUD_TYPE),
-        Some(&(ours.len() + ours_acc.len()))
+        Some(&(ours.len() + ours_acc.len() + ours_ip.len()))
     );
     assert_eq!(
         allowed.get(FLAVOR_CPU),
@@ -310,6 +318,23 @@ fn extract_matches_caso_on_a_real_openstack() {
     assert_eq!(acc["Count"], 2);
     assert_eq!(acc["Model"], "NVIDIA Tesla V100");
     assert_eq!(acc["FQAN"], mapped);
+
+    // Public IPs: the floating IPs of each accounted project, none for the
+    // tagged project (it has none) nor the ignored one.
+    let ips = cl["floating_ips"].as_object().unwrap();
+    for p in ["caso-byname", "caso-vo"] {
+        let r = ours_ip
+            .get(&pid(p))
+            .unwrap_or_else(|| panic!("no IP record for {p}: {ours_ip:?}"));
+        assert_eq!(r["IPCount"], ips[p], "{p}: its floating IPs");
+        assert_eq!(r["IPVersion"], 4);
+    }
+    assert_eq!(
+        ours_ip.len(),
+        2,
+        "IP records only for projects with floating IPs: {ours_ip:?}"
+    );
+    assert!(allowed.get(IP_RUN_FIELDS).is_some_and(|n| *n > 0));
 
     // An application credential of the reader (scoped to caso-byname).
     let app = &cl["appcred"];
