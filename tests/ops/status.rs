@@ -821,3 +821,90 @@ fn status_refuses_what_it_cannot_do() {
     let (code, out) = site.ssmsend(&[]);
     assert_eq!((code, out.as_str()), (2, ""));
 }
+
+/// Runs `cmd` (stdout captured) for at most 20 s: a status that blocks on
+/// what it reads fails the test instead of hanging it.
+fn run_bounded(mut cmd: Command) -> (i32, String) {
+    let mut child = cmd
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("status still running after 20 s: it blocked on a planted file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let all = format!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    (out.status.code().unwrap_or(-1), all)
+}
+
+/// Hostile files where status reads: run reports that are a symlink to a
+/// secret, a FIFO, or over 4 MiB, and `.reason` files that are a symlink to
+/// the secret or 5 MiB long. Status never follows, never blocks, never
+/// prints the secret, names what it could not read, and its output stays
+/// small.
+#[test]
+fn status_never_follows_blocks_on_or_prints_planted_files() {
+    use std::os::unix::fs::symlink;
+    let site = Site::new();
+    let secret = site.path("secret.txt");
+    fs::write(&secret, "TOPSECRET-7d1f\n").unwrap();
+    fs::create_dir_all(site.spooldir()).unwrap();
+    fs::create_dir_all(site.queue()).unwrap();
+    let fifo = site.spooldir().join("caso-extract.last-run.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    symlink(&secret, site.path("apel/ssmsend.last-run.json")).unwrap();
+    site.reject("m1", "2026-12-02T09:00:00Z", None);
+    symlink(&secret, site.path("apel/reject/m1.reason")).unwrap();
+    site.reject("m2", "2026-12-02T09:00:00Z", None);
+    fs::write(site.path("apel/reject/m2.reason"), vec![b'x'; 5 << 20]).unwrap();
+    let caso = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_caso-extract"));
+        c.arg("--config-file")
+            .arg(site.path("caso.conf"))
+            .arg("status")
+            .args(["--now", NOW])
+            .args(args);
+        run_bounded(c)
+    };
+    let ssmsend = |args: &[&str]| {
+        let mut c = Command::new(SSMSEND);
+        c.arg("-c")
+            .arg(site.path("sender.cfg"))
+            .arg("status")
+            .args(["--now", NOW])
+            .args(args);
+        run_bounded(c)
+    };
+    for round in ["planted", "oversized"] {
+        if round == "oversized" {
+            for report in [fifo.clone(), site.path("apel/ssmsend.last-run.json")] {
+                fs::remove_file(&report).unwrap();
+                fs::write(&report, vec![b' '; (4 << 20) + 10]).unwrap();
+            }
+        }
+        for args in [&[][..], &["--json"], &["--check"]] {
+            for (who, (_, out)) in [("caso-extract", caso(args)), ("ssmsend", ssmsend(args))] {
+                assert!(!out.contains("TOPSECRET"), "{round} {who} {args:?}: {out}");
+                assert!(
+                    out.len() < 64 * 1024,
+                    "{round} {who} {args:?}: {} bytes",
+                    out.len()
+                );
+                assert!(
+                    out.contains("run report"),
+                    "{round} {who} {args:?}: the unreadable report is not named: {out}"
+                );
+            }
+        }
+    }
+}
