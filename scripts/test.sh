@@ -11,4 +11,16 @@ scripts/setup-prometheus.sh || echo "test.sh: prometheus cannot be installed: te
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 scripts/test-images.sh
+# The real OpenStack of tests/real_openstack (Debian's Zed packages; see
+# scripts/setup-openstack.sh), stopped when this script exits, on failure too.
+# Exit 3: the packages cannot be installed, and the test says it skips.
+trap 'scripts/setup-openstack.sh stop' EXIT
+openstack_started=$(date +%s)
+openstack_rc=0
+scripts/setup-openstack.sh || openstack_rc=$?
+case $openstack_rc in
+0) echo "test.sh: OpenStack installed, started and populated in $(($(date +%s) - openstack_started)) s" >&2 ;;
+3) echo "test.sh: the OpenStack packages cannot be installed: tests/real_openstack will skip" >&2 ;;
+*) exit "$openstack_rc" ;;
+esac
 cargo test --locked

@@ -20,6 +20,7 @@ mod extract;
 mod hostile;
 mod openstack;
 mod ops;
+mod real_openstack;
 mod records;
 mod send;
 mod spool;
