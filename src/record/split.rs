@@ -34,8 +34,9 @@ pub fn halve(body: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Unsplittable> {
 }
 
 /// How many records `body` holds as [`halve`] counts them (`None`: not
-/// a message it can split).
-pub fn record_count(body: &[u8]) -> Option<usize> {
+/// a message it can split). For the tests.
+#[cfg(test)]
+pub(crate) fn record_count(body: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(body).ok()?.trim();
     if text.starts_with('<') {
         star_records(text).ok().map(|(_, r, _)| r.len())
@@ -113,9 +114,8 @@ fn json(text: &str) -> Result<(Vec<u8>, Vec<u8>), Unsplittable> {
         // members first, then the records, each as it was written.
         let mut out = String::from("{");
         for (k, v) in &others {
-            // A key re-encoded by serde_json stays ASCII: its escapes are
-            // kept only if they were needed, so encode to be sure.
-            out.push_str(&ascii_json_string(k));
+            // The key was decoded: encoded again with ASCII escapes.
+            super::pyfmt::json_string(&mut out, k);
             out.push_str(": ");
             out.push_str(v.get());
             out.push_str(", ");
@@ -127,27 +127,6 @@ fn json(text: &str) -> Result<(Vec<u8>, Vec<u8>), Unsplittable> {
         out.into_bytes()
     };
     Ok((render(a), render(b)))
-}
-
-/// A JSON string literal in ASCII (`\uXXXX` for everything else).
-fn ascii_json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{u:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A JSON object's members in their order (duplicates kept).

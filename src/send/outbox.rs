@@ -320,19 +320,13 @@ impl Outbox {
     /// The message of a locked element, read again (to send it in parts).
     pub async fn read_locked(&self, id: &ElementId) -> Result<Vec<u8>, String> {
         let (queue, id) = (Arc::clone(&self.queue), id.clone());
-        tokio::task::spawn_blocking(move || queue.get(&id, MAX_MESSAGE_BYTES))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        on_blocking_thread(move || queue.get(&id, MAX_MESSAGE_BYTES)).await
     }
 
     /// `body` signed (and encrypted) as every message is.
     pub async fn seal(&self, body: &[u8]) -> Result<Vec<u8>, String> {
         let (signer, body) = (Arc::clone(&self.signer), body.to_vec());
-        tokio::task::spawn_blocking(move || signer.seal(&body))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        on_blocking_thread(move || signer.seal(&body)).await
     }
 
     /// Writes one part of the locked element `id` to the reject directory
@@ -346,10 +340,7 @@ impl Outbox {
     ) -> Result<std::path::PathBuf, String> {
         let queue = Arc::clone(&self.queue);
         let (id, label, reason) = (id.clone(), label.to_owned(), reason.to_owned());
-        tokio::task::spawn_blocking(move || queue.reject_part(&id, &label, &body, &reason))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        on_blocking_thread(move || queue.reject_part(&id, &label, &body, &reason)).await
     }
 
     /// Not delivered: leave it queued for the next run.
@@ -376,6 +367,20 @@ impl Outbox {
         // Never taken (the run stopped first): still queued.
         tally.unsent += found.saturating_sub(accounted);
         tally
+    }
+}
+
+/// Runs `f` on a blocking thread; its error (or the thread's) as text.
+async fn on_blocking_thread<T, E>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, String>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -159,8 +159,7 @@ async fn deliver<S: Stream<Item = Sealed> + FusedStream>(
     carry: &mut Option<Sealed>,
     stop: &Shutdown,
 ) -> Delivered {
-    let mut in_flight: HashMap<String, ElementId> = HashMap::new();
-    let mut suspects: Vec<ElementId> = Vec::new();
+    let mut unsettled = Unsettled::default();
     let mut failure: Option<StompError> = None;
     loop {
         let msg = match carry.take() {
@@ -189,7 +188,7 @@ async fn deliver<S: Stream<Item = Sealed> + FusedStream>(
         };
         match sent {
             Some(Ok(())) => {
-                in_flight.insert(key, id);
+                unsettled.in_flight.insert(key, id);
             }
             Some(Err(e)) if e.is_frame_too_large() => {
                 // Not sent: first on the next connection.
@@ -213,13 +212,7 @@ async fn deliver<S: Stream<Item = Sealed> + FusedStream>(
             }
         }
         while let Some(outcome) = conn.try_next_outcome() {
-            settle(
-                spool,
-                &mut in_flight,
-                &mut suspects,
-                conn.failure(),
-                outcome,
-            );
+            unsettled.settle(spool, conn.failure(), outcome);
         }
     }
     let mut grace = std::pin::pin!(stop.grace_over());
@@ -235,29 +228,23 @@ async fn deliver<S: Stream<Item = Sealed> + FusedStream>(
             }
         };
         match outcome {
-            Some(outcome) => settle(
-                spool,
-                &mut in_flight,
-                &mut suspects,
-                conn.failure(),
-                outcome,
-            ),
+            Some(outcome) => unsettled.settle(spool, conn.failure(), outcome),
             None => break,
         }
     }
     // Every sent message had its outcome; anything left was never confirmed.
-    for (_, id) in in_flight.drain() {
+    for (_, id) in unsettled.in_flight.drain() {
         spool.keep(id);
     }
     if let Some(e) = failure.or_else(|| conn.failure().cloned()) {
-        if e.is_frame_too_large() && !suspects.is_empty() {
+        if e.is_frame_too_large() && !unsettled.suspects.is_empty() {
             tracing::warn!(
-                unconfirmed = suspects.len(),
+                unconfirmed = unsettled.suspects.len(),
                 "{e}: sending the unconfirmed messages again one at a time, the refused one in parts"
             );
-            return Delivered::RefusedForSize(suspects);
+            return Delivered::RefusedForSize(unsettled.suspects);
         }
-        for id in suspects {
+        for id in unsettled.suspects {
             spool.keep(id);
         }
         keep_all(spool, carry.take(), sealed).await;
@@ -274,45 +261,44 @@ async fn deliver<S: Stream<Item = Sealed> + FusedStream>(
     };
     // Confirmations that came during the disconnect.
     while let Some(outcome) = conn.next_outcome().await {
-        settle(
-            spool,
-            &mut in_flight,
-            &mut suspects,
-            conn.failure(),
-            outcome,
-        );
+        unsettled.settle(spool, conn.failure(), outcome);
     }
-    for id in suspects {
+    for id in unsettled.suspects {
         spool.keep(id);
     }
     Delivered::Done(disconnected)
 }
 
-fn settle(
-    spool: &Outbox,
-    in_flight: &mut HashMap<String, ElementId>,
-    suspects: &mut Vec<ElementId>,
-    failure: Option<&StompError>,
-    outcome: Outcome,
-) {
-    let (key, confirmed) = match outcome {
-        Outcome::Confirmed(k) => (k, true),
-        Outcome::Failed(k) => (k, false),
-    };
-    let Some(id) = in_flight.remove(&key) else {
-        tracing::warn!("the broker answered for message {key}, which is not in flight");
-        return;
-    };
-    let _span = crate::logging::message_span(&id).entered();
-    if confirmed {
-        tracing::info!("sent");
-        spool.delivered(id);
-    } else if failure.is_some_and(StompError::is_frame_too_large) {
-        // Failed outcomes come in send order: the refused one is among them.
-        suspects.push(id);
-    } else {
-        tracing::warn!("not confirmed by the broker, kept for the next run");
-        spool.keep(id);
+/// The messages of one connection awaiting their outcome, and those a size
+/// refusal left unconfirmed.
+#[derive(Default)]
+struct Unsettled {
+    in_flight: HashMap<String, ElementId>,
+    /// In send order, still locked: sent again by [`resend_alone`].
+    suspects: Vec<ElementId>,
+}
+
+impl Unsettled {
+    fn settle(&mut self, spool: &Outbox, failure: Option<&StompError>, outcome: Outcome) {
+        let (key, confirmed) = match outcome {
+            Outcome::Confirmed(k) => (k, true),
+            Outcome::Failed(k) => (k, false),
+        };
+        let Some(id) = self.in_flight.remove(&key) else {
+            tracing::warn!("the broker answered for message {key}, which is not in flight");
+            return;
+        };
+        let _span = crate::logging::message_span(&id).entered();
+        if confirmed {
+            tracing::info!("sent");
+            spool.delivered(id);
+        } else if failure.is_some_and(StompError::is_frame_too_large) {
+            // Failed outcomes come in send order: the refused one is among them.
+            self.suspects.push(id);
+        } else {
+            tracing::warn!("not confirmed by the broker, kept for the next run");
+            spool.keep(id);
+        }
     }
 }
 

@@ -134,34 +134,41 @@ impl Site {
         }
     }
 
-    fn caso(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_caso-extract"))
-            .arg("--config-file")
+    /// `caso-extract status --now NOW ARGS` on this site.
+    fn caso_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_caso-extract"));
+        c.arg("--config-file")
             .arg(self.path("caso.conf"))
             .arg("status")
             .args(["--now", NOW])
             .args(args)
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        (
-            out.status.code().unwrap_or(-1),
-            self.redact(&String::from_utf8_lossy(&out.stdout)),
-        )
+            .env_remove("RUST_LOG");
+        c
     }
 
-    fn ssmsend(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(SSMSEND)
-            .arg("-c")
+    /// `ssmsend status --now NOW ARGS` on this site.
+    fn ssmsend_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(SSMSEND);
+        c.arg("-c")
             .arg(self.path("sender.cfg"))
             .arg("status")
             .args(["--now", NOW])
             .args(args)
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    fn caso(&self, args: &[&str]) -> (i32, String) {
+        self.output(self.caso_command(args))
+    }
+
+    fn ssmsend(&self, args: &[&str]) -> (i32, String) {
+        self.output(self.ssmsend_command(args))
+    }
+
+    /// Exit code and stdout (the site's path redacted); no panic on stderr.
+    fn output(&self, mut cmd: Command) -> (i32, String) {
+        let out = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{stderr}");
         (
@@ -826,7 +833,6 @@ fn status_refuses_what_it_cannot_do() {
 /// what it reads fails the test instead of hanging it.
 fn run_bounded(mut cmd: Command) -> (i32, String) {
     let mut child = cmd
-        .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -867,24 +873,8 @@ fn status_never_follows_blocks_on_or_prints_planted_files() {
     symlink(&secret, site.path("apel/reject/m1.reason")).unwrap();
     site.reject("m2", "2026-12-02T09:00:00Z", None);
     fs::write(site.path("apel/reject/m2.reason"), vec![b'x'; 5 << 20]).unwrap();
-    let caso = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_caso-extract"));
-        c.arg("--config-file")
-            .arg(site.path("caso.conf"))
-            .arg("status")
-            .args(["--now", NOW])
-            .args(args);
-        run_bounded(c)
-    };
-    let ssmsend = |args: &[&str]| {
-        let mut c = Command::new(SSMSEND);
-        c.arg("-c")
-            .arg(site.path("sender.cfg"))
-            .arg("status")
-            .args(["--now", NOW])
-            .args(args);
-        run_bounded(c)
-    };
+    let caso = |args: &[&str]| run_bounded(site.caso_command(args));
+    let ssmsend = |args: &[&str]| run_bounded(site.ssmsend_command(args));
     for round in ["planted", "oversized"] {
         if round == "oversized" {
             for report in [fifo.clone(), site.path("apel/ssmsend.last-run.json")] {

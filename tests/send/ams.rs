@@ -10,7 +10,7 @@ use cloud_accounting::spool::Layout;
 use crate::support::ams::AmsDouble;
 use crate::support::pki::{HOST_DN, Identity, Pki};
 use crate::support::send;
-use crate::support::send::{SenderCfg, Spooled, message, openssl_verify};
+use crate::support::send::{SenderCfg, Spooled, message, openssl_verify, vmuuids};
 
 /// A test PKI, an AMS double trusting it, and a queue of messages.
 struct Setup {
@@ -346,15 +346,6 @@ fn stall_beyond_the_timeout_is_not_repeated() {
     let stored = assert_stored_intact(&s);
     assert_eq!(stored, s.names[..4].iter().cloned().collect());
     assert_eq!(stats(&s)["publish_requests"], 4);
-}
-
-/// The VMUUIDs of a cloud message, in order.
-fn vmuuids(content: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(content)
-        .lines()
-        .filter_map(|l| l.strip_prefix("VMUUID: "))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// What the double stored for the parts of element `name` (empaid

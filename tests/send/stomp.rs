@@ -11,7 +11,7 @@ use cloud_accounting::spool::Layout;
 use crate::support::activemq::{Broker, Received, Subscriber, unique_queue};
 use crate::support::pki::{HOST_DN, Pki};
 use crate::support::send;
-use crate::support::send::{SenderCfg, Spooled, message, openssl_verify};
+use crate::support::send::{SenderCfg, Spooled, message, openssl_verify, vmuuids};
 use crate::support::stomp_proxy::{Proxy, Rule};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -433,15 +433,6 @@ async fn unreachable_broker_exit_1_and_queue_intact() {
     );
     assert_eq!(send::remaining(&s.queue, Layout::Dirq), s.names);
     assert!(send::locks(&s.queue).is_empty());
-}
-
-/// The VMUUIDs of a cloud message, in order.
-fn vmuuids(content: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(content)
-        .lines()
-        .filter_map(|l| l.strip_prefix("VMUUID: "))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// ActiveMQ with `wireFormat.maxFrameSize=100000` refuses a 250 kB message

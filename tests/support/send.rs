@@ -152,6 +152,15 @@ pub fn message(i: usize, size: usize) -> Vec<u8> {
     m.into_bytes()
 }
 
+/// The VMUUIDs of a cloud message, in order.
+pub fn vmuuids(content: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(content)
+        .lines()
+        .filter_map(|l| l.strip_prefix("VMUUID: "))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Messages in a new dirq queue, `outgoing` in a temporary directory of its
 /// own (sender.cfg files go beside it).
 pub struct Spooled {
